@@ -1,0 +1,28 @@
+//! qrlogin's domain model, free of HTTP and of any particular database.
+//!
+//! * [`id`] — the public login id and the secrets (browser secret, session
+//!   and mobile tokens). Parsed once at the edge, redacted in `Debug`.
+//! * [`state`] — the login state machine of SPEC §2.
+//! * [`store`] — the [`Store`] trait every backend implements: one atomic
+//!   operation per transition, plus wake-up hints for watchers.
+//! * [`memory`] — the in-process store, the default for a single node.
+//! * [`notify`] — the in-process registry that wakes browsers waiting on a
+//!   login; stores feed it hints, watchers re-read the store.
+//! * [`clock`] — an injectable clock, so expiry is testable without sleeping.
+
+pub mod clock;
+pub mod id;
+pub mod memory;
+pub mod notify;
+pub mod state;
+pub mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use id::{BrowserSecret, LoginId, MobileToken, ParseError, SecretHash, SessionToken};
+pub use memory::MemoryStore;
+pub use notify::{Hint, Notifier, Registration};
+pub use state::State;
+pub use store::{
+    BrowserContext, LoginRecord, NewLogin, Session, Store, StoreError, TransitionError, Ttls,
+    User,
+};

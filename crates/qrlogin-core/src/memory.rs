@@ -1,0 +1,345 @@
+//! The in-process store: the default for a single node and for trying
+//! qrlogin without Redis.
+//!
+//! One mutex guards all state, so every transition is one short critical
+//! section: check, change, done. Nothing awaits while it is held. Expired
+//! entries are purged from an ordered expiry set on every write, which keeps
+//! memory bounded without a background task.
+
+use crate::id::{LoginId, SecretHash, SessionToken};
+use crate::notify::{Hint, Notifier};
+use crate::state::State;
+use crate::store::{
+    LoginRecord, NewLogin, Session, Store, StoreError, TransitionError, TransitionResult, Ttls,
+    User,
+};
+use async_trait::async_trait;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Login(LoginId),
+    Session([u8; 32]),
+    Mobile([u8; 32]),
+}
+
+#[derive(Default)]
+struct Inner {
+    logins: HashMap<LoginId, (LoginRecord, u64)>,
+    sessions: HashMap<[u8; 32], (Session, u64)>,
+    mobile: HashMap<[u8; 32], (User, u64)>,
+    /// (purge at, key): what to delete when.
+    expiry: BTreeSet<(u64, Key)>,
+}
+
+impl Inner {
+    fn purge(&mut self, now_ms: u64) {
+        while let Some(&(at, key)) = self.expiry.first() {
+            if at > now_ms {
+                break;
+            }
+            self.expiry.pop_first();
+            match key {
+                Key::Login(id) => {
+                    if self.logins.get(&id).is_some_and(|(_, p)| *p == at) {
+                        self.logins.remove(&id);
+                    }
+                }
+                Key::Session(h) => {
+                    if self.sessions.get(&h).is_some_and(|(_, p)| *p == at) {
+                        self.sessions.remove(&h);
+                    }
+                }
+                Key::Mobile(h) => {
+                    if self.mobile.get(&h).is_some_and(|(_, p)| *p == at) {
+                        self.mobile.remove(&h);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores `rec` to be purged at `purge_at`, replacing its old deadline.
+    fn put_login(&mut self, rec: LoginRecord, purge_at: u64) {
+        let id = rec.id;
+        if let Some((_, old)) = self.logins.insert(id, (rec, purge_at)) {
+            self.expiry.remove(&(old, Key::Login(id)));
+        }
+        self.expiry.insert((purge_at, Key::Login(id)));
+    }
+}
+
+/// In-process [`Store`].
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    notifier: Notifier,
+    ttls: Ttls,
+}
+
+impl MemoryStore {
+    pub fn new(ttls: Ttls) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            notifier: Notifier::new(),
+            ttls,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Number of logins held (including final ones in their grace period).
+    pub fn len(&self) -> usize {
+        self.lock().logins.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The one critical section of every transition: look the login up,
+    /// let `step` decide, store the result, then wake watchers (after the
+    /// lock is released).
+    fn transition(
+        &self,
+        id: &LoginId,
+        now_ms: u64,
+        step: impl FnOnce(&mut LoginRecord) -> TransitionResult<bool>,
+    ) -> TransitionResult<LoginRecord> {
+        let rec = {
+            let mut inner = self.lock();
+            inner.purge(now_ms);
+            let Some((rec, _)) = inner.logins.get(id) else {
+                return Err(TransitionError::NotFound);
+            };
+            let mut rec = rec.clone();
+            if !step(&mut rec)? {
+                return Ok(rec);
+            }
+            rec.version += 1;
+            let purge_at = self.purge_at(&rec, now_ms);
+            inner.put_login(rec.clone(), purge_at);
+            rec
+        };
+        self.notifier.notify(
+            id,
+            Hint::Changed {
+                version: rec.version,
+                state: rec.state,
+                user: rec.user.clone(),
+            },
+        );
+        Ok(rec)
+    }
+
+    fn purge_at(&self, rec: &LoginRecord, now_ms: u64) -> u64 {
+        if rec.state.is_final() {
+            now_ms + self.ttls.final_keep_ms
+        } else {
+            rec.expires_at_ms + self.ttls.final_keep_ms
+        }
+    }
+}
+
+/// Checks that applies to every browser-side call: the secret must match
+/// (else the login "does not exist") and the login must not have expired.
+fn browser_check(rec: &LoginRecord, secret: &SecretHash, now_ms: u64) -> TransitionResult<State> {
+    if !rec.secret_hash.ct_eq(secret) {
+        return Err(TransitionError::NotFound);
+    }
+    match rec.state_at(now_ms) {
+        State::Expired => Err(TransitionError::Expired),
+        s => Ok(s),
+    }
+}
+
+/// Checks for phone-side calls after scan: not expired, scanned by `user_id`.
+fn scanner_check(rec: &LoginRecord, user_id: &str, now_ms: u64) -> TransitionResult<()> {
+    match rec.state_at(now_ms) {
+        State::Expired => Err(TransitionError::Expired),
+        State::Pending => Err(TransitionError::WrongState(State::Pending)),
+        s => {
+            if rec.user.as_ref().is_none_or(|u| u.id != user_id) {
+                Err(TransitionError::WrongUser)
+            } else if s != State::Scanned {
+                Err(TransitionError::WrongState(s))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    async fn create(&self, login: NewLogin, now_ms: u64) -> Result<LoginRecord, StoreError> {
+        let rec = LoginRecord {
+            id: login.id,
+            state: State::Pending,
+            version: 1,
+            secret_hash: login.secret_hash,
+            created_at_ms: now_ms,
+            expires_at_ms: now_ms + self.ttls.pending_ms,
+            browser: login.browser,
+            match_code: login.match_code,
+            user: None,
+        };
+        let mut inner = self.lock();
+        inner.purge(now_ms);
+        let purge_at = self.purge_at(&rec, now_ms);
+        inner.put_login(rec.clone(), purge_at);
+        Ok(rec)
+    }
+
+    async fn get(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError> {
+        Ok(self.lock().logins.get(id).map(|(r, _)| r.clone()))
+    }
+
+    async fn scan(&self, id: &LoginId, user: &User, now_ms: u64) -> TransitionResult<LoginRecord> {
+        let ext = self.ttls.scan_extension_ms;
+        self.transition(id, now_ms, |rec| match rec.state_at(now_ms) {
+            State::Expired => Err(TransitionError::Expired),
+            State::Pending => {
+                rec.state = State::Scanned;
+                rec.user = Some(user.clone());
+                rec.expires_at_ms += ext;
+                Ok(true)
+            }
+            s => match &rec.user {
+                Some(u) if u.id == user.id && s == State::Scanned => Ok(false),
+                Some(u) if u.id != user.id => Err(TransitionError::WrongUser),
+                _ => Err(TransitionError::WrongState(s)),
+            },
+        })
+    }
+
+    async fn approve(
+        &self,
+        id: &LoginId,
+        user_id: &str,
+        now_ms: u64,
+    ) -> TransitionResult<LoginRecord> {
+        self.transition(id, now_ms, |rec| {
+            scanner_check(rec, user_id, now_ms)?;
+            rec.state = State::Approved;
+            Ok(true)
+        })
+    }
+
+    async fn deny(&self, id: &LoginId, user_id: &str, now_ms: u64) -> TransitionResult<LoginRecord> {
+        self.transition(id, now_ms, |rec| {
+            scanner_check(rec, user_id, now_ms)?;
+            rec.state = State::Denied;
+            Ok(true)
+        })
+    }
+
+    async fn cancel(
+        &self,
+        id: &LoginId,
+        secret: &SecretHash,
+        now_ms: u64,
+    ) -> TransitionResult<LoginRecord> {
+        self.transition(id, now_ms, |rec| match browser_check(rec, secret, now_ms)? {
+            State::Pending | State::Scanned | State::Approved => {
+                rec.state = State::Cancelled;
+                Ok(true)
+            }
+            s => Err(TransitionError::WrongState(s)),
+        })
+    }
+
+    async fn redeem(
+        &self,
+        id: &LoginId,
+        secret: &SecretHash,
+        token: &SessionToken,
+        now_ms: u64,
+    ) -> TransitionResult<User> {
+        let rec = self.transition(id, now_ms, |rec| match browser_check(rec, secret, now_ms)? {
+            State::Approved => {
+                rec.state = State::Consumed;
+                Ok(true)
+            }
+            s => Err(TransitionError::WrongState(s)),
+        })?;
+        let user = rec
+            .user
+            .ok_or_else(|| StoreError::Corrupt("approved login without a user".into()))?;
+        let expires = now_ms + self.ttls.session_ms;
+        let key = *token.hash().as_bytes();
+        let mut inner = self.lock();
+        inner.sessions.insert(
+            key,
+            (
+                Session {
+                    user: user.clone(),
+                    expires_at_ms: expires,
+                },
+                expires,
+            ),
+        );
+        inner.expiry.insert((expires, Key::Session(key)));
+        Ok(user)
+    }
+
+    async fn session(
+        &self,
+        token: &SessionToken,
+        now_ms: u64,
+    ) -> Result<Option<Session>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .sessions
+            .get(token.hash().as_bytes())
+            .filter(|(s, _)| s.expires_at_ms > now_ms)
+            .map(|(s, _)| s.clone()))
+    }
+
+    async fn revoke_session(&self, token: &SessionToken) -> Result<(), StoreError> {
+        self.lock().sessions.remove(token.hash().as_bytes());
+        Ok(())
+    }
+
+    async fn put_mobile_token(
+        &self,
+        hash: &SecretHash,
+        user: &User,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.purge(now_ms);
+        let at = now_ms + ttl_ms;
+        inner.mobile.insert(*hash.as_bytes(), (user.clone(), at));
+        inner.expiry.insert((at, Key::Mobile(*hash.as_bytes())));
+        Ok(())
+    }
+
+    async fn mobile_token_user(
+        &self,
+        hash: &SecretHash,
+        now_ms: u64,
+    ) -> Result<Option<User>, StoreError> {
+        Ok(self
+            .lock()
+            .mobile
+            .get(hash.as_bytes())
+            .filter(|(_, at)| *at > now_ms)
+            .map(|(u, _)| u.clone()))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn ttls(&self) -> Ttls {
+        self.ttls
+    }
+}

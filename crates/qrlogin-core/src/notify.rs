@@ -1,0 +1,188 @@
+//! Wake-ups for browsers waiting on a login (SSE or long-poll).
+//!
+//! A watcher [`register`](Notifier::register)s *before* it reads the login,
+//! so no change can slip between the read and the wait. Stores push a
+//! [`Hint`] for every transition they see (their own, and for Redis those of
+//! other instances via pub/sub). A hint carries the new state so the common
+//! case needs no extra read; a [`Hint::Reread`] (sent after a pub/sub
+//! reconnect, when messages may have been lost) tells watchers to read the
+//! store again. Watchers also re-read on a backstop timer, so a lost hint can
+//! only delay a wake-up, never lose a login.
+
+use crate::id::LoginId;
+use crate::state::State;
+use crate::store::User;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::watch;
+
+/// What a watcher is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Hint {
+    /// Nothing yet (the value a new registration starts with).
+    None,
+    /// The login moved to `state` at `version`; `user` is who scanned.
+    Changed {
+        version: u64,
+        state: State,
+        user: Option<User>,
+    },
+    /// Hints may have been lost: read the store again.
+    Reread,
+}
+
+struct Slot {
+    tx: watch::Sender<Hint>,
+    watchers: usize,
+}
+
+const SHARDS: usize = 64;
+
+struct Inner {
+    shards: Vec<Mutex<HashMap<LoginId, Slot>>>,
+}
+
+/// The process-wide registry of watchers, keyed by login id. Cheap to clone.
+#[derive(Clone)]
+pub struct Notifier {
+    inner: Arc<Inner>,
+}
+
+impl Default for Notifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Notifier({} watched logins)", self.watched())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a shard lock cannot leave a HashMap half
+    // updated in a way that matters here; keep serving.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Notifier {
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            }),
+        }
+    }
+
+    fn shard(&self, id: &LoginId) -> &Mutex<HashMap<LoginId, Slot>> {
+        &self.inner.shards[id.as_bytes()[0] as usize % SHARDS]
+    }
+
+    /// Starts watching `id`. Register first, then read the store.
+    pub fn register(&self, id: LoginId) -> Registration {
+        let mut shard = lock(self.shard(&id));
+        let slot = shard.entry(id).or_insert_with(|| Slot {
+            tx: watch::Sender::new(Hint::None),
+            watchers: 0,
+        });
+        slot.watchers += 1;
+        let mut rx = slot.tx.subscribe();
+        rx.mark_unchanged();
+        Registration {
+            id,
+            rx,
+            notifier: self.clone(),
+        }
+    }
+
+    /// Delivers a hint to the watchers of `id`, if any. Cheap when none.
+    pub fn notify(&self, id: &LoginId, hint: Hint) {
+        if let Some(slot) = lock(self.shard(id)).get(id) {
+            slot.tx.send_replace(hint);
+        }
+    }
+
+    /// Tells every watcher to re-read (after a lost pub/sub connection).
+    pub fn reread_all(&self) {
+        for shard in &self.inner.shards {
+            for slot in lock(shard).values() {
+                slot.tx.send_replace(Hint::Reread);
+            }
+        }
+    }
+
+    /// How many logins have at least one watcher here.
+    pub fn watched(&self) -> usize {
+        self.inner.shards.iter().map(|s| lock(s).len()).sum()
+    }
+
+    fn unregister(&self, id: &LoginId) {
+        let mut shard = lock(self.shard(id));
+        if let Some(slot) = shard.get_mut(id) {
+            slot.watchers -= 1;
+            if slot.watchers == 0 {
+                shard.remove(id);
+            }
+        }
+    }
+}
+
+/// One watcher's interest in one login; unregisters on drop.
+pub struct Registration {
+    id: LoginId,
+    rx: watch::Receiver<Hint>,
+    notifier: Notifier,
+}
+
+impl Registration {
+    /// Waits for the next hint. Hints that arrive faster than the watcher
+    /// reads collapse into the latest, which is all a watcher needs: it
+    /// compares versions and re-reads when unsure.
+    pub async fn next(&mut self) -> Hint {
+        match self.rx.changed().await {
+            Ok(()) => self.rx.borrow_and_update().clone(),
+            // The sender lives as long as any registration; if it is somehow
+            // gone, asking for a re-read is the safe answer.
+            Err(_) => Hint::Reread,
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.notifier.unregister(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn delivers_to_registered_watchers_and_cleans_up() {
+        let n = Notifier::new();
+        let id = LoginId::random();
+        let mut a = n.register(id);
+        let mut b = n.register(id);
+        assert_eq!(n.watched(), 1);
+        let hint = Hint::Changed {
+            version: 2,
+            state: State::Scanned,
+            user: None,
+        };
+        n.notify(&id, hint.clone());
+        assert_eq!(a.next().await, hint);
+        assert_eq!(b.next().await, hint);
+        n.reread_all();
+        assert_eq!(a.next().await, Hint::Reread);
+        drop(a);
+        assert_eq!(n.watched(), 1);
+        drop(b);
+        assert_eq!(n.watched(), 0);
+        // Notifying a login nobody watches is a no-op.
+        n.notify(&id, Hint::Reread);
+        assert_eq!(n.watched(), 0);
+    }
+}

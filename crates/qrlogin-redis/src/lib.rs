@@ -1,0 +1,1 @@
+//! Redis store (in progress).
