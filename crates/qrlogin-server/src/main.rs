@@ -1,1 +1,42 @@
-fn main() {}
+//! `qrlogin` — run the service, or hash a password for a users file.
+
+use clap::Parser;
+use qrlogin_server::config::{Cli, Command, LogFormat};
+use std::io::Read as _;
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("QRLOGIN_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::HashPassword) => {
+            let mut pw = String::new();
+            std::io::stdin().read_to_string(&mut pw)?;
+            println!(
+                "{}",
+                qrlogin_server::identity::hash_password(pw.trim_end_matches(['\n', '\r']))?
+            );
+            Ok(())
+        }
+        Some(Command::Serve(cfg)) => {
+            init_tracing(cfg.log_format);
+            qrlogin_server::serve(cfg).await
+        }
+        None => {
+            init_tracing(cli.serve.log_format);
+            qrlogin_server::serve(cli.serve).await
+        }
+    }
+}

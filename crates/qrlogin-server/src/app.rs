@@ -1,0 +1,154 @@
+//! Application state and the router: which path goes to which handler, and
+//! the layers every request passes through.
+
+use crate::config::ServeConfig;
+use crate::identity::{DemoIdentity, MobileVerifier, StoreTokenVerifier};
+use crate::routes;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::routing::{get, post};
+use axum::Router;
+use qrlogin_core::{Clock, Store, SystemClock};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// Everything a handler needs; cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+pub struct Inner {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub verifier: Arc<dyn MobileVerifier>,
+    pub demo: Option<DemoIdentity>,
+    /// `https://example.com` — no trailing slash.
+    pub public_url: String,
+    /// The origin part of `public_url`, for the phone's context and the
+    /// cross-site check.
+    pub public_origin: String,
+    pub secure_cookies: bool,
+    pub site_name: String,
+    pub mobile_token_ttl_ms: u64,
+    pub backstop: Duration,
+    pub max_wait: Duration,
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Builds the state from configuration, an already-connected store and
+    /// the public URL (known only once the listener is bound).
+    pub fn new(
+        cfg: &ServeConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        public_url: String,
+        demo: Option<DemoIdentity>,
+    ) -> Self {
+        let public_url = public_url.trim_end_matches('/').to_string();
+        let public_origin = origin_of(&public_url);
+        let verifier: Arc<dyn MobileVerifier> = Arc::new(StoreTokenVerifier {
+            store: store.clone(),
+            clock: clock.clone(),
+        });
+        Self(Arc::new(Inner {
+            store,
+            clock,
+            verifier,
+            demo,
+            secure_cookies: public_url.starts_with("https://"),
+            public_origin,
+            public_url,
+            site_name: cfg.site_name.clone(),
+            mobile_token_ttl_ms: cfg.mobile_token_ttl * 1000,
+            backstop: Duration::from_secs(cfg.backstop.max(1)),
+            max_wait: Duration::from_secs(cfg.max_wait),
+            trusted_proxies: cfg.trusted_proxies.clone(),
+        }))
+    }
+
+    /// For embedding with the real clock.
+    pub fn system_clock() -> Arc<dyn Clock> {
+        Arc::new(SystemClock)
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+}
+
+/// `scheme://host[:port]` of a URL (everything before the path).
+pub fn origin_of(url: &str) -> String {
+    let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+    match url[after_scheme..].find('/') {
+        Some(i) => url[..after_scheme + i].to_string(),
+        None => url.to_string(),
+    }
+}
+
+pub fn router(state: AppState, max_body: usize) -> Router {
+    let api = Router::new()
+        .route("/v1/logins", post(routes::browser::create))
+        .route(
+            "/v1/logins/{id}",
+            get(routes::browser::status).delete(routes::browser::cancel),
+        )
+        .route("/v1/logins/{id}/qr.svg", get(routes::browser::qr_svg))
+        .route("/v1/logins/{id}/qr.png", get(routes::browser::qr_png))
+        .route("/v1/logins/{id}/events", get(routes::browser::events))
+        .route("/v1/logins/{id}/redeem", post(routes::browser::redeem))
+        .route("/v1/mobile/session", post(routes::phone::sign_in))
+        .route("/v1/mobile/logins/{id}/scan", post(routes::phone::scan))
+        .route(
+            "/v1/mobile/logins/{id}/approve",
+            post(routes::phone::approve),
+        )
+        .route("/v1/mobile/logins/{id}/deny", post(routes::phone::deny))
+        .route("/v1/session", get(routes::session::whoami))
+        .route("/v1/session/logout", post(routes::session::logout))
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/readyz", get(routes::ops::readyz))
+        .route("/metrics", get(routes::ops::metrics))
+        .fallback(routes::ops::not_found)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+
+    let pages = Router::new()
+        .route("/", get(routes::pages::login_page))
+        .route("/m/{id}", get(routes::pages::confirm_page))
+        .route("/phone", get(routes::pages::phone_page))
+        .route("/assets/{*path}", get(routes::pages::asset));
+
+    Router::new()
+        .merge(pages)
+        .merge(api)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            routes::guard::cross_site_guard,
+        ))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("x-frame-options"),
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(axum::middleware::from_fn(routes::ops::track_metrics))
+        .with_state(state)
+}

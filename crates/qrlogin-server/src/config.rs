@@ -1,0 +1,139 @@
+//! Command line and environment. Every flag has an environment variable
+//! (`QRLOGIN_*`), so the same binary configures the same way in a shell, a
+//! container or a unit file. With no flags at all it serves the demo on
+//! 127.0.0.1:8080 with the in-memory store.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "qrlogin",
+    version,
+    about = "Scan a QR code with your phone to log in"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (the default).
+    Serve(ServeConfig),
+    /// Print an argon2 hash of a password read from stdin, for a users file.
+    HashPassword,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "QRLOGIN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The URL browsers and phones reach this service at; the QR code points
+    /// to PUBLIC_URL/m/{id}. Defaults to http://<listen address>.
+    #[arg(long, env = "QRLOGIN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// `memory`, or a Redis URL: redis://, rediss://, redis+unix:///path.
+    #[arg(long, env = "QRLOGIN_STORE", default_value = "memory")]
+    pub store: String,
+
+    /// Seconds a new login lives before it expires.
+    #[arg(long, env = "QRLOGIN_PENDING_TTL", default_value_t = 120)]
+    pub pending_ttl: u64,
+
+    /// Seconds added once when the phone scans.
+    #[arg(long, env = "QRLOGIN_SCAN_EXTENSION", default_value_t = 60)]
+    pub scan_extension: u64,
+
+    /// Seconds a final state is kept so late watchers see the outcome.
+    #[arg(long, env = "QRLOGIN_FINAL_KEEP", default_value_t = 30)]
+    pub final_keep: u64,
+
+    /// Seconds a web session lives.
+    #[arg(long, env = "QRLOGIN_SESSION_TTL", default_value_t = 43_200)]
+    pub session_ttl: u64,
+
+    /// Seconds a demo phone-app token lives.
+    #[arg(long, env = "QRLOGIN_MOBILE_TOKEN_TTL", default_value_t = 86_400)]
+    pub mobile_token_ttl: u64,
+
+    /// Site name the phone shows ("… wants to log you in").
+    #[arg(long, env = "QRLOGIN_SITE_NAME", default_value = "qrlogin demo")]
+    pub site_name: String,
+
+    /// JSON file of demo-identity users: [{"id","name","username","password_hash"}]
+    /// (hashes from `qrlogin hash-password`). Default: the seeded demo users.
+    #[arg(long, env = "QRLOGIN_USERS_FILE")]
+    pub users_file: Option<PathBuf>,
+
+    /// Milliseconds one store operation may take before the request fails
+    /// with 503 store_unavailable.
+    #[arg(long, env = "QRLOGIN_STORE_TIMEOUT_MS", default_value_t = 500)]
+    pub store_timeout_ms: u64,
+
+    /// Seconds between backstop re-reads of a watched login, in case a
+    /// wake-up hint was lost.
+    #[arg(long, env = "QRLOGIN_BACKSTOP", default_value_t = 10)]
+    pub backstop: u64,
+
+    /// Longest long-poll wait, in seconds.
+    #[arg(long, env = "QRLOGIN_MAX_WAIT", default_value_t = 60)]
+    pub max_wait: u64,
+
+    /// Peers whose X-Forwarded-For is believed (comma-separated IPs).
+    #[arg(long, env = "QRLOGIN_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "QRLOGIN_MAX_BODY", default_value_t = 16 * 1024)]
+    pub max_body: usize,
+
+    #[arg(long, env = "QRLOGIN_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl ServeConfig {
+    /// The defaults, as `qrlogin serve` with no flags (environment ignored);
+    /// for tests and embedding.
+    pub fn defaults() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            store: "memory".into(),
+            pending_ttl: 120,
+            scan_extension: 60,
+            final_keep: 30,
+            session_ttl: 43_200,
+            mobile_token_ttl: 86_400,
+            site_name: "qrlogin demo".into(),
+            users_file: None,
+            store_timeout_ms: 500,
+            backstop: 10,
+            max_wait: 60,
+            trusted_proxies: Vec::new(),
+            max_body: 16 * 1024,
+            log_format: LogFormat::Text,
+        }
+    }
+
+    pub fn ttls(&self) -> qrlogin_core::Ttls {
+        qrlogin_core::Ttls {
+            pending_ms: self.pending_ttl * 1000,
+            scan_extension_ms: self.scan_extension * 1000,
+            final_keep_ms: self.final_keep * 1000,
+            session_ms: self.session_ttl * 1000,
+        }
+    }
+}

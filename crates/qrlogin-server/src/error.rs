@@ -1,0 +1,139 @@
+//! One error type for every handler. Each variant is one HTTP answer with a
+//! stable machine-readable code; internal detail is logged here and never
+//! sent to the client.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use qrlogin_core::{StoreError, TransitionError};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed id, body, query or header.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing or invalid credential (phone token, session token, password).
+    #[error("missing or invalid credential")]
+    Unauthorized,
+    /// Refused on purpose (e.g. a cross-site request).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Unknown login; for browser callers also expired, consumed or a wrong
+    /// browser secret, deliberately indistinguishable.
+    #[error("no such login")]
+    NotFound,
+    /// No route (or a feature that is switched off).
+    #[error("no such route")]
+    NoRoute,
+    /// The login is not in a state that allows this (or a concurrent caller won).
+    #[error("{0}")]
+    Conflict(String),
+    /// The login expired (phone callers only, so the app can say so).
+    #[error("this login has expired")]
+    Gone,
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("too many requests")]
+    RateLimited { retry_after_secs: u64 },
+    /// The store could not be reached in time.
+    #[error("the login store is unavailable, try again shortly")]
+    StoreUnavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone => StatusCode::GONE,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound | ApiError::NoRoute => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Gone => "gone",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::StoreUnavailable => "store_unavailable",
+            ApiError::Internal => "internal",
+        }
+    }
+
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        ApiError::BadRequest(msg.into())
+    }
+
+    /// Maps a failed transition for a caller holding (or claiming) the
+    /// browser secret: unknown, expired and wrong-secret all read "not found".
+    pub fn for_browser(e: TransitionError) -> Self {
+        match e {
+            TransitionError::NotFound | TransitionError::Expired => ApiError::NotFound,
+            TransitionError::WrongState(s) => ApiError::Conflict(format!("login is {s}")),
+            TransitionError::WrongUser => ApiError::NotFound,
+            TransitionError::Store(e) => e.into(),
+        }
+    }
+
+    /// Maps a failed transition for a phone caller, who may learn that a
+    /// login expired or was taken by someone else.
+    pub fn for_phone(e: TransitionError) -> Self {
+        match e {
+            TransitionError::NotFound => ApiError::NotFound,
+            TransitionError::Expired => ApiError::Gone,
+            TransitionError::WrongState(s) => ApiError::Conflict(format!("login is {s}")),
+            TransitionError::WrongUser => {
+                ApiError::Conflict("login was scanned by another user".into())
+            }
+            TransitionError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::warn!(error = %e, "store error");
+        metrics::counter!("qrlogin_store_errors_total").increment(1);
+        ApiError::StoreUnavailable
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = Body {
+            error: self.code(),
+            message: self.to_string(),
+        };
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}

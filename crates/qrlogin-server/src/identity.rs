@@ -1,0 +1,153 @@
+//! Who the phone's user is.
+//!
+//! Phone calls carry `Authorization: Bearer <mobile token>`; a
+//! [`MobileVerifier`] turns that into a [`User`] or refuses. The user id used
+//! for scan/approve/deny comes only from here, never from a request body.
+//!
+//! The built-in [`DemoIdentity`] (username + password → opaque mobile token
+//! kept in the store) exists so qrlogin can be tried and tested without an
+//! identity provider; it logs a warning while on. Integrators plug their own
+//! verifier (their app's session or JWT check) via [`MobileVerifier`].
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Argon2, PasswordVerifier};
+use async_trait::async_trait;
+use qrlogin_core::{Clock, MobileToken, Store, StoreError, User};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Why a mobile token was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("invalid mobile token")]
+    Invalid,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks a phone app's credential. Implement this to use your own auth.
+#[async_trait]
+pub trait MobileVerifier: Send + Sync + 'static {
+    async fn verify(&self, bearer: &str) -> Result<User, VerifyError>;
+}
+
+/// One demo-identity user, as in a users file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DemoUser {
+    pub id: String,
+    pub name: String,
+    pub username: String,
+    /// An argon2 PHC string (`qrlogin hash-password`).
+    pub password_hash: String,
+}
+
+/// Username/password sign-in for the demo phone app.
+pub struct DemoIdentity {
+    users: HashMap<String, DemoUser>,
+    /// Verified against when the username is unknown, so that a wrong
+    /// username costs as long as a wrong password (no user enumeration by
+    /// timing).
+    dummy_hash: String,
+}
+
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("OS random source: {e}"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("argon2 salt: {e}"))?;
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
+        .to_string())
+}
+
+impl DemoIdentity {
+    /// The documented demo users: alice / wonderland and bob / builder.
+    pub fn seeded() -> anyhow::Result<Self> {
+        let users = [
+            ("u-alice", "Alice", "alice", "wonderland"),
+            ("u-bob", "Bob", "bob", "builder"),
+        ]
+        .into_iter()
+        .map(|(id, name, username, pw)| {
+            Ok(DemoUser {
+                id: id.into(),
+                name: name.into(),
+                username: username.into(),
+                password_hash: hash_password(pw)?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+        Self::from_users(users)
+    }
+
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading users file {}: {e}", path.display()))?;
+        let users: Vec<DemoUser> = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("parsing users file {}: {e}", path.display()))?;
+        Self::from_users(users)
+    }
+
+    fn from_users(users: Vec<DemoUser>) -> anyhow::Result<Self> {
+        for u in &users {
+            PasswordHash::new(&u.password_hash)
+                .map_err(|e| anyhow::anyhow!("user {}: bad password hash: {e}", u.username))?;
+        }
+        Ok(Self {
+            users: users.into_iter().map(|u| (u.username.clone(), u)).collect(),
+            dummy_hash: hash_password("not a real password")?,
+        })
+    }
+
+    /// Checks a password. argon2 is deliberately slow, so it runs on the
+    /// blocking pool rather than stalling the async workers.
+    pub async fn check(&self, username: &str, password: &str) -> Option<User> {
+        let (hash, user) = match self.users.get(username) {
+            Some(u) => (
+                u.password_hash.clone(),
+                Some(User {
+                    id: u.id.clone(),
+                    name: u.name.clone(),
+                }),
+            ),
+            None => (self.dummy_hash.clone(), None),
+        };
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            user
+        } else {
+            None
+        }
+    }
+}
+
+/// Verifies demo mobile tokens against the store (so any instance sharing
+/// the store accepts a token issued by another).
+pub struct StoreTokenVerifier {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[async_trait]
+impl MobileVerifier for StoreTokenVerifier {
+    async fn verify(&self, bearer: &str) -> Result<User, VerifyError> {
+        let token: MobileToken = bearer.parse().map_err(|_| VerifyError::Invalid)?;
+        self.store
+            .mobile_token_user(&token.hash(), self.clock.now_ms())
+            .await?
+            .ok_or(VerifyError::Invalid)
+    }
+}

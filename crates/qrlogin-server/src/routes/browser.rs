@@ -1,0 +1,367 @@
+//! The browser side: create a login, show its QR, watch it, redeem, cancel.
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::qr;
+use crate::routes::extract::{
+    user_agent, BrowserAuth, ClientIp, LoginPath, OptionalJson, BROWSER_COOKIE, SESSION_COOKIE,
+};
+use crate::watch::Watcher;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State as AxState};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::stream::{self, Stream};
+use qrlogin_core::{
+    BrowserContext, BrowserSecret, LoginId, LoginRecord, NewLogin, SessionToken, State, User,
+};
+use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use std::time::Duration;
+
+/// RFC 3339 text of a Unix time in milliseconds.
+pub fn rfc3339(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn secs_until(now_ms: u64, at_ms: u64) -> u64 {
+    at_ms.saturating_sub(now_ms).div_ceil(1000)
+}
+
+/// Builds a `Set-Cookie` value with the attributes qrlogin always uses.
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: u64,
+    same_site: &str,
+    secure: bool,
+) -> Result<HeaderValue, ApiError> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
+    ))
+    .map_err(|_| ApiError::Internal)
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Binding {
+    #[default]
+    Cookie,
+    Header,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct CreateBody {
+    #[serde(default)]
+    pub binding: Binding,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Created {
+    pub login_id: String,
+    pub qr_payload: String,
+    pub qr_svg: String,
+    pub qr_png: String,
+    pub expires_at: String,
+    pub expires_in: u64,
+    pub events: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browser_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub match_code: Option<String>,
+}
+
+/// `POST /v1/logins`
+pub async fn create(
+    AxState(app): AxState<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    OptionalJson(body): OptionalJson<CreateBody>,
+) -> Result<Response, ApiError> {
+    let body = body.unwrap_or_default();
+    let id = LoginId::random();
+    let secret = BrowserSecret::random();
+    let now = app.now_ms();
+    let rec = app
+        .store
+        .create(
+            NewLogin {
+                id,
+                secret_hash: secret.hash(),
+                browser: BrowserContext {
+                    ip: ip.to_string(),
+                    user_agent: user_agent(&headers),
+                },
+                match_code: None,
+            },
+            now,
+        )
+        .await?;
+    metrics::counter!("qrlogin_logins_created_total").increment(1);
+    let base = format!("/v1/logins/{id}");
+    let header_binding = matches!(body.binding, Binding::Header);
+    let created = Created {
+        login_id: id.to_string(),
+        qr_payload: format!("{}/m/{id}", app.public_url),
+        qr_svg: format!("{base}/qr.svg"),
+        qr_png: format!("{base}/qr.png"),
+        expires_at: rfc3339(rec.expires_at_ms),
+        expires_in: secs_until(now, rec.expires_at_ms),
+        events: format!("{base}/events"),
+        status: base.clone(),
+        browser_secret: header_binding.then(|| secret.expose()),
+        match_code: rec.match_code.map(|c| format!("{c:02}")),
+    };
+    let mut resp = (StatusCode::CREATED, Json(created)).into_response();
+    if !header_binding {
+        let max_age = secs_until(now, rec.expires_at_ms)
+            + (app.store.ttls().scan_extension_ms + app.store.ttls().final_keep_ms) / 1000;
+        resp.headers_mut().insert(
+            header::SET_COOKIE,
+            set_cookie(
+                BROWSER_COOKIE,
+                &secret.expose(),
+                &base,
+                max_age,
+                "Strict",
+                app.secure_cookies,
+            )?,
+        );
+    }
+    Ok(resp)
+}
+
+/// What the bound browser sees of its login (status and SSE data).
+#[derive(Debug, Serialize)]
+pub struct StatusBody {
+    pub state: State,
+    pub version: u64,
+    pub expires_at: String,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
+}
+
+impl StatusBody {
+    fn of(rec: &LoginRecord, state: State, now_ms: u64) -> Self {
+        Self {
+            state,
+            version: rec.version,
+            expires_at: rfc3339(rec.expires_at_ms),
+            expires_in: secs_until(now_ms, rec.expires_at_ms),
+            user: match state {
+                State::Scanned | State::Approved | State::Consumed => rec.user.clone(),
+                _ => None,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StatusQuery {
+    pub wait: Option<String>,
+    pub since: Option<String>,
+}
+
+/// `GET /v1/logins/{id}?wait=S&since=STATE` — state now, or long-poll.
+pub async fn status(
+    AxState(app): AxState<AppState>,
+    LoginPath(id): LoginPath,
+    auth: BrowserAuth,
+    query: Result<Query<StatusQuery>, QueryRejection>,
+) -> Result<Json<StatusBody>, ApiError> {
+    let Query(q) = query.map_err(|_| ApiError::bad_request("malformed query"))?;
+    let wait = match q.wait.as_deref() {
+        None => Duration::ZERO,
+        Some(w) => Duration::from_secs(
+            w.parse::<u64>()
+                .map_err(|_| ApiError::bad_request("wait must be a whole number of seconds"))?,
+        )
+        .min(app.max_wait),
+    };
+    let since = q
+        .since
+        .as_deref()
+        .map(|s| {
+            s.parse::<State>()
+                .map_err(|_| ApiError::bad_request("unknown state in since"))
+        })
+        .transpose()?;
+    let secret = auth.require()?;
+    let mut w = Watcher::open(&app, id, &secret).await?;
+    let since = since.unwrap_or(w.reported());
+    if w.reported() == since && !wait.is_zero() {
+        metrics::gauge!("qrlogin_waiting_browsers", "via" => "poll").increment(1.0);
+        let res = tokio::time::timeout(wait, w.next()).await;
+        metrics::gauge!("qrlogin_waiting_browsers", "via" => "poll").decrement(1.0);
+        if let Ok(r) = res {
+            r?;
+        }
+    }
+    let now = app.now_ms();
+    Ok(Json(StatusBody::of(&w.rec, w.current(), now)))
+}
+
+fn event_of(w: &Watcher, now_ms: u64) -> Event {
+    let state = w.reported();
+    let body = StatusBody::of(&w.rec, state, now_ms);
+    Event::default()
+        .event(state.as_str())
+        .id(w.rec.version.to_string())
+        .json_data(&body)
+        .unwrap_or_else(|_| Event::default().event(state.as_str()))
+}
+
+/// Decrements the SSE waiter gauge when the stream is dropped.
+struct SseGauge;
+impl Drop for SseGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("qrlogin_waiting_browsers", "via" => "sse").decrement(1.0);
+    }
+}
+
+/// `GET /v1/logins/{id}/events` — Server-Sent Events of state changes.
+///
+/// On connect the current state is sent (named after itself) unless the
+/// client's `Last-Event-ID` says it has seen that version; then one event per
+/// change; the stream ends after a final state.
+pub async fn events(
+    AxState(app): AxState<AppState>,
+    LoginPath(id): LoginPath,
+    auth: BrowserAuth,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let secret = auth.require()?;
+    let last_seen: Option<u64> = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    let w = Watcher::open(&app, id, &secret).await?;
+    let send_now = last_seen.is_none_or(|seen| w.rec.version > seen);
+    metrics::gauge!("qrlogin_waiting_browsers", "via" => "sse").increment(1.0);
+    let stream = stream::unfold(
+        (Some(w), send_now, app, SseGauge),
+        |(w, send_now, app, gauge)| async move {
+            let mut w = w?;
+            if send_now {
+                let ev = event_of(&w, app.now_ms());
+                return Some((Ok(ev), (Some(w), false, app, gauge)));
+            }
+            if w.reported().is_final() {
+                return None;
+            }
+            match w.next().await {
+                Ok(_) => {
+                    let ev = event_of(&w, app.now_ms());
+                    Some((Ok(ev), (Some(w), false, app, gauge)))
+                }
+                // The store failed while re-reading: end the stream; the
+                // client reconnects with Last-Event-ID.
+                Err(_) => None,
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Redeemed {
+    pub token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub user: User,
+}
+
+/// `POST /v1/logins/{id}/redeem` — approved → consumed, exactly once.
+pub async fn redeem(
+    AxState(app): AxState<AppState>,
+    LoginPath(id): LoginPath,
+    auth: BrowserAuth,
+) -> Result<Response, ApiError> {
+    let secret = auth.require()?;
+    let token = SessionToken::new_for(id);
+    let user = app
+        .store
+        .redeem(&id, &secret.hash(), &token, app.now_ms())
+        .await
+        .map_err(ApiError::for_browser)?;
+    metrics::counter!("qrlogin_logins_redeemed_total").increment(1);
+    let expires_in = app.store.ttls().session_ms / 1000;
+    let cookie = set_cookie(
+        SESSION_COOKIE,
+        &token.expose(),
+        "/",
+        expires_in,
+        "Lax",
+        app.secure_cookies,
+    )?;
+    let mut resp = Json(Redeemed {
+        token: token.expose(),
+        token_type: "Bearer",
+        expires_in,
+        user,
+    })
+    .into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(resp)
+}
+
+/// `DELETE /v1/logins/{id}` — the browser gives up.
+pub async fn cancel(
+    AxState(app): AxState<AppState>,
+    LoginPath(id): LoginPath,
+    auth: BrowserAuth,
+) -> Result<StatusCode, ApiError> {
+    let secret = auth.require()?;
+    app.store
+        .cancel(&id, &secret.hash(), app.now_ms())
+        .await
+        .map_err(ApiError::for_browser)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn qr_response(app: &AppState, id: LoginId, content_type: &'static str, body: Vec<u8>) -> Response {
+    let _ = id;
+    let max_age = app.store.ttls().pending_ms / 1000;
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_str(&format!("public, max-age={max_age}, immutable"))
+                    .unwrap_or(HeaderValue::from_static("no-store")),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /v1/logins/{id}/qr.svg` — public: the QR holds only the id.
+pub async fn qr_svg(
+    AxState(app): AxState<AppState>,
+    LoginPath(id): LoginPath,
+) -> Result<Response, ApiError> {
+    let svg = qr::svg(&format!("{}/m/{id}", app.public_url)).map_err(|_| ApiError::Internal)?;
+    Ok(qr_response(&app, id, "image/svg+xml", svg.into_bytes()))
+}
+
+/// `GET /v1/logins/{id}/qr.png`
+pub async fn qr_png(
+    AxState(app): AxState<AppState>,
+    LoginPath(id): LoginPath,
+) -> Result<Response, ApiError> {
+    let png = qr::png(&format!("{}/m/{id}", app.public_url)).map_err(|_| ApiError::Internal)?;
+    Ok(qr_response(&app, id, "image/png", png))
+}

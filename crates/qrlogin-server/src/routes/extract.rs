@@ -1,0 +1,223 @@
+//! Extractors: untrusted request parts become typed values here, or the
+//! request ends with a clear 4xx JSON error.
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use qrlogin_core::{BrowserSecret, LoginId, SessionToken, User};
+use serde::de::DeserializeOwned;
+use std::net::{IpAddr, SocketAddr};
+
+/// Cookie holding the browser secret, scoped to `/v1/logins/{id}`.
+pub const BROWSER_COOKIE: &str = "qrl_bs";
+/// Cookie holding the web session token.
+pub const SESSION_COOKIE: &str = "qrl_session";
+
+/// A login id from the path, well formed or a 400.
+pub struct LoginPath(pub LoginId);
+
+impl<S: Send + Sync> FromRequestParts<S> for LoginPath {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::bad_request("malformed login id"))?;
+        raw.parse()
+            .map(LoginPath)
+            .map_err(|_| ApiError::bad_request("malformed login id"))
+    }
+}
+
+/// JSON body whose rejections are our JSON errors (400 / 413 / 415).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rej) => Err(json_rejection(rej)),
+        }
+    }
+}
+
+/// An optional JSON body: empty is `None`, anything else must parse.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rej| {
+                if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::bad_request("unreadable body")
+                }
+            })?;
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(OptionalJson(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| OptionalJson(Some(v)))
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+    }
+}
+
+fn json_rejection(rej: JsonRejection) -> ApiError {
+    match rej.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::bad_request("expected Content-Type: application/json")
+        }
+        _ => ApiError::bad_request(format!("malformed JSON body: {}", rej.body_text())),
+    }
+}
+
+/// Value of cookie `name`, if present.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// `Authorization: Bearer <x>` value, if present.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// The browser secret (cookie, or bearer for header binding). Missing or
+/// malformed secrets are not a distinct error: the handler answers 404 like
+/// for a wrong secret.
+pub struct BrowserAuth(pub Option<BrowserSecret>);
+
+impl<S: Send + Sync> FromRequestParts<S> for BrowserAuth {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw = bearer(&parts.headers).or_else(|| cookie(&parts.headers, BROWSER_COOKIE));
+        Ok(BrowserAuth(raw.and_then(|s| s.parse().ok())))
+    }
+}
+
+impl BrowserAuth {
+    pub fn require(self) -> Result<BrowserSecret, ApiError> {
+        self.0.ok_or(ApiError::NotFound)
+    }
+}
+
+/// The web session token (cookie or bearer), if well formed.
+pub struct SessionAuth(pub Option<SessionToken>);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionAuth {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw = bearer(&parts.headers).or_else(|| cookie(&parts.headers, SESSION_COOKIE));
+        Ok(SessionAuth(raw.and_then(|s| s.parse().ok())))
+    }
+}
+
+/// The signed-in phone user, from a verified mobile token. The only source
+/// of a user id on the phone side.
+pub struct PhoneUser(pub User);
+
+impl FromRequestParts<AppState> for PhoneUser {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        match state.verifier.verify(token).await {
+            Ok(user) => Ok(PhoneUser(user)),
+            Err(crate::identity::VerifyError::Invalid) => Err(ApiError::Unauthorized),
+            Err(crate::identity::VerifyError::Store(e)) => Err(e.into()),
+        }
+    }
+}
+
+/// The client's IP: the socket peer, or, when the peer is a configured
+/// trusted proxy, the right-most untrusted address of `X-Forwarded-For`.
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        Ok(ClientIp(client_ip(
+            peer,
+            &parts.headers,
+            &state.trusted_proxies,
+        )))
+    }
+}
+
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    hops.into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer)
+}
+
+/// The request's User-Agent, truncated; what the phone shows about the browser.
+pub fn user_agent(headers: &HeaderMap) -> String {
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    ua.chars().take(512).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.9, 10.0.0.2".parse().unwrap());
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "198.51.100.7".parse().unwrap();
+        let trusted = vec![proxy, "10.0.0.2".parse().unwrap()];
+        assert_eq!(client_ip(other, &h, &trusted), other);
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+    }
+
+    #[test]
+    fn reads_cookies_and_bearer() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, "a=1; qrl_bs=xyz; b=2".parse().unwrap());
+        h.insert(header::AUTHORIZATION, "Bearer tok".parse().unwrap());
+        assert_eq!(cookie(&h, "qrl_bs"), Some("xyz"));
+        assert_eq!(cookie(&h, "nope"), None);
+        assert_eq!(bearer(&h), Some("tok"));
+    }
+}

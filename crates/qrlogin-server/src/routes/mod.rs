@@ -1,0 +1,9 @@
+//! HTTP handlers, one module per audience.
+
+pub mod browser;
+pub mod extract;
+pub mod guard;
+pub mod ops;
+pub mod pages;
+pub mod phone;
+pub mod session;

@@ -1,0 +1,189 @@
+//! The phone side: sign in (demo identity), scan, approve, deny. The user is
+//! always the one behind the verified mobile token.
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::routes::browser::rfc3339;
+use crate::routes::extract::{ApiJson, LoginPath, OptionalJson, PhoneUser};
+use axum::extract::State as AxState;
+use axum::Json;
+use qrlogin_core::{LoginRecord, MobileToken, State, User};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+#[derive(Deserialize)]
+pub struct SignIn {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Serialize)]
+pub struct SignedIn {
+    pub token: String,
+    pub user: User,
+}
+
+/// `POST /v1/mobile/session` — the built-in demo identity.
+pub async fn sign_in(
+    AxState(app): AxState<AppState>,
+    ApiJson(body): ApiJson<SignIn>,
+) -> Result<Json<SignedIn>, ApiError> {
+    let demo = app.demo.as_ref().ok_or(ApiError::NoRoute)?;
+    if body.username.len() > 128 || body.password.len() > 1024 {
+        return Err(ApiError::Unauthorized);
+    }
+    let user = demo
+        .check(&body.username, &body.password)
+        .await
+        .ok_or(ApiError::Unauthorized)?;
+    let token = MobileToken::random();
+    app.store
+        .put_mobile_token(&token.hash(), &user, app.mobile_token_ttl_ms, app.now_ms())
+        .await?;
+    Ok(Json(SignedIn {
+        token: token.expose(),
+        user,
+    }))
+}
+
+#[derive(Serialize)]
+pub struct Site {
+    pub name: String,
+    pub origin: String,
+}
+
+#[derive(Serialize)]
+pub struct BrowserInfo {
+    pub ip: String,
+    /// The /24 (IPv4) or /64 (IPv6) the browser is on: an approximate place.
+    pub network: String,
+    pub user_agent: String,
+    pub browser: String,
+    pub os: String,
+}
+
+/// What the phone must show before it asks "log in?".
+#[derive(Serialize)]
+pub struct ScanContext {
+    pub login_id: String,
+    pub state: State,
+    pub site: Site,
+    pub browser: BrowserInfo,
+    pub created_at: String,
+    pub expires_at: String,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub match_choices: Option<Vec<String>>,
+}
+
+/// The network prefix of an address, for "approximate network".
+pub fn network_of(ip: &str) -> String {
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        Ok(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Err(_) => "unknown".into(),
+    }
+}
+
+/// Browser and OS names from a User-Agent (woothee).
+pub fn describe_agent(ua: &str) -> (String, String) {
+    match woothee::parser::Parser::new().parse(ua) {
+        Some(r) => {
+            let browser = if r.version.is_empty() || r.version == "UNKNOWN" {
+                r.name.to_string()
+            } else {
+                format!("{} {}", r.name, r.version)
+            };
+            (browser, r.os.to_string())
+        }
+        None => ("unknown browser".into(), "unknown OS".into()),
+    }
+}
+
+fn context_of(app: &AppState, rec: &LoginRecord) -> ScanContext {
+    let (browser, os) = describe_agent(&rec.browser.user_agent);
+    ScanContext {
+        login_id: rec.id.to_string(),
+        state: rec.state,
+        site: Site {
+            name: app.site_name.clone(),
+            origin: app.public_origin.clone(),
+        },
+        browser: BrowserInfo {
+            network: network_of(&rec.browser.ip),
+            ip: rec.browser.ip.clone(),
+            user_agent: rec.browser.user_agent.clone(),
+            browser,
+            os,
+        },
+        created_at: rfc3339(rec.created_at_ms),
+        expires_at: rfc3339(rec.expires_at_ms),
+        expires_in: rec
+            .expires_at_ms
+            .saturating_sub(app.now_ms())
+            .div_ceil(1000),
+        match_choices: None,
+    }
+}
+
+/// `POST /v1/mobile/logins/{id}/scan`
+pub async fn scan(
+    AxState(app): AxState<AppState>,
+    PhoneUser(user): PhoneUser,
+    LoginPath(id): LoginPath,
+) -> Result<Json<ScanContext>, ApiError> {
+    let rec = app
+        .store
+        .scan(&id, &user, app.now_ms())
+        .await
+        .map_err(ApiError::for_phone)?;
+    metrics::counter!("qrlogin_logins_scanned_total").increment(1);
+    Ok(Json(context_of(&app, &rec)))
+}
+
+#[derive(Deserialize, Default)]
+pub struct Decision {
+    pub match_code: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Decided {
+    pub state: State,
+}
+
+/// `POST /v1/mobile/logins/{id}/approve`
+pub async fn approve(
+    AxState(app): AxState<AppState>,
+    PhoneUser(user): PhoneUser,
+    LoginPath(id): LoginPath,
+    OptionalJson(_body): OptionalJson<Decision>,
+) -> Result<Json<Decided>, ApiError> {
+    let rec = app
+        .store
+        .approve(&id, &user.id, app.now_ms())
+        .await
+        .map_err(ApiError::for_phone)?;
+    metrics::counter!("qrlogin_logins_approved_total").increment(1);
+    Ok(Json(Decided { state: rec.state }))
+}
+
+/// `POST /v1/mobile/logins/{id}/deny`
+pub async fn deny(
+    AxState(app): AxState<AppState>,
+    PhoneUser(user): PhoneUser,
+    LoginPath(id): LoginPath,
+) -> Result<Json<Decided>, ApiError> {
+    let rec = app
+        .store
+        .deny(&id, &user.id, app.now_ms())
+        .await
+        .map_err(ApiError::for_phone)?;
+    metrics::counter!("qrlogin_logins_denied_total").increment(1);
+    Ok(Json(Decided { state: rec.state }))
+}
