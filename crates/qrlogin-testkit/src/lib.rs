@@ -1,1 +1,14 @@
-//! Test support.
+//! Test support shared by qrlogin's crates.
+//!
+//! * [`RedisServer`] — a private, throw-away `redis-server` child process
+//!   per test, so tests never depend on (or disturb) a shared Redis and can
+//!   kill and restart it to test recovery.
+//! * [`contract`] — the one store contract suite that both the memory store
+//!   and the Redis store must pass (SPEC §4), with the
+//!   [`store_contract!`] macro that turns it into one test per case.
+
+pub mod contract;
+mod redis_server;
+
+pub use contract::StoreUnderTest;
+pub use redis_server::RedisServer;

@@ -1,0 +1,1171 @@
+//! The store contract: one suite of behaviour that every [`Store`] must show,
+//! so the in-memory store and the Redis store cannot drift apart (SPEC §4:
+//! "Both stores pass one shared contract test suite").
+//!
+//! The expected behaviour is [`MemoryStore`](qrlogin_core::MemoryStore)'s,
+//! which is the reference semantics, checked against SPEC §2.
+//!
+//! Each case is a public async function taking a store factory, so a failure
+//! names its case. The [`store_contract!`](crate::store_contract) macro
+//! expands one `#[tokio::test]` per case; [`run_all`] runs them in sequence.
+//!
+//! Time is explicit: every call gets a `now_ms` chosen by the case, starting
+//! at [`T0`]. Stores must decide expiry only by comparing the caller's
+//! `now_ms` with what they stored, so no case sleeps to test expiry, and a
+//! store whose own garbage collection used a different clock than its
+//! callers' would fail here.
+
+use qrlogin_core::{
+    BrowserContext, BrowserSecret, Hint, LoginId, LoginRecord, MobileToken, NewLogin, Registration,
+    Session, SessionToken, State, Store, TransitionError, Ttls, User,
+};
+use std::any::Any;
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The start of time in every case (Nov 2023, in ms since the epoch).
+pub const T0: u64 = 1_700_000_000_000;
+
+/// The TTLs every case runs with (the SPEC defaults, a 1 h session).
+pub const TTLS: Ttls = Ttls {
+    pending_ms: 120_000,
+    scan_extension_ms: 60_000,
+    final_keep_ms: 30_000,
+    session_ms: 3_600_000,
+};
+
+/// How long a case waits for a hint that must come (Redis delivers hints
+/// through pub/sub, so they are asynchronous).
+pub const HINT_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a case waits to be sure no hint comes.
+pub const NO_HINT_WAIT: Duration = Duration::from_millis(200);
+
+/// A store for one case, plus whatever must live as long as it (e.g. the
+/// private `redis-server` behind it).
+pub struct StoreUnderTest {
+    // Fields drop in declaration order: the store goes before its guards
+    // (a Redis store before its server).
+    store: Arc<dyn Store>,
+    keep: Vec<Box<dyn Any + Send + Sync>>,
+}
+
+impl StoreUnderTest {
+    /// Wraps a store.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            keep: Vec::new(),
+        }
+    }
+
+    /// Keeps `guard` alive until the case ends, e.g. a
+    /// [`RedisServer`](crate::RedisServer).
+    pub fn keep<T: Any + Send + Sync>(mut self, guard: T) -> Self {
+        self.keep.push(Box::new(guard));
+        self
+    }
+
+    /// A shared handle, for cases that spawn concurrent callers.
+    pub fn arc(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+}
+
+impl Deref for StoreUnderTest {
+    type Target = dyn Store;
+    fn deref(&self) -> &Self::Target {
+        &*self.store
+    }
+}
+
+impl From<Arc<dyn Store>> for StoreUnderTest {
+    fn from(store: Arc<dyn Store>) -> Self {
+        Self::new(store)
+    }
+}
+
+impl<S: Store> From<Arc<S>> for StoreUnderTest {
+    fn from(store: Arc<S>) -> Self {
+        Self::new(store)
+    }
+}
+
+async fn open<F, Fut, S>(make: &F) -> StoreUnderTest
+where
+    F: Fn(Ttls) -> Fut,
+    Fut: Future<Output = S>,
+    S: Into<StoreUnderTest>,
+{
+    make(TTLS).await.into()
+}
+
+macro_rules! cases {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// The names of all cases, in order; [`store_contract!`](crate::store_contract)
+        /// checks that it expands every one of them.
+        pub const CASES: &[&str] = &[$(stringify!($name)),*];
+
+        $(
+            $(#[$doc])*
+            pub async fn $name<F, Fut, S>(make: F)
+            where
+                F: Fn(Ttls) -> Fut,
+                Fut: Future<Output = S>,
+                S: Into<StoreUnderTest>,
+            {
+                imp::$name(open(&make).await).await
+            }
+        )*
+
+        /// Runs every case in sequence, each on a fresh store from `make`,
+        /// printing each case's name to stderr before it runs so a failure
+        /// is attributable. Prefer [`store_contract!`](crate::store_contract),
+        /// which reports each case as its own test.
+        pub async fn run_all<F, Fut, S>(make: F)
+        where
+            F: Fn(Ttls) -> Fut,
+            Fut: Future<Output = S>,
+            S: Into<StoreUnderTest>,
+        {
+            $(
+                eprintln!("store contract case: {}", stringify!($name));
+                $name(&make).await;
+            )*
+        }
+    };
+}
+
+cases!(
+    /// create returns the stored record and get reads it back unchanged.
+    create_get_round_trip,
+    /// pending → scanned → approved → consumed; versions 1..4; scan extends
+    /// the expiry once.
+    happy_path,
+    /// A second scan by the same user changes nothing (a reloaded page).
+    rescan_same_user_is_idempotent,
+    /// A scan by another user is WrongUser and changes nothing.
+    scan_by_other_user_is_refused,
+    /// Only the user who scanned may approve or deny.
+    approve_deny_by_other_user_is_refused,
+    /// approve/deny need a scan first.
+    approve_deny_from_pending_is_wrong_state,
+    /// denied is final: nothing moves it afterwards.
+    deny_is_final,
+    /// The browser can cancel from pending, scanned and approved.
+    cancel_from_each_non_final_state,
+    /// Cancel with the wrong secret is NotFound and changes nothing.
+    cancel_with_wrong_secret_is_not_found,
+    /// Redeem with the wrong secret is NotFound, even when approved.
+    redeem_with_wrong_secret_is_not_found,
+    /// Redeem before approval is WrongState.
+    redeem_before_approval_is_wrong_state,
+    /// Redeem happens at most once.
+    redeem_twice_is_wrong_state,
+    /// Redeem creates a session that lives session_ms and can be revoked.
+    session_lifecycle,
+    /// scan works at expires_at - 1 and is Expired at expires_at.
+    expiry_edge_scan,
+    /// approve/deny work until expires_at - 1, Expired at expires_at.
+    expiry_edge_approve_deny,
+    /// cancel/redeem work until expires_at - 1, Expired at expires_at.
+    expiry_edge_browser_calls,
+    /// Final states do not expire; they are gone after final_keep_ms.
+    final_state_purged_after_keep,
+    /// An expired login stays Expired for final_keep_ms, then is gone.
+    expired_login_purged_after_keep,
+    /// Every transition made through the store reaches a registered watcher.
+    hints_follow_transitions,
+    /// Refused or idempotent calls do not wake watchers.
+    no_hints_for_refusals,
+    /// Demo phone tokens: put, get, overwrite, expiry.
+    mobile_tokens,
+    /// Unknown ids are NotFound / None everywhere.
+    unknown_ids,
+    /// 50 concurrent approves: exactly one wins.
+    concurrent_approves_one_wins,
+    /// 50 concurrent redeems: exactly one wins, exactly one session.
+    concurrent_redeems_one_wins,
+    /// Concurrent approve and deny: exactly one wins.
+    concurrent_approve_vs_deny_one_wins,
+    /// Concurrent cancel and redeem: exactly one wins.
+    concurrent_cancel_vs_redeem_one_wins,
+    /// 50 users scan at once: exactly one becomes the scanner.
+    concurrent_scans_one_user_wins,
+    /// The store reports the TTLs it was built with, and answers ping.
+    ttls_and_ping,
+);
+
+/// Expands one `#[tokio::test]` per contract case, each on a fresh store
+/// from `$make` (an `Fn(Ttls) -> impl Future<Output = impl
+/// Into<StoreUnderTest>>`, e.g. the path of an `async fn`). The calling
+/// crate needs `tokio` (with `macros` and `rt-multi-thread`) as a dependency.
+///
+/// ```ignore
+/// async fn make(ttls: Ttls) -> StoreUnderTest { /* … */ }
+/// qrlogin_testkit::store_contract!(make);
+/// ```
+#[macro_export]
+macro_rules! store_contract {
+    ($make:expr) => {
+        $crate::__store_contract_cases!(
+            $make;
+            create_get_round_trip,
+            happy_path,
+            rescan_same_user_is_idempotent,
+            scan_by_other_user_is_refused,
+            approve_deny_by_other_user_is_refused,
+            approve_deny_from_pending_is_wrong_state,
+            deny_is_final,
+            cancel_from_each_non_final_state,
+            cancel_with_wrong_secret_is_not_found,
+            redeem_with_wrong_secret_is_not_found,
+            redeem_before_approval_is_wrong_state,
+            redeem_twice_is_wrong_state,
+            session_lifecycle,
+            expiry_edge_scan,
+            expiry_edge_approve_deny,
+            expiry_edge_browser_calls,
+            final_state_purged_after_keep,
+            expired_login_purged_after_keep,
+            hints_follow_transitions,
+            no_hints_for_refusals,
+            mobile_tokens,
+            unknown_ids,
+            concurrent_approves_one_wins,
+            concurrent_redeems_one_wins,
+            concurrent_approve_vs_deny_one_wins,
+            concurrent_cancel_vs_redeem_one_wins,
+            concurrent_scans_one_user_wins,
+            ttls_and_ping,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_contract_cases {
+    ($make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::contract::$case($make).await;
+            }
+        )*
+
+        #[test]
+        fn contract_case_list_is_complete() {
+            let expanded: &[&str] = &[$(stringify!($case)),*];
+            assert_eq!(expanded, $crate::contract::CASES);
+        }
+    };
+}
+
+/// A user with an ordinary name.
+pub fn alice() -> User {
+    User {
+        id: "alice".into(),
+        name: "Alice Liddell".into(),
+    }
+}
+
+/// Another user.
+pub fn bob() -> User {
+    User {
+        id: "bob".into(),
+        name: "Bob the Builder".into(),
+    }
+}
+
+/// A user whose name needs escaping in any text format.
+pub fn tricky_user() -> User {
+    User {
+        id: "u:{ünï}\"\\/".into(),
+        name: "Ålice \"the\" \\ <Liddell> / 😀 \n\t'".into(),
+    }
+}
+
+/// A fresh login request with a random id and secret.
+pub fn new_login(match_code: Option<u8>) -> (NewLogin, BrowserSecret) {
+    let secret = BrowserSecret::random();
+    (
+        NewLogin {
+            id: LoginId::random(),
+            secret_hash: secret.hash(),
+            browser: BrowserContext {
+                ip: "2001:db8::1".into(),
+                user_agent: "Mozilla/5.0 (X11; Linux x86_64) \"quoted\" ünïcode".into(),
+            },
+            match_code,
+        },
+        secret,
+    )
+}
+
+/// Waits for the next hint, failing the case after [`HINT_WAIT`].
+pub async fn next_hint(reg: &mut Registration) -> Hint {
+    match tokio::time::timeout(HINT_WAIT, reg.next()).await {
+        Ok(h) => h,
+        Err(_) => panic!("no hint within {HINT_WAIT:?}"),
+    }
+}
+
+/// Fails the case if a hint arrives within [`NO_HINT_WAIT`].
+pub async fn assert_no_hint(reg: &mut Registration, after: &str) {
+    if let Ok(h) = tokio::time::timeout(NO_HINT_WAIT, reg.next()).await {
+        panic!("unexpected hint after {after}: {h:?}");
+    }
+}
+
+mod imp {
+    use super::*;
+    use TransitionError::{Expired, NotFound, WrongState, WrongUser};
+
+    type Sut = StoreUnderTest;
+
+    const E_PENDING: u64 = T0 + TTLS.pending_ms;
+    const E_SCANNED: u64 = T0 + TTLS.pending_ms + TTLS.scan_extension_ms;
+
+    /// A pending login created at T0.
+    async fn pending(s: &Sut) -> (LoginRecord, BrowserSecret) {
+        let (new, secret) = new_login(None);
+        let rec = s.create(new, T0).await.expect("create");
+        (rec, secret)
+    }
+
+    /// A login created at T0 and scanned by alice at T0+1000.
+    async fn scanned(s: &Sut) -> (LoginRecord, BrowserSecret) {
+        let (rec, secret) = pending(s).await;
+        let rec = s.scan(&rec.id, &alice(), T0 + 1000).await.expect("scan");
+        (rec, secret)
+    }
+
+    /// A login approved by alice at T0+2000.
+    async fn approved(s: &Sut) -> (LoginRecord, BrowserSecret) {
+        let (rec, secret) = scanned(s).await;
+        let rec = s
+            .approve(&rec.id, "alice", T0 + 2000)
+            .await
+            .expect("approve");
+        (rec, secret)
+    }
+
+    async fn state_of(s: &Sut, id: &LoginId) -> (State, u64) {
+        let rec = s.get(id).await.expect("get").expect("login exists");
+        (rec.state, rec.version)
+    }
+
+    pub async fn create_get_round_trip(s: Sut) {
+        let (new, secret) = new_login(Some(42));
+        let rec = s.create(new.clone(), T0).await.expect("create");
+        assert_eq!(rec.id, new.id);
+        assert_eq!(rec.state, State::Pending);
+        assert_eq!(rec.version, 1);
+        assert!(rec.secret_hash.ct_eq(&secret.hash()));
+        assert_eq!(rec.created_at_ms, T0);
+        assert_eq!(rec.expires_at_ms, E_PENDING);
+        assert_eq!(rec.browser, new.browser);
+        assert_eq!(rec.match_code, Some(42));
+        assert_eq!(rec.user, None);
+        assert_eq!(s.get(&new.id).await.expect("get"), Some(rec.clone()));
+        assert_eq!(rec.state_at(E_PENDING - 1), State::Pending);
+        assert_eq!(rec.state_at(E_PENDING), State::Expired);
+
+        // No match code, empty browser context.
+        let (mut new2, _) = new_login(None);
+        new2.browser = BrowserContext::default();
+        let rec2 = s.create(new2.clone(), T0 + 5).await.expect("create");
+        assert_eq!(rec2.match_code, None);
+        assert_eq!(rec2.browser, BrowserContext::default());
+        assert_eq!(rec2.created_at_ms, T0 + 5);
+        assert_eq!(s.get(&new2.id).await.expect("get"), Some(rec2));
+
+        // Match code edge values survive.
+        for code in [0u8, 99, 255] {
+            let (new3, _) = new_login(Some(code));
+            let rec3 = s.create(new3.clone(), T0).await.expect("create");
+            let got = s.get(&new3.id).await.expect("get").expect("exists");
+            assert_eq!(got.match_code, Some(code));
+            assert_eq!(got, rec3);
+        }
+    }
+
+    pub async fn happy_path(s: Sut) {
+        let (rec, secret) = pending(&s).await;
+        let id = rec.id;
+
+        let sc = s.scan(&id, &alice(), T0 + 1000).await.expect("scan");
+        assert_eq!(sc.state, State::Scanned);
+        assert_eq!(sc.version, 2);
+        assert_eq!(sc.user, Some(alice()));
+        assert_eq!(sc.expires_at_ms, E_SCANNED, "scan extends expiry once");
+        assert_eq!(sc.created_at_ms, T0);
+        assert_eq!(sc.browser, rec.browser);
+        assert_eq!(s.get(&id).await.expect("get"), Some(sc.clone()));
+
+        let ap = s.approve(&id, "alice", T0 + 2000).await.expect("approve");
+        assert_eq!(ap.state, State::Approved);
+        assert_eq!(ap.version, 3);
+        assert_eq!(ap.user, Some(alice()));
+        assert_eq!(ap.expires_at_ms, E_SCANNED, "approve does not extend");
+        assert_eq!(s.get(&id).await.expect("get"), Some(ap.clone()));
+
+        let token = SessionToken::new_for(id);
+        let user = s
+            .redeem(&id, &secret.hash(), &token, T0 + 3000)
+            .await
+            .expect("redeem");
+        assert_eq!(user, alice());
+        let done = s.get(&id).await.expect("get").expect("kept after final");
+        assert_eq!(done.state, State::Consumed);
+        assert_eq!(done.version, 4);
+        assert_eq!(done.user, Some(alice()));
+        assert_eq!(done.expires_at_ms, E_SCANNED);
+        assert!(done.secret_hash.ct_eq(&secret.hash()));
+    }
+
+    pub async fn rescan_same_user_is_idempotent(s: Sut) {
+        let (first, _) = scanned(&s).await;
+        let again = s
+            .scan(&first.id, &alice(), T0 + 5000)
+            .await
+            .expect("rescan");
+        assert_eq!(
+            again, first,
+            "same record, no new version, no second extension"
+        );
+        assert_eq!(again.version, 2);
+        assert_eq!(again.expires_at_ms, E_SCANNED);
+        assert_eq!(s.get(&first.id).await.expect("get"), Some(first));
+    }
+
+    pub async fn scan_by_other_user_is_refused(s: Sut) {
+        let (first, _) = scanned(&s).await;
+        assert_eq!(s.scan(&first.id, &bob(), T0 + 1500).await, Err(WrongUser));
+        assert_eq!(s.get(&first.id).await.expect("get"), Some(first.clone()));
+        // Still refused after approval: the login is alice's.
+        s.approve(&first.id, "alice", T0 + 2000)
+            .await
+            .expect("approve");
+        assert_eq!(s.scan(&first.id, &bob(), T0 + 2500).await, Err(WrongUser));
+        // Alice scanning an approved login is a wrong state, not a no-op.
+        assert_eq!(
+            s.scan(&first.id, &alice(), T0 + 2500).await,
+            Err(WrongState(State::Approved))
+        );
+    }
+
+    pub async fn approve_deny_by_other_user_is_refused(s: Sut) {
+        let (first, _) = scanned(&s).await;
+        assert_eq!(s.approve(&first.id, "bob", T0 + 2000).await, Err(WrongUser));
+        assert_eq!(s.deny(&first.id, "bob", T0 + 2000).await, Err(WrongUser));
+        assert_eq!(s.get(&first.id).await.expect("get"), Some(first.clone()));
+        // Alice still can.
+        let ap = s
+            .approve(&first.id, "alice", T0 + 3000)
+            .await
+            .expect("approve");
+        assert_eq!(ap.version, 3);
+        // After approval, bob is still the wrong user (checked before state).
+        assert_eq!(s.deny(&first.id, "bob", T0 + 3500).await, Err(WrongUser));
+    }
+
+    pub async fn approve_deny_from_pending_is_wrong_state(s: Sut) {
+        let (rec, _) = pending(&s).await;
+        assert_eq!(
+            s.approve(&rec.id, "alice", T0 + 10).await,
+            Err(WrongState(State::Pending))
+        );
+        assert_eq!(
+            s.deny(&rec.id, "alice", T0 + 10).await,
+            Err(WrongState(State::Pending))
+        );
+        assert_eq!(s.get(&rec.id).await.expect("get"), Some(rec));
+    }
+
+    pub async fn deny_is_final(s: Sut) {
+        let (sc, secret) = scanned(&s).await;
+        let id = sc.id;
+        let d = s.deny(&id, "alice", T0 + 2000).await.expect("deny");
+        assert_eq!(d.state, State::Denied);
+        assert_eq!(d.version, 3);
+        assert_eq!(d.user, Some(alice()));
+        let t = T0 + 3000;
+        assert_eq!(
+            s.approve(&id, "alice", t).await,
+            Err(WrongState(State::Denied))
+        );
+        assert_eq!(
+            s.deny(&id, "alice", t).await,
+            Err(WrongState(State::Denied))
+        );
+        assert_eq!(
+            s.scan(&id, &alice(), t).await,
+            Err(WrongState(State::Denied))
+        );
+        let token = SessionToken::new_for(id);
+        assert_eq!(
+            s.redeem(&id, &secret.hash(), &token, t).await,
+            Err(WrongState(State::Denied))
+        );
+        assert_eq!(
+            s.cancel(&id, &secret.hash(), t).await,
+            Err(WrongState(State::Denied))
+        );
+        assert_eq!(s.session(&token, t).await.expect("session"), None);
+        assert_eq!(state_of(&s, &id).await, (State::Denied, 3));
+    }
+
+    pub async fn cancel_from_each_non_final_state(s: Sut) {
+        let t = T0 + 5000;
+        let (p, ps) = pending(&s).await;
+        let c = s
+            .cancel(&p.id, &ps.hash(), t)
+            .await
+            .expect("cancel pending");
+        assert_eq!(
+            (c.state, c.version, c.user.clone()),
+            (State::Cancelled, 2, None)
+        );
+
+        let (sc, ss) = scanned(&s).await;
+        let c = s
+            .cancel(&sc.id, &ss.hash(), t)
+            .await
+            .expect("cancel scanned");
+        assert_eq!((c.state, c.version), (State::Cancelled, 3));
+        assert_eq!(c.user, Some(alice()));
+
+        let (ap, aps) = approved(&s).await;
+        let c = s
+            .cancel(&ap.id, &aps.hash(), t)
+            .await
+            .expect("cancel approved");
+        assert_eq!((c.state, c.version), (State::Cancelled, 4));
+
+        // Cancelled is final.
+        let t2 = t + 1;
+        assert_eq!(
+            s.cancel(&ap.id, &aps.hash(), t2).await,
+            Err(WrongState(State::Cancelled))
+        );
+        let token = SessionToken::new_for(ap.id);
+        assert_eq!(
+            s.redeem(&ap.id, &aps.hash(), &token, t2).await,
+            Err(WrongState(State::Cancelled))
+        );
+        assert_eq!(
+            s.approve(&sc.id, "alice", t2).await,
+            Err(WrongState(State::Cancelled))
+        );
+        // Cancelled before anyone scanned: there is no scanner to match.
+        assert_eq!(s.approve(&p.id, "alice", t2).await, Err(WrongUser));
+        assert_eq!(
+            s.scan(&p.id, &alice(), t2).await,
+            Err(WrongState(State::Cancelled))
+        );
+        assert_eq!(state_of(&s, &p.id).await, (State::Cancelled, 2));
+    }
+
+    pub async fn cancel_with_wrong_secret_is_not_found(s: Sut) {
+        for make in 0..3 {
+            let (rec, secret) = match make {
+                0 => pending(&s).await,
+                1 => scanned(&s).await,
+                _ => approved(&s).await,
+            };
+            let wrong = BrowserSecret::random();
+            assert_eq!(
+                s.cancel(&rec.id, &wrong.hash(), T0 + 5000).await,
+                Err(NotFound)
+            );
+            assert_eq!(s.get(&rec.id).await.expect("get"), Some(rec.clone()));
+            s.cancel(&rec.id, &secret.hash(), T0 + 5000)
+                .await
+                .expect("right secret");
+            // After a final state too: a wrong secret still says nothing.
+            assert_eq!(
+                s.cancel(&rec.id, &wrong.hash(), T0 + 5001).await,
+                Err(NotFound)
+            );
+        }
+    }
+
+    pub async fn redeem_with_wrong_secret_is_not_found(s: Sut) {
+        let (ap, secret) = approved(&s).await;
+        let token = SessionToken::new_for(ap.id);
+        let wrong = BrowserSecret::random();
+        assert_eq!(
+            s.redeem(&ap.id, &wrong.hash(), &token, T0 + 3000).await,
+            Err(NotFound)
+        );
+        assert_eq!(s.session(&token, T0 + 3000).await.expect("session"), None);
+        assert_eq!(s.get(&ap.id).await.expect("get"), Some(ap.clone()));
+        s.redeem(&ap.id, &secret.hash(), &token, T0 + 3001)
+            .await
+            .expect("right secret");
+        let t2 = SessionToken::new_for(ap.id);
+        assert_eq!(
+            s.redeem(&ap.id, &wrong.hash(), &t2, T0 + 3002).await,
+            Err(NotFound),
+            "consumed with a wrong secret is indistinguishable from unknown"
+        );
+    }
+
+    pub async fn redeem_before_approval_is_wrong_state(s: Sut) {
+        let (p, ps) = pending(&s).await;
+        let token = SessionToken::new_for(p.id);
+        assert_eq!(
+            s.redeem(&p.id, &ps.hash(), &token, T0 + 10).await,
+            Err(WrongState(State::Pending))
+        );
+        let (sc, ss) = scanned(&s).await;
+        let token2 = SessionToken::new_for(sc.id);
+        assert_eq!(
+            s.redeem(&sc.id, &ss.hash(), &token2, T0 + 1500).await,
+            Err(WrongState(State::Scanned))
+        );
+        assert_eq!(s.session(&token, T0 + 1500).await.expect("session"), None);
+        assert_eq!(s.session(&token2, T0 + 1500).await.expect("session"), None);
+        assert_eq!(s.get(&p.id).await.expect("get"), Some(p));
+        assert_eq!(s.get(&sc.id).await.expect("get"), Some(sc));
+    }
+
+    pub async fn redeem_twice_is_wrong_state(s: Sut) {
+        let (ap, secret) = approved(&s).await;
+        let t1 = SessionToken::new_for(ap.id);
+        let t2 = SessionToken::new_for(ap.id);
+        assert_eq!(
+            s.redeem(&ap.id, &secret.hash(), &t1, T0 + 3000).await,
+            Ok(alice())
+        );
+        assert_eq!(
+            s.redeem(&ap.id, &secret.hash(), &t2, T0 + 3001).await,
+            Err(WrongState(State::Consumed))
+        );
+        assert_eq!(s.session(&t2, T0 + 3002).await.expect("session"), None);
+        assert!(s.session(&t1, T0 + 3002).await.expect("session").is_some());
+        assert_eq!(
+            s.approve(&ap.id, "alice", T0 + 3003).await,
+            Err(WrongState(State::Consumed))
+        );
+        assert_eq!(
+            s.cancel(&ap.id, &secret.hash(), T0 + 3003).await,
+            Err(WrongState(State::Consumed))
+        );
+        assert_eq!(state_of(&s, &ap.id).await, (State::Consumed, 4));
+    }
+
+    pub async fn session_lifecycle(s: Sut) {
+        let (rec, secret) = pending(&s).await;
+        let user = tricky_user();
+        s.scan(&rec.id, &user, T0 + 1000).await.expect("scan");
+        s.approve(&rec.id, &user.id, T0 + 2000)
+            .await
+            .expect("approve");
+        let r = T0 + 3000;
+        let token = SessionToken::new_for(rec.id);
+        assert_eq!(
+            s.redeem(&rec.id, &secret.hash(), &token, r).await,
+            Ok(user.clone())
+        );
+        let expires = r + TTLS.session_ms;
+        let want = Session {
+            user: user.clone(),
+            expires_at_ms: expires,
+        };
+        assert_eq!(
+            s.session(&token, r).await.expect("session"),
+            Some(want.clone())
+        );
+        // A token parsed back from its text finds the same session.
+        let parsed: SessionToken = token.expose().parse().expect("parse");
+        assert_eq!(
+            s.session(&parsed, expires - 1).await.expect("session"),
+            Some(want)
+        );
+        assert_eq!(s.session(&token, expires).await.expect("session"), None);
+        // Another token of the same login is not a session.
+        let other = SessionToken::new_for(rec.id);
+        assert_eq!(s.session(&other, r).await.expect("session"), None);
+        // Revoke: gone; revoking again or an unknown token is fine.
+        s.revoke_session(&token).await.expect("revoke");
+        assert_eq!(s.session(&token, r + 1).await.expect("session"), None);
+        s.revoke_session(&token).await.expect("revoke twice");
+        s.revoke_session(&SessionToken::new_for(LoginId::random()))
+            .await
+            .expect("revoke unknown");
+    }
+
+    pub async fn expiry_edge_scan(s: Sut) {
+        let (a, _) = pending(&s).await;
+        let sc = s
+            .scan(&a.id, &alice(), E_PENDING - 1)
+            .await
+            .expect("scan at expires_at - 1");
+        assert_eq!(sc.expires_at_ms, E_PENDING + TTLS.scan_extension_ms);
+        let (b, _) = pending(&s).await;
+        assert_eq!(s.scan(&b.id, &alice(), E_PENDING).await, Err(Expired));
+        assert_eq!(s.scan(&b.id, &alice(), E_PENDING + 1).await, Err(Expired));
+        // Nothing was written: the stored state is still pending, which
+        // reads as expired from then on.
+        let got = s.get(&b.id).await.expect("get").expect("kept");
+        assert_eq!((got.state, got.version), (State::Pending, 1));
+        assert_eq!(got.state_at(E_PENDING), State::Expired);
+    }
+
+    pub async fn expiry_edge_approve_deny(s: Sut) {
+        let (a, _) = scanned(&s).await;
+        assert_eq!(a.expires_at_ms, E_SCANNED);
+        s.approve(&a.id, "alice", E_SCANNED - 1)
+            .await
+            .expect("approve at expires_at - 1");
+        let (b, _) = scanned(&s).await;
+        s.deny(&b.id, "alice", E_SCANNED - 1)
+            .await
+            .expect("deny at expires_at - 1");
+        let (c, _) = scanned(&s).await;
+        assert_eq!(s.approve(&c.id, "alice", E_SCANNED).await, Err(Expired));
+        assert_eq!(s.deny(&c.id, "alice", E_SCANNED).await, Err(Expired));
+        // Expiry is checked before the user.
+        assert_eq!(s.approve(&c.id, "bob", E_SCANNED).await, Err(Expired));
+        assert_eq!(s.scan(&c.id, &alice(), E_SCANNED).await, Err(Expired));
+        assert_eq!(state_of(&s, &c.id).await, (State::Scanned, 2));
+        // A pending login is Expired, not WrongState, once its time is up.
+        let (d, _) = pending(&s).await;
+        assert_eq!(s.approve(&d.id, "alice", E_PENDING).await, Err(Expired));
+    }
+
+    pub async fn expiry_edge_browser_calls(s: Sut) {
+        let (a, asec) = approved(&s).await;
+        let ta = SessionToken::new_for(a.id);
+        assert_eq!(
+            s.redeem(&a.id, &asec.hash(), &ta, E_SCANNED - 1).await,
+            Ok(alice())
+        );
+        let (b, bsec) = approved(&s).await;
+        let tb = SessionToken::new_for(b.id);
+        assert_eq!(
+            s.redeem(&b.id, &bsec.hash(), &tb, E_SCANNED).await,
+            Err(Expired)
+        );
+        assert_eq!(s.session(&tb, E_SCANNED).await.expect("session"), None);
+        assert_eq!(s.cancel(&b.id, &bsec.hash(), E_SCANNED).await, Err(Expired));
+        // The secret is checked first: a wrong one says nothing about expiry.
+        let wrong = BrowserSecret::random();
+        assert_eq!(
+            s.redeem(&b.id, &wrong.hash(), &tb, E_SCANNED).await,
+            Err(NotFound)
+        );
+        assert_eq!(
+            s.cancel(&b.id, &wrong.hash(), E_SCANNED).await,
+            Err(NotFound)
+        );
+        let (c, csec) = pending(&s).await;
+        s.cancel(&c.id, &csec.hash(), E_PENDING - 1)
+            .await
+            .expect("cancel at expires_at - 1");
+        let (d, dsec) = pending(&s).await;
+        assert_eq!(s.cancel(&d.id, &dsec.hash(), E_PENDING).await, Err(Expired));
+        // A consumed login does not expire: past expires_at it is still
+        // consumed, not expired.
+        assert_eq!(
+            s.approve(&a.id, "alice", E_SCANNED + 10).await,
+            Err(WrongState(State::Consumed))
+        );
+    }
+
+    pub async fn final_state_purged_after_keep(s: Sut) {
+        let (sc, secret) = scanned(&s).await;
+        let t = T0 + 2000;
+        s.deny(&sc.id, "alice", t).await.expect("deny");
+        let gone = t + TTLS.final_keep_ms;
+        assert_eq!(
+            s.approve(&sc.id, "alice", gone - 1).await,
+            Err(WrongState(State::Denied))
+        );
+        assert_eq!(s.approve(&sc.id, "alice", gone).await, Err(NotFound));
+        assert_eq!(s.cancel(&sc.id, &secret.hash(), gone).await, Err(NotFound));
+
+        // The grace period starts at the final transition, even for a login
+        // finished just before its expiry.
+        let (ap, asec) = approved(&s).await;
+        let r = E_SCANNED - 1;
+        let token = SessionToken::new_for(ap.id);
+        s.redeem(&ap.id, &asec.hash(), &token, r)
+            .await
+            .expect("redeem");
+        let gone = r + TTLS.final_keep_ms;
+        assert_eq!(
+            s.redeem(
+                &ap.id,
+                &asec.hash(),
+                &SessionToken::new_for(ap.id),
+                gone - 1
+            )
+            .await,
+            Err(WrongState(State::Consumed))
+        );
+        assert_eq!(
+            s.redeem(&ap.id, &asec.hash(), &SessionToken::new_for(ap.id), gone)
+                .await,
+            Err(NotFound)
+        );
+        // The session outlives the login.
+        assert!(s.session(&token, gone).await.expect("session").is_some());
+    }
+
+    pub async fn expired_login_purged_after_keep(s: Sut) {
+        let (p, _) = pending(&s).await;
+        let gone = E_PENDING + TTLS.final_keep_ms;
+        assert_eq!(s.scan(&p.id, &alice(), gone - 1).await, Err(Expired));
+        assert_eq!(s.scan(&p.id, &alice(), gone).await, Err(NotFound));
+        // Scanning extends the purge deadline along with the expiry.
+        let (sc, _) = scanned(&s).await;
+        let gone = E_SCANNED + TTLS.final_keep_ms;
+        assert_eq!(s.approve(&sc.id, "alice", gone - 1).await, Err(Expired));
+        assert_eq!(s.approve(&sc.id, "alice", gone).await, Err(NotFound));
+    }
+
+    fn changed(version: u64, state: State, user: Option<User>) -> Hint {
+        Hint::Changed {
+            version,
+            state,
+            user,
+        }
+    }
+
+    pub async fn hints_follow_transitions(s: Sut) {
+        let user = tricky_user();
+        let (p, secret) = pending(&s).await;
+        let mut reg = s.notifier().register(p.id);
+        s.scan(&p.id, &user, T0 + 1000).await.expect("scan");
+        assert_eq!(
+            next_hint(&mut reg).await,
+            changed(2, State::Scanned, Some(user.clone()))
+        );
+        s.approve(&p.id, &user.id, T0 + 2000)
+            .await
+            .expect("approve");
+        assert_eq!(
+            next_hint(&mut reg).await,
+            changed(3, State::Approved, Some(user.clone()))
+        );
+        let token = SessionToken::new_for(p.id);
+        s.redeem(&p.id, &secret.hash(), &token, T0 + 3000)
+            .await
+            .expect("redeem");
+        assert_eq!(
+            next_hint(&mut reg).await,
+            changed(4, State::Consumed, Some(user.clone()))
+        );
+
+        // Two watchers of one login both hear; a watcher of another does not.
+        let (q, qsec) = pending(&s).await;
+        let mut w1 = s.notifier().register(q.id);
+        let mut w2 = s.notifier().register(q.id);
+        let (other, _) = pending(&s).await;
+        let mut w3 = s.notifier().register(other.id);
+        s.cancel(&q.id, &qsec.hash(), T0 + 500)
+            .await
+            .expect("cancel");
+        assert_eq!(next_hint(&mut w1).await, changed(2, State::Cancelled, None));
+        assert_eq!(next_hint(&mut w2).await, changed(2, State::Cancelled, None));
+        assert_no_hint(&mut w3, "a transition of another login").await;
+
+        let (d, _) = scanned(&s).await;
+        let mut wd = s.notifier().register(d.id);
+        s.deny(&d.id, "alice", T0 + 2000).await.expect("deny");
+        assert_eq!(
+            next_hint(&mut wd).await,
+            changed(3, State::Denied, Some(alice()))
+        );
+    }
+
+    pub async fn no_hints_for_refusals(s: Sut) {
+        let (sc, secret) = scanned(&s).await;
+        let mut reg = s.notifier().register(sc.id);
+        s.scan(&sc.id, &alice(), T0 + 1500).await.expect("rescan");
+        assert_no_hint(&mut reg, "an idempotent rescan").await;
+        let _ = s.scan(&sc.id, &bob(), T0 + 1500).await;
+        let _ = s.approve(&sc.id, "bob", T0 + 1500).await;
+        let _ = s
+            .cancel(&sc.id, &BrowserSecret::random().hash(), T0 + 1500)
+            .await;
+        let _ = s
+            .redeem(
+                &sc.id,
+                &secret.hash(),
+                &SessionToken::new_for(sc.id),
+                T0 + 1500,
+            )
+            .await;
+        let _ = s.approve(&sc.id, "alice", E_SCANNED).await;
+        assert_no_hint(&mut reg, "refused transitions").await;
+        assert_eq!(state_of(&s, &sc.id).await, (State::Scanned, 2));
+        // And then a real one does arrive.
+        s.approve(&sc.id, "alice", T0 + 2000)
+            .await
+            .expect("approve");
+        assert_eq!(
+            next_hint(&mut reg).await,
+            changed(3, State::Approved, Some(alice()))
+        );
+    }
+
+    pub async fn mobile_tokens(s: Sut) {
+        let tok = MobileToken::random();
+        let h = tok.hash();
+        s.put_mobile_token(&h, &tricky_user(), 10_000, T0)
+            .await
+            .expect("put");
+        assert_eq!(
+            s.mobile_token_user(&h, T0).await.expect("get"),
+            Some(tricky_user())
+        );
+        assert_eq!(
+            s.mobile_token_user(&h, T0 + 9_999).await.expect("get"),
+            Some(tricky_user())
+        );
+        assert_eq!(
+            s.mobile_token_user(&h, T0 + 10_000).await.expect("get"),
+            None
+        );
+        let unknown = MobileToken::random().hash();
+        assert_eq!(s.mobile_token_user(&unknown, T0).await.expect("get"), None);
+
+        // Overwriting replaces the user and the lifetime.
+        let tok2 = MobileToken::random();
+        let h2 = tok2.hash();
+        s.put_mobile_token(&h2, &alice(), 10_000, T0)
+            .await
+            .expect("put");
+        s.put_mobile_token(&h2, &bob(), 5_000, T0 + 1)
+            .await
+            .expect("put");
+        assert_eq!(
+            s.mobile_token_user(&h2, T0 + 2).await.expect("get"),
+            Some(bob())
+        );
+        assert_eq!(
+            s.mobile_token_user(&h2, T0 + 5_000).await.expect("get"),
+            Some(bob())
+        );
+        assert_eq!(
+            s.mobile_token_user(&h2, T0 + 5_001).await.expect("get"),
+            None
+        );
+    }
+
+    pub async fn unknown_ids(s: Sut) {
+        // Some real data around, so "unknown" is not "empty store".
+        let (_ap, _) = approved(&s).await;
+        let id = LoginId::random();
+        let h = BrowserSecret::random().hash();
+        let t = T0 + 100;
+        assert_eq!(s.get(&id).await.expect("get"), None);
+        assert_eq!(s.scan(&id, &alice(), t).await, Err(NotFound));
+        assert_eq!(s.approve(&id, "alice", t).await, Err(NotFound));
+        assert_eq!(s.deny(&id, "alice", t).await, Err(NotFound));
+        assert_eq!(s.cancel(&id, &h, t).await, Err(NotFound));
+        let token = SessionToken::new_for(id);
+        assert_eq!(s.redeem(&id, &h, &token, t).await, Err(NotFound));
+        assert_eq!(s.session(&token, t).await.expect("session"), None);
+        s.revoke_session(&token).await.expect("revoke unknown");
+        assert_eq!(s.get(&id).await.expect("get"), None, "nothing was created");
+    }
+
+    const RACERS: usize = 50;
+
+    pub async fn concurrent_approves_one_wins(s: Sut) {
+        let (sc, _) = scanned(&s).await;
+        let store = s.arc();
+        let tasks: Vec<_> = (0..RACERS)
+            .map(|_| {
+                let store = store.clone();
+                let id = sc.id;
+                tokio::spawn(async move { store.approve(&id, "alice", T0 + 2000).await })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(rec) => {
+                    wins += 1;
+                    assert_eq!((rec.state, rec.version), (State::Approved, 3));
+                }
+                Err(e) => assert_eq!(e, WrongState(State::Approved)),
+            }
+        }
+        assert_eq!(wins, 1, "exactly one approve wins");
+        assert_eq!(state_of(&s, &sc.id).await, (State::Approved, 3));
+    }
+
+    pub async fn concurrent_redeems_one_wins(s: Sut) {
+        let (ap, secret) = approved(&s).await;
+        let store = s.arc();
+        let tokens: Vec<_> = (0..RACERS).map(|_| SessionToken::new_for(ap.id)).collect();
+        let tasks: Vec<_> = tokens
+            .iter()
+            .cloned()
+            .map(|token| {
+                let store = store.clone();
+                let id = ap.id;
+                let h = secret.hash();
+                tokio::spawn(async move { store.redeem(&id, &h, &token, T0 + 3000).await })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for (i, t) in tasks.into_iter().enumerate() {
+            match t.await.expect("task") {
+                Ok(user) => {
+                    assert_eq!(user, alice());
+                    winners.push(i);
+                }
+                Err(e) => assert_eq!(e, WrongState(State::Consumed)),
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one redeem wins");
+        let mut sessions = Vec::new();
+        for (i, token) in tokens.iter().enumerate() {
+            if s.session(token, T0 + 3001)
+                .await
+                .expect("session")
+                .is_some()
+            {
+                sessions.push(i);
+            }
+        }
+        assert_eq!(sessions, winners, "exactly the winner's session exists");
+        assert_eq!(state_of(&s, &ap.id).await, (State::Consumed, 4));
+    }
+
+    pub async fn concurrent_approve_vs_deny_one_wins(s: Sut) {
+        let store = s.arc();
+        for _round in 0..10 {
+            let (sc, _) = scanned(&s).await;
+            let tasks: Vec<_> = (0..RACERS)
+                .map(|i| {
+                    let store = store.clone();
+                    let id = sc.id;
+                    tokio::spawn(async move {
+                        if i % 2 == 0 {
+                            store.approve(&id, "alice", T0 + 2000).await
+                        } else {
+                            store.deny(&id, "alice", T0 + 2000).await
+                        }
+                    })
+                })
+                .collect();
+            let mut winner = None;
+            let mut losers = Vec::new();
+            for t in tasks {
+                match t.await.expect("task") {
+                    Ok(rec) => {
+                        assert!(winner.is_none(), "two winners");
+                        winner = Some(rec.state);
+                    }
+                    Err(e) => losers.push(e),
+                }
+            }
+            let winner = winner.expect("one winner");
+            assert!(matches!(winner, State::Approved | State::Denied));
+            for e in losers {
+                assert_eq!(e, WrongState(winner));
+            }
+            assert_eq!(state_of(&s, &sc.id).await, (winner, 3));
+        }
+    }
+
+    pub async fn concurrent_cancel_vs_redeem_one_wins(s: Sut) {
+        let store = s.arc();
+        for _round in 0..10 {
+            let (ap, secret) = approved(&s).await;
+            let tokens: Vec<_> = (0..RACERS).map(|_| SessionToken::new_for(ap.id)).collect();
+            let tasks: Vec<_> = tokens
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, token)| {
+                    let store = store.clone();
+                    let id = ap.id;
+                    let h = secret.hash();
+                    tokio::spawn(async move {
+                        if i % 2 == 0 {
+                            store.cancel(&id, &h, T0 + 3000).await.map(|r| r.state)
+                        } else {
+                            store
+                                .redeem(&id, &h, &token, T0 + 3000)
+                                .await
+                                .map(|_| State::Consumed)
+                        }
+                    })
+                })
+                .collect();
+            let mut winners = Vec::new();
+            let mut losers = Vec::new();
+            for t in tasks {
+                match t.await.expect("task") {
+                    Ok(st) => winners.push(st),
+                    Err(e) => losers.push(e),
+                }
+            }
+            assert_eq!(winners.len(), 1, "exactly one of cancel/redeem wins");
+            let winner = winners[0];
+            for e in losers {
+                assert_eq!(e, WrongState(winner));
+            }
+            let mut sessions = 0;
+            for token in &tokens {
+                if s.session(token, T0 + 3001)
+                    .await
+                    .expect("session")
+                    .is_some()
+                {
+                    sessions += 1;
+                }
+            }
+            let want = usize::from(winner == State::Consumed);
+            assert_eq!(sessions, want);
+            assert_eq!(state_of(&s, &ap.id).await, (winner, 4));
+        }
+    }
+
+    pub async fn concurrent_scans_one_user_wins(s: Sut) {
+        let (p, _) = pending(&s).await;
+        let store = s.arc();
+        let tasks: Vec<_> = (0..RACERS)
+            .map(|i| {
+                let store = store.clone();
+                let id = p.id;
+                let user = User {
+                    id: format!("user-{i}"),
+                    name: format!("User {i}"),
+                };
+                tokio::spawn(async move { store.scan(&id, &user, T0 + 1000).await })
+            })
+            .collect();
+        let mut winner = None;
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(rec) => {
+                    assert!(winner.is_none(), "two scanners won");
+                    winner = rec.user;
+                }
+                Err(e) => assert_eq!(e, WrongUser),
+            }
+        }
+        let winner = winner.expect("one scanner");
+        let got = s.get(&p.id).await.expect("get").expect("exists");
+        assert_eq!((got.state, got.version), (State::Scanned, 2));
+        assert_eq!(got.user, Some(winner));
+        assert_eq!(got.expires_at_ms, E_SCANNED);
+    }
+
+    pub async fn ttls_and_ping(s: Sut) {
+        assert_eq!(s.ttls(), TTLS);
+        s.ping().await.expect("ping");
+    }
+}
