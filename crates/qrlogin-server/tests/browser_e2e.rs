@@ -1,0 +1,804 @@
+//! End to end in a real browser: headless Debian Chromium driven over the W3C
+//! WebDriver protocol (chromedriver), against the `qrlogin` binary with the
+//! memory store.
+//!
+//! 1. Window 1 opens `/` (the demo site's login page); we wait for the QR
+//!    image to load and read the link printed under it.
+//! 2. Window 2 (phone sized) opens that link (`/m/{id}`), signs in as
+//!    alice / wonderland and taps Approve.
+//! 3. Window 1, without any reload, must say "Logged in as alice".
+//! 4. Then the simulated phone app: window 1 logs out and shows a new QR;
+//!    window 2 opens `/phone`, "scans" the new QR by uploading its PNG (decoded
+//!    in the page by the vendored jsQR) and taps Deny; window 1 must say so.
+//!
+//! The WebDriver client is a few calls over reqwest (no extra crates).
+//! Screenshots of every step land in `CARGO_TARGET_TMPDIR/browser_e2e/`.
+//! Chromium is required: without it the test fails (it does not skip).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+const MISSING: &str = "chromium not found: apt-get install -y chromium chromium-driver";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+const WAIT: Duration = Duration::from_secs(15);
+
+// ---------------------------------------------------------------------------
+// processes
+
+/// Kills its child (and the child's process group) when dropped, also when
+/// the test panics.
+struct ChildGuard {
+    name: &'static str,
+    child: Option<Child>,
+    group: bool,
+}
+
+impl ChildGuard {
+    fn id(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if self.group {
+            // chromedriver runs in its own process group with the Chromium it
+            // started: end that group (our own child's id), then the child.
+            let _ = Command::new("kill")
+                .args(["-TERM", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        eprintln!("[e2e] stopped {}", self.name);
+    }
+}
+
+fn find_exe(name: &str, default: &str) -> Option<PathBuf> {
+    let d = PathBuf::from(default);
+    if d.is_file() {
+        return Some(d);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// Starts `qrlogin serve` on a random port; returns the guard and the base URL.
+fn start_server(log_path: &Path) -> Result<(ChildGuard, String)> {
+    let log = std::fs::File::create(log_path)?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qrlogin"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory"])
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log.try_clone()?))
+        .spawn()
+        .context("spawning the qrlogin binary")?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let guard = ChildGuard {
+        name: "qrlogin server",
+        child: Some(child),
+        group: false,
+    };
+
+    // Read stdout on a thread: the first "listening on" line tells the port,
+    // the rest is copied to the log so the pipe never fills up.
+    let (tx, rx) = mpsc::channel::<String>();
+    let mut log_out = log;
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = writeln!(log_out, "[stdout] {line}");
+            if let Some(url) = line.trim().strip_prefix("listening on ") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(url.trim().trim_end_matches('/').to_string());
+                }
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(url) => Ok((guard, url)),
+        Err(_) => {
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
+            bail!("the server did not print `listening on http://...` within 30 s; its output:\n{log}")
+        }
+    }
+}
+
+fn start_chromedriver(driver: &Path, log_path: &Path) -> Result<(ChildGuard, String)> {
+    use std::os::unix::process::CommandExt;
+    let port = free_port();
+    let child = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .arg(format!("--log-path={}", log_path.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("spawning chromedriver")?;
+    let guard = ChildGuard {
+        name: "chromedriver",
+        child: Some(child),
+        group: true,
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    // Wait until it answers /status.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(body) = raw_http("GET", port, "/status") {
+            if body.contains("\"ready\":true") || body.contains("\"ready\": true") {
+                return Ok((guard, base));
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "chromedriver (pid {}) did not become ready on port {port}",
+                guard.id()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A tiny blocking HTTP/1.1 request to 127.0.0.1:port (usable from Drop).
+/// chromedriver keeps the connection open, so read exactly Content-Length.
+fn raw_http(method: &str, port: u16, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                break;
+            }
+        }
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+// ---------------------------------------------------------------------------
+// a minimal W3C WebDriver client
+
+struct WebDriver {
+    http: reqwest::Client,
+    base: String,
+    session: String,
+}
+
+/// Ends the browser session (closes Chromium) when dropped.
+struct SessionGuard {
+    port: u16,
+    session: String,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let _ = raw_http("DELETE", self.port, &format!("/session/{}", self.session));
+    }
+}
+
+impl WebDriver {
+    async fn new_session(
+        base: &str,
+        chromium: &Path,
+        profile: &Path,
+    ) -> Result<(Self, SessionGuard)> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        let args = vec![
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--no-default-browser-check".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-extensions".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-features=Translate,MediaRouter,OptimizationHints".into(),
+            "--password-store=basic".into(),
+            "--window-size=1024,900".into(),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        let caps = json!({
+            "capabilities": {
+                "alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": { "binary": chromium, "args": args },
+                    "goog:loggingPrefs": { "browser": "ALL" },
+                    "timeouts": { "script": 20000, "pageLoad": 20000, "implicit": 0 }
+                }
+            }
+        });
+        let resp = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await?;
+        let status = resp.status();
+        let v: Value = resp.json().await?;
+        if !status.is_success() {
+            bail!("could not start a Chromium session: {status} {v}");
+        }
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no sessionId in {v}"))?
+            .to_string();
+        let port: u16 = base.rsplit(':').next().unwrap().parse()?;
+        let guard = SessionGuard {
+            port,
+            session: session.clone(),
+        };
+        Ok((
+            WebDriver {
+                http,
+                base: base.to_string(),
+                session,
+            },
+            guard,
+        ))
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+        let url = format!("{}/session/{}{}", self.base, self.session, path);
+        let mut req = self.http.request(method.clone(), &url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        } else if method == reqwest::Method::POST {
+            req = req.json(&json!({}));
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("webdriver {method} {path}"))?;
+        let status = resp.status();
+        let v: Value = resp
+            .json()
+            .await
+            .with_context(|| format!("webdriver {method} {path}: body"))?;
+        if !status.is_success() {
+            bail!(
+                "webdriver {method} {path}: {status}: {} {}",
+                v["value"]["error"],
+                v["value"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+            );
+        }
+        Ok(v["value"].clone())
+    }
+
+    async fn goto(&self, url: &str) -> Result<()> {
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await
+            .map(|_| ())
+    }
+
+    async fn js(&self, script: &str, args: Value) -> Result<Value> {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({ "script": script, "args": args })),
+        )
+        .await
+    }
+
+    /// Polls `script` until it returns something truthy (not null / false /
+    /// "" / 0), or fails after `timeout` with `what`.
+    async fn wait_js(
+        &self,
+        what: &str,
+        timeout: Duration,
+        script: &str,
+        args: Value,
+    ) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut last_err = None;
+        loop {
+            match self.js(script, args.clone()).await {
+                Ok(v) => {
+                    let truthy = match &v {
+                        Value::Null => false,
+                        Value::Bool(b) => *b,
+                        Value::String(s) => !s.is_empty(),
+                        Value::Number(n) => n.as_f64().unwrap_or(0.0) != 0.0,
+                        _ => true,
+                    };
+                    if truthy {
+                        return Ok(v);
+                    }
+                }
+                Err(e) => last_err = Some(e),
+            }
+            if Instant::now() > deadline {
+                let detail = last_err
+                    .map(|e| format!(" (last error: {e:#})"))
+                    .unwrap_or_default();
+                bail!("timed out after {timeout:?} waiting for {what}{detail}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn find(&self, css: &str) -> Result<String> {
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .await
+            .with_context(|| format!("finding {css}"))?;
+        v[ELEMENT_KEY]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no element reference for {css}: {v}"))
+    }
+
+    async fn click(&self, css: &str) -> Result<()> {
+        let id = self.find(css).await?;
+        self.cmd(reqwest::Method::POST, &format!("/element/{id}/click"), None)
+            .await
+            .with_context(|| format!("clicking {css}"))
+            .map(|_| ())
+    }
+
+    async fn type_into(&self, css: &str, text: &str) -> Result<()> {
+        let id = self.find(css).await?;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await
+        .with_context(|| format!("typing into {css}"))
+        .map(|_| ())
+    }
+
+    async fn screenshot(&self, path: &Path) -> Result<()> {
+        let v = self.cmd(reqwest::Method::GET, "/screenshot", None).await?;
+        let b64 = v
+            .as_str()
+            .ok_or_else(|| anyhow!("screenshot: not a string"))?;
+        let png = base64::engine::general_purpose::STANDARD.decode(b64)?;
+        std::fs::write(path, png)?;
+        eprintln!("[e2e] screenshot {}", path.display());
+        Ok(())
+    }
+
+    async fn window(&self) -> Result<String> {
+        Ok(self
+            .cmd(reqwest::Method::GET, "/window", None)
+            .await?
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    async fn new_window(&self) -> Result<String> {
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                "/window/new",
+                Some(json!({ "type": "window" })),
+            )
+            .await?;
+        Ok(v["handle"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no window handle: {v}"))?
+            .to_string())
+    }
+
+    async fn switch_to(&self, handle: &str) -> Result<()> {
+        self.cmd(
+            reqwest::Method::POST,
+            "/window",
+            Some(json!({ "handle": handle })),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn set_size(&self, width: u32, height: u32) -> Result<()> {
+        self.cmd(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The browser console since the last call (chromedriver's log endpoint).
+    async fn console(&self) -> Vec<String> {
+        match self
+            .cmd(
+                reqwest::Method::POST,
+                "/se/log",
+                Some(json!({ "type": "browser" })),
+            )
+            .await
+        {
+            Ok(Value::Array(entries)) => entries
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} {}",
+                        e["level"].as_str().unwrap_or("?"),
+                        e["message"].as_str().unwrap_or("")
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// page scripts
+
+/// Truthy once the QR image has loaded and the link is shown: [link, match code].
+const QR_READY: &str = r#"
+const img = document.getElementById('qr');
+const link = document.getElementById('qr-link');
+if (!img || !link || !img.complete || !(img.naturalWidth > 0)) return null;
+const text = (link.textContent || '').trim();
+if (!text || (arguments[0] && text === arguments[0])) return null;
+const mc = document.getElementById('match-code');
+return [text, mc ? (mc.textContent || '').trim() : ''];
+"#;
+
+/// Truthy once the element is present, visible and enabled.
+const CLICKABLE: &str = r#"
+const el = document.querySelector(arguments[0]);
+return !!(el && !el.disabled && el.offsetParent !== null);
+"#;
+
+/// The visible text of an element (or "").
+const TEXT_OF: &str = r#"
+const el = document.querySelector(arguments[0]);
+return el && el.offsetParent !== null ? (el.textContent || '').replace(/\s+/g, ' ').trim() : '';
+"#;
+
+const CONTAINS: &str = r#"
+const el = document.querySelector(arguments[0]);
+if (!el || el.offsetParent === null) return false;
+return (el.textContent || '').toLowerCase().includes(arguments[1].toLowerCase());
+"#;
+
+// ---------------------------------------------------------------------------
+// the test
+
+struct Ctx {
+    wd: WebDriver,
+    base: String,
+    shots: PathBuf,
+}
+
+impl Ctx {
+    async fn shot(&self, name: &str) -> Result<()> {
+        self.wd.screenshot(&self.shots.join(name)).await
+    }
+
+    async fn wait_clickable(&self, css: &str) -> Result<()> {
+        self.wd
+            .wait_js(
+                &format!("{css} to be clickable"),
+                WAIT,
+                CLICKABLE,
+                json!([css]),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    async fn wait_text(&self, css: &str, needle: &str) -> Result<()> {
+        self.wd
+            .wait_js(
+                &format!("{css} to contain {needle:?}"),
+                WAIT,
+                CONTAINS,
+                json!([css, needle]),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.wd
+            .js(TEXT_OF, json!([css]))
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// Waits for the login page's QR (different from `previous`); returns (link, match code).
+    async fn wait_qr(&self, previous: Option<&str>) -> Result<(String, String)> {
+        let v = self
+            .wd
+            .wait_js(
+                "the QR image to load and its link to show",
+                WAIT,
+                QR_READY,
+                json!([previous.unwrap_or("")]),
+            )
+            .await?;
+        let link = v[0].as_str().unwrap_or_default().to_string();
+        let code = v[1].as_str().unwrap_or_default().to_string();
+        Ok((link, code))
+    }
+
+    async fn sign_in_on_phone(&self, user: &str, password: &str) -> Result<()> {
+        self.wait_clickable("input[name=username]").await?;
+        self.wd.type_into("input[name=username]", user).await?;
+        self.wd.type_into("input[name=password]", password).await?;
+        self.wd.click("#signin").await
+    }
+
+    /// On a phone confirm view: pick the match code if asked, check the context.
+    async fn check_context_and_pick(&self, match_code: &str) -> Result<()> {
+        self.wait_clickable("#deny").await?;
+        let title = self.text("#request-title").await;
+        let browser = self.text("#ctx-browser").await;
+        let ip = self.text("#ctx-ip").await;
+        eprintln!("[e2e] confirm page: {title:?}; browser {browser:?}; ip {ip:?}");
+        if !title.to_lowercase().starts_with("log in to") {
+            bail!("confirm page title looks wrong: {title:?}");
+        }
+        if !ip.contains("127.0.0.1") {
+            bail!("confirm page should show the requesting IP 127.0.0.1, shows {ip:?}");
+        }
+        let has_choices = self
+            .wd
+            .js(
+                "return document.querySelectorAll('button.match-choice').length",
+                json!([]),
+            )
+            .await?;
+        if has_choices.as_u64().unwrap_or(0) > 0 {
+            if match_code.is_empty() {
+                bail!("the phone asks for a match code but the login page shows none");
+            }
+            self.wd
+                .click(&format!("button.match-choice[data-code=\"{match_code}\"]"))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn run(&self) -> Result<()> {
+        let wd = &self.wd;
+        wd.set_size(1024, 900).await?;
+
+        // ---- window 1: the web site's login page
+        let desk = wd.window().await?;
+        wd.goto(&format!("{}/", self.base)).await?;
+        let (link, match_code) = self.wait_qr(None).await?;
+        eprintln!("[e2e] QR link {link} match code {match_code:?}");
+        let id = link
+            .rsplit_once("/m/")
+            .map(|(_, id)| id.trim_end_matches('/').to_string())
+            .ok_or_else(|| anyhow!("the QR link {link:?} is not PUBLIC_URL/m/{{id}}"))?;
+        if !link.starts_with(&self.base) {
+            bail!(
+                "the QR link {link:?} should start with the public URL {}",
+                self.base
+            );
+        }
+        if id.len() != 22 {
+            bail!("login id {id:?} should be 22 base64url chars");
+        }
+        // Marks this document: if the page reloads, the marker is gone.
+        wd.js("window.__e2eMarker = 'no-reload'; return true;", json!([]))
+            .await?;
+        self.wait_text("#status", "waiting").await?;
+        self.shot("01-login-qr.png").await?;
+
+        // ---- window 2: the phone opens the QR link
+        let phone = wd.new_window().await?;
+        wd.switch_to(&phone).await?;
+        wd.set_size(420, 900).await?;
+        wd.goto(&link).await?;
+        self.sign_in_on_phone("alice", "wonderland").await?;
+        self.check_context_and_pick(&match_code).await?;
+        self.wait_clickable("#approve").await?;
+        self.shot("02-confirm-context.png").await?;
+
+        // The login page has seen the scan by now (SSE), without a reload.
+        wd.switch_to(&desk).await?;
+        self.wait_text("#status", "scanned by").await?;
+        self.shot("03-login-scanned.png").await?;
+
+        wd.switch_to(&phone).await?;
+        wd.click("#approve").await?;
+        self.wait_text("#result", "approved").await?;
+        self.shot("04-confirm-approved.png").await?;
+
+        // ---- window 1: logged in, no reload
+        wd.switch_to(&desk).await?;
+        self.wait_text("#logged-in", "logged in as alice").await?;
+        let marker = wd
+            .js("return window.__e2eMarker || null;", json!([]))
+            .await?;
+        if marker != json!("no-reload") {
+            bail!("the login page was reloaded (marker {marker})");
+        }
+        self.shot("05-logged-in.png").await?;
+
+        // The session is real: /v1/session from the page answers alice.
+        let who = wd
+            .js(
+                "return fetch('/v1/session', {credentials: 'same-origin'}).then(r => r.ok ? r.json() : {status: r.status});",
+                json!([]),
+            )
+            .await?;
+        let name = who["user"]["name"].as_str().unwrap_or_default().to_lowercase();
+        if !name.starts_with("alice") {
+            bail!("GET /v1/session after login answered {who}");
+        }
+
+        // ---- log out; a new QR appears
+        wd.click("#logout").await?;
+        let (link2, match_code2) = self.wait_qr(Some(&link)).await?;
+        eprintln!("[e2e] second QR link {link2}");
+
+        // ---- window 2: the simulated phone app scans the new QR from a PNG
+        let id2 = link2
+            .rsplit_once("/m/")
+            .map(|(_, id)| id.to_string())
+            .unwrap_or_default();
+        let png = reqwest::get(format!("{}/v1/logins/{id2}/qr.png", self.base)).await?;
+        if !png.status().is_success() {
+            bail!("GET qr.png answered {}", png.status());
+        }
+        let png_path = self.shots.join("uploaded-qr.png");
+        std::fs::write(&png_path, png.bytes().await?)?;
+
+        wd.switch_to(&phone).await?;
+        wd.goto(&format!("{}/phone", self.base)).await?;
+        // Still signed in from the confirm page (same origin, same localStorage).
+        self.wait_clickable("#qr-file").await?;
+        self.wait_text("#whoami", "alice").await?;
+        self.shot("06-phone-app.png").await?;
+        wd.type_into("#qr-file", &png_path.display().to_string())
+            .await?;
+        self.check_context_and_pick(&match_code2).await?;
+        self.shot("07-phone-confirm.png").await?;
+        wd.click("#deny").await?;
+        self.wait_text("#result", "denied").await?;
+
+        wd.switch_to(&desk).await?;
+        self.wait_text("#status", "denied").await?;
+        self.wait_clickable("#new-qr").await?;
+        self.shot("08-login-denied.png").await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_qr_login_end_to_end() {
+    let chromium = find_exe("chromium", "/usr/bin/chromium").expect(MISSING);
+    let driver = find_exe("chromedriver", "/usr/bin/chromedriver").expect(MISSING);
+
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser_e2e");
+    std::fs::create_dir_all(&out).unwrap();
+    // Declared first so it is removed last, after Chromium has gone.
+    let profile = tempfile::Builder::new()
+        .prefix("chromium-profile-")
+        .tempdir_in(&out)
+        .unwrap();
+
+    let server_log = out.join("server.log");
+    let (server, base) = start_server(&server_log).unwrap_or_else(|e| panic!("{e:#}"));
+    eprintln!("[e2e] server at {base} (pid {})", server.id());
+    let (chromedriver, driver_url) = start_chromedriver(&driver, &out.join("chromedriver.log"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+
+    let (wd, session) = WebDriver::new_session(&driver_url, &chromium, profile.path())
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let ctx = Ctx {
+        wd,
+        base,
+        shots: out.clone(),
+    };
+
+    let result = tokio::time::timeout(Duration::from_secs(120), ctx.run())
+        .await
+        .unwrap_or_else(|_| Err(anyhow!("the whole test took over 120 s")));
+
+    let console = ctx.wd.console().await;
+    for line in &console {
+        eprintln!("[browser console] {line}");
+    }
+    if let Err(e) = &result {
+        let _ = ctx.shot("failure.png").await;
+        let text = ctx
+            .wd
+            .js(
+                "return document.body ? document.body.innerText : ''",
+                json!([]),
+            )
+            .await;
+        eprintln!(
+            "[e2e] page text at failure: {}",
+            text.map(|v| v.to_string()).unwrap_or_default()
+        );
+        let log = std::fs::read_to_string(&server_log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        eprintln!("[e2e] server log (last lines):");
+        for l in tail.iter().rev() {
+            eprintln!("  {l}");
+        }
+        drop(session);
+        drop(chromedriver);
+        drop(server);
+        panic!("browser end-to-end failed: {e:#}");
+    }
+    // The pages must run under the server's strict CSP without script errors.
+    let bad: Vec<&String> = console
+        .iter()
+        .filter(|l| l.contains("Content Security Policy") || l.contains("Uncaught"))
+        .collect();
+    drop(session);
+    drop(chromedriver);
+    drop(server);
+    assert!(bad.is_empty(), "the browser console shows errors: {bad:#?}");
+}
