@@ -3,6 +3,7 @@
 
 use crate::config::ServeConfig;
 use crate::identity::{DemoIdentity, MobileVerifier, StoreTokenVerifier};
+use crate::limit::{Limits, Rates};
 use crate::routes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue};
@@ -34,6 +35,7 @@ pub struct Inner {
     pub backstop: Duration,
     pub max_wait: Duration,
     pub trusted_proxies: Vec<IpAddr>,
+    pub limits: Limits,
 }
 
 impl std::ops::Deref for AppState {
@@ -72,6 +74,7 @@ impl AppState {
             backstop: Duration::from_secs(cfg.backstop.max(1)),
             max_wait: Duration::from_secs(cfg.max_wait),
             trusted_proxies: cfg.trusted_proxies.clone(),
+            limits: Limits::new(cfg.rate_limits, Rates::default()),
         }))
     }
 
@@ -129,7 +132,8 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/phone", get(routes::pages::phone_page))
         .route("/assets/{*path}", get(routes::pages::asset));
 
-    Router::new()
+    let secure = state.secure_cookies;
+    let router = Router::new()
         .merge(pages)
         .merge(api)
         .layer(axum::middleware::from_fn_with_state(
@@ -149,6 +153,19 @@ pub fn router(state: AppState, max_body: usize) -> Router {
             HeaderName::from_static("x-frame-options"),
             HeaderValue::from_static("DENY"),
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            routes::guard::rate_limit_any,
+        ))
         .layer(axum::middleware::from_fn(routes::ops::track_metrics))
-        .with_state(state)
+        .with_state(state);
+    if secure {
+        // Served over https: tell browsers never to try plain http.
+        router.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        ))
+    } else {
+        router
+    }
 }

@@ -100,6 +100,10 @@ pub struct ServeConfig {
     #[arg(long, env = "QRLOGIN_MAX_BODY", default_value_t = 16 * 1024)]
     pub max_body: usize,
 
+    /// Per-IP and per-user rate limits (turn off only for load tests).
+    #[arg(long, env = "QRLOGIN_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub rate_limits: bool,
+
     #[arg(long, env = "QRLOGIN_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 }
@@ -124,6 +128,7 @@ impl ServeConfig {
             max_wait: 60,
             trusted_proxies: Vec::new(),
             max_body: 16 * 1024,
+            rate_limits: true,
             log_format: LogFormat::Text,
         }
     }

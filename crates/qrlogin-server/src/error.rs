@@ -35,6 +35,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
+    /// A status poll came too fast: poll less often (RFC 8628 `slow_down`).
+    #[error("polling too fast, slow down")]
+    SlowDown { retry_after_secs: u64 },
     /// The store could not be reached in time.
     #[error("the login store is unavailable, try again shortly")]
     StoreUnavailable,
@@ -58,7 +61,9 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone => StatusCode::GONE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::SlowDown { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -74,6 +79,7 @@ impl ApiError {
             ApiError::Gone => "gone",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::SlowDown { .. } => "slow_down",
             ApiError::StoreUnavailable => "store_unavailable",
             ApiError::Internal => "internal",
         }
@@ -125,7 +131,9 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
         };
         let mut resp = (status, axum::Json(body)).into_response();
-        if let ApiError::RateLimited { retry_after_secs } = self {
+        if let ApiError::RateLimited { retry_after_secs }
+        | ApiError::SlowDown { retry_after_secs } = self
+        {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(1).to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }

@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod limit;
 pub mod qr;
 pub mod routes;
 pub mod watch;
@@ -105,6 +106,7 @@ pub async fn spawn_with(
     let state = AppState::new(&cfg, store, clock, public_url.clone(), Some(demo));
     let app =
         router(state.clone(), cfg.max_body).into_make_service_with_connect_info::<SocketAddr>();
+    spawn_limit_sweeper(&state);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -120,6 +122,21 @@ pub async fn spawn_with(
         shutdown: Some(tx),
         task,
     })
+}
+
+/// Forgets idle rate-limit keys every minute; ends with the app.
+fn spawn_limit_sweeper(state: &AppState) {
+    let weak = Arc::downgrade(&state.0);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match weak.upgrade() {
+                Some(inner) => inner.limits.forget_idle(),
+                None => break,
+            }
+        }
+    });
 }
 
 /// Runs until Ctrl-C / SIGTERM.

@@ -2,6 +2,7 @@
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::limit::IpBucket;
 use crate::qr;
 use crate::routes::extract::{
     user_agent, BrowserAuth, ClientIp, LoginPath, OptionalJson, BROWSER_COOKIE, SESSION_COOKIE,
@@ -89,6 +90,7 @@ pub async fn create(
     headers: HeaderMap,
     OptionalJson(body): OptionalJson<CreateBody>,
 ) -> Result<Response, ApiError> {
+    app.limits.check_ip(IpBucket::Create, ip)?;
     let body = body.unwrap_or_default();
     let id = LoginId::random();
     let secret = BrowserSecret::random();
@@ -178,9 +180,11 @@ pub struct StatusQuery {
 pub async fn status(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,
+    ClientIp(ip): ClientIp,
     auth: BrowserAuth,
     query: Result<Query<StatusQuery>, QueryRejection>,
 ) -> Result<Json<StatusBody>, ApiError> {
+    app.limits.check_ip(IpBucket::Poll, ip)?;
     let Query(q) = query.map_err(|_| ApiError::bad_request("malformed query"))?;
     let wait = match q.wait.as_deref() {
         None => Duration::ZERO,
@@ -239,9 +243,11 @@ impl Drop for SseGauge {
 pub async fn events(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,
+    ClientIp(ip): ClientIp,
     auth: BrowserAuth,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    app.limits.check_ip(IpBucket::Poll, ip)?;
     let secret = auth.require()?;
     let last_seen: Option<u64> = headers
         .get("last-event-id")
@@ -331,8 +337,7 @@ pub async fn cancel(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn qr_response(app: &AppState, id: LoginId, content_type: &'static str, body: Vec<u8>) -> Response {
-    let _ = id;
+fn qr_response(app: &AppState, content_type: &'static str, body: Vec<u8>) -> Response {
     let max_age = app.store.ttls().pending_ms / 1000;
     (
         [
@@ -354,7 +359,7 @@ pub async fn qr_svg(
     LoginPath(id): LoginPath,
 ) -> Result<Response, ApiError> {
     let svg = qr::svg(&format!("{}/m/{id}", app.public_url)).map_err(|_| ApiError::Internal)?;
-    Ok(qr_response(&app, id, "image/svg+xml", svg.into_bytes()))
+    Ok(qr_response(&app, "image/svg+xml", svg.into_bytes()))
 }
 
 /// `GET /v1/logins/{id}/qr.png`
@@ -363,5 +368,5 @@ pub async fn qr_png(
     LoginPath(id): LoginPath,
 ) -> Result<Response, ApiError> {
     let png = qr::png(&format!("{}/m/{id}", app.public_url)).map_err(|_| ApiError::Internal)?;
-    Ok(qr_response(&app, id, "image/png", png))
+    Ok(qr_response(&app, "image/png", png))
 }

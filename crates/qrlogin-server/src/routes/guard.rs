@@ -8,6 +8,8 @@
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::limit::IpBucket;
+use crate::routes::extract::ClientIp;
 use axum::extract::{Request, State as AxState};
 use axum::http::{header, Method};
 use axum::middleware::Next;
@@ -32,6 +34,19 @@ pub async fn cross_site_guard(
         if foreign_origin || cross_site {
             return ApiError::Forbidden("cross-site request refused").into_response();
         }
+    }
+    next.run(req).await
+}
+
+/// The catch-all per-IP limit every request passes.
+pub async fn rate_limit_any(
+    AxState(app): AxState<AppState>,
+    ClientIp(ip): ClientIp,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Err(e) = app.limits.check_ip(IpBucket::Any, ip) {
+        return e.into_response();
     }
     next.run(req).await
 }

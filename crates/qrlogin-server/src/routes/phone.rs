@@ -3,8 +3,9 @@
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::limit::IpBucket;
 use crate::routes::browser::rfc3339;
-use crate::routes::extract::{ApiJson, LoginPath, OptionalJson, PhoneUser};
+use crate::routes::extract::{ApiJson, ClientIp, LoginPath, OptionalJson, PhoneUser};
 use axum::extract::State as AxState;
 use axum::Json;
 use qrlogin_core::{LoginRecord, MobileToken, State, User};
@@ -26,8 +27,10 @@ pub struct SignedIn {
 /// `POST /v1/mobile/session` — the built-in demo identity.
 pub async fn sign_in(
     AxState(app): AxState<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<SignIn>,
 ) -> Result<Json<SignedIn>, ApiError> {
+    app.limits.check_ip(IpBucket::SignIn, ip)?;
     let demo = app.demo.as_ref().ok_or(ApiError::NoRoute)?;
     if body.username.len() > 128 || body.password.len() > 1024 {
         return Err(ApiError::Unauthorized);
@@ -135,9 +138,12 @@ fn context_of(app: &AppState, rec: &LoginRecord) -> ScanContext {
 /// `POST /v1/mobile/logins/{id}/scan`
 pub async fn scan(
     AxState(app): AxState<AppState>,
+    ClientIp(ip): ClientIp,
     PhoneUser(user): PhoneUser,
     LoginPath(id): LoginPath,
 ) -> Result<Json<ScanContext>, ApiError> {
+    app.limits.check_ip(IpBucket::Scan, ip)?;
+    app.limits.check_user(&user.id)?;
     let rec = app
         .store
         .scan(&id, &user, app.now_ms())
@@ -164,6 +170,7 @@ pub async fn approve(
     LoginPath(id): LoginPath,
     OptionalJson(_body): OptionalJson<Decision>,
 ) -> Result<Json<Decided>, ApiError> {
+    app.limits.check_user(&user.id)?;
     let rec = app
         .store
         .approve(&id, &user.id, app.now_ms())
@@ -179,6 +186,7 @@ pub async fn deny(
     PhoneUser(user): PhoneUser,
     LoginPath(id): LoginPath,
 ) -> Result<Json<Decided>, ApiError> {
+    app.limits.check_user(&user.id)?;
     let rec = app
         .store
         .deny(&id, &user.id, app.now_ms())
