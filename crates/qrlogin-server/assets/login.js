@@ -16,6 +16,7 @@
     qrBox: $('qr-box'),
     qrOverlay: $('qr-overlay'),
     qrLink: $('qr-link'),
+    linkRow: $('link-row'),
     copyLink: $('copy-link'),
     matchBox: $('match-box'),
     matchCode: $('match-code'),
@@ -132,6 +133,7 @@
   function offerNewCode(message, kind, overlay) {
     setStatus(message, kind);
     setOverlay(overlay || '');
+    el.linkRow.hidden = true;
     el.cancel.hidden = true;
     el.newQr.hidden = false;
     el.expiry.textContent = '';
@@ -145,6 +147,7 @@
     el.newQr.hidden = true;
     el.cancel.hidden = true;
     el.matchBox.hidden = true;
+    el.linkRow.hidden = true;
     el.expiry.textContent = '';
     setOverlay('Loading…');
     setStatus('Preparing a login code…');
@@ -189,6 +192,7 @@
     el.qr.src = d.qr_svg || ('/v1/logins/' + encodeURIComponent(d.login_id) + '/qr.svg');
     el.qrLink.href = d.qr_payload;
     el.qrLink.textContent = d.qr_payload;
+    el.linkRow.hidden = false;
     if (d.match_code) {
       el.matchCode.textContent = String(d.match_code);
       el.matchBox.hidden = false;

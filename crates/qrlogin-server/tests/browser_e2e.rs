@@ -10,6 +10,9 @@
 //! 4. Then the simulated phone app: window 1 logs out and shows a new QR;
 //!    window 2 opens `/phone`, "scans" the new QR by uploading its PNG (decoded
 //!    in the page by the vendored jsQR) and taps Deny; window 1 must say so.
+//! 5. The login page once more with EventSource taken away (so it must fall
+//!    back to long-polling); bob scans and approves over the phone API; the
+//!    page must say "Logged in as bob".
 //!
 //! The WebDriver client is a few calls over reqwest (no extra crates).
 //! Screenshots of every step land in `CARGO_TARGET_TMPDIR/browser_e2e/`.
@@ -195,7 +198,9 @@ fn raw_http(method: &str, port: u16, path: &str) -> std::io::Result<String> {
                 .lines()
                 .find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+                    k.trim()
+                        .eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
                 })
                 .unwrap_or(0);
             if buf.len() >= end + 4 + len {
@@ -689,7 +694,10 @@ impl Ctx {
                 json!([]),
             )
             .await?;
-        let name = who["user"]["name"].as_str().unwrap_or_default().to_lowercase();
+        let name = who["user"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase();
         if !name.starts_with("alice") {
             bail!("GET /v1/session after login answered {who}");
         }
@@ -728,6 +736,66 @@ impl Ctx {
         self.wait_text("#status", "denied").await?;
         self.wait_clickable("#new-qr").await?;
         self.shot("08-login-denied.png").await?;
+
+        // ---- long-poll fallback: the login page in a browser without EventSource
+        self.wd
+            .cmd(
+                reqwest::Method::POST,
+                "/goog/cdp/execute",
+                Some(json!({
+                    "cmd": "Page.addScriptToEvaluateOnNewDocument",
+                    "params": { "source": "try { delete window.EventSource; window.EventSource = undefined; } catch (e) {}" }
+                })),
+            )
+            .await?;
+        wd.goto(&format!("{}/", self.base)).await?;
+        let (link3, match_code3) = self.wait_qr(None).await?;
+        let no_sse = wd
+            .js(
+                "return typeof window.EventSource === 'undefined';",
+                json!([]),
+            )
+            .await?;
+        if no_sse != json!(true) {
+            bail!("could not take EventSource away from the page");
+        }
+        let id3 = link3
+            .rsplit_once("/m/")
+            .map(|(_, id)| id.to_string())
+            .unwrap_or_default();
+        // The phone side, straight over the API this time.
+        let http = reqwest::Client::new();
+        let signin: Value = http
+            .post(format!("{}/v1/mobile/session", self.base))
+            .json(&json!({ "username": "bob", "password": "builder" }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let token = signin["token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no token in {signin}"))?
+            .to_string();
+        http.post(format!("{}/v1/mobile/logins/{id3}/scan", self.base))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .error_for_status()?;
+        self.wait_text("#status", "scanned by").await?;
+        let body = if match_code3.is_empty() {
+            json!({})
+        } else {
+            json!({ "match_code": match_code3 })
+        };
+        http.post(format!("{}/v1/mobile/logins/{id3}/approve", self.base))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?;
+        self.wait_text("#logged-in", "logged in as bob").await?;
+        self.shot("09-logged-in-by-long-poll.png").await?;
         Ok(())
     }
 }
