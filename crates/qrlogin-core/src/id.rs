@@ -261,7 +261,15 @@ mod tests {
 
     #[test]
     fn rejects_malformed_ids() {
-        for bad in ["", "short", "AAAAAAAAAAAAAAAAAAAAA=", "AAAAAAAAAAAAAAAAAAAAA+", "AAAAAAAAAAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAAAAAAAA/", "AAAAAAAAAAAAAAAAAAAAAB"] {
+        for bad in [
+            "",
+            "short",
+            "AAAAAAAAAAAAAAAAAAAAA=",
+            "AAAAAAAAAAAAAAAAAAAAA+",
+            "AAAAAAAAAAAAAAAAAAAAAAA",
+            "AAAAAAAAAAAAAAAAAAAAA/",
+            "AAAAAAAAAAAAAAAAAAAAAB",
+        ] {
             assert!(bad.parse::<LoginId>().is_err(), "{bad:?} accepted");
         }
     }

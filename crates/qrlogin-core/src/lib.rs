@@ -23,6 +23,5 @@ pub use memory::MemoryStore;
 pub use notify::{Hint, Notifier, Registration};
 pub use state::State;
 pub use store::{
-    BrowserContext, LoginRecord, NewLogin, Session, Store, StoreError, TransitionError, Ttls,
-    User,
+    BrowserContext, LoginRecord, NewLogin, Session, Store, StoreError, TransitionError, Ttls, User,
 };

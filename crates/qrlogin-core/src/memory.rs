@@ -232,7 +232,12 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn deny(&self, id: &LoginId, user_id: &str, now_ms: u64) -> TransitionResult<LoginRecord> {
+    async fn deny(
+        &self,
+        id: &LoginId,
+        user_id: &str,
+        now_ms: u64,
+    ) -> TransitionResult<LoginRecord> {
         self.transition(id, now_ms, |rec| {
             scanner_check(rec, user_id, now_ms)?;
             rec.state = State::Denied;
@@ -246,12 +251,14 @@ impl Store for MemoryStore {
         secret: &SecretHash,
         now_ms: u64,
     ) -> TransitionResult<LoginRecord> {
-        self.transition(id, now_ms, |rec| match browser_check(rec, secret, now_ms)? {
-            State::Pending | State::Scanned | State::Approved => {
-                rec.state = State::Cancelled;
-                Ok(true)
+        self.transition(id, now_ms, |rec| {
+            match browser_check(rec, secret, now_ms)? {
+                State::Pending | State::Scanned | State::Approved => {
+                    rec.state = State::Cancelled;
+                    Ok(true)
+                }
+                s => Err(TransitionError::WrongState(s)),
             }
-            s => Err(TransitionError::WrongState(s)),
         })
     }
 
@@ -262,12 +269,14 @@ impl Store for MemoryStore {
         token: &SessionToken,
         now_ms: u64,
     ) -> TransitionResult<User> {
-        let rec = self.transition(id, now_ms, |rec| match browser_check(rec, secret, now_ms)? {
-            State::Approved => {
-                rec.state = State::Consumed;
-                Ok(true)
+        let rec = self.transition(id, now_ms, |rec| {
+            match browser_check(rec, secret, now_ms)? {
+                State::Approved => {
+                    rec.state = State::Consumed;
+                    Ok(true)
+                }
+                s => Err(TransitionError::WrongState(s)),
             }
-            s => Err(TransitionError::WrongState(s)),
         })?;
         let user = rec
             .user

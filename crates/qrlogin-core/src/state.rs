@@ -15,6 +15,7 @@ use std::fmt;
 use std::str::FromStr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Pending,
@@ -96,7 +97,12 @@ mod tests {
         let finals: Vec<_> = State::ALL.into_iter().filter(|s| s.is_final()).collect();
         assert_eq!(
             finals,
-            vec![State::Consumed, State::Denied, State::Cancelled, State::Expired]
+            vec![
+                State::Consumed,
+                State::Denied,
+                State::Cancelled,
+                State::Expired
+            ]
         );
     }
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 /// A user as the identity provider describes them. `id` is stable; `name` is
 /// for display.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     pub id: String,
     pub name: String,
@@ -155,11 +156,16 @@ pub trait Store: Send + Sync + 'static {
     async fn scan(&self, id: &LoginId, user: &User, now_ms: u64) -> TransitionResult<LoginRecord>;
 
     /// scanned → approved, only by the user who scanned.
-    async fn approve(&self, id: &LoginId, user_id: &str, now_ms: u64)
-        -> TransitionResult<LoginRecord>;
+    async fn approve(
+        &self,
+        id: &LoginId,
+        user_id: &str,
+        now_ms: u64,
+    ) -> TransitionResult<LoginRecord>;
 
     /// scanned → denied, only by the user who scanned.
-    async fn deny(&self, id: &LoginId, user_id: &str, now_ms: u64) -> TransitionResult<LoginRecord>;
+    async fn deny(&self, id: &LoginId, user_id: &str, now_ms: u64)
+        -> TransitionResult<LoginRecord>;
 
     /// pending | scanned | approved → cancelled, by the browser (its secret).
     async fn cancel(
@@ -181,7 +187,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Looks a web session up by its token; `None` when unknown, revoked or
     /// past its expiry.
-    async fn session(&self, token: &SessionToken, now_ms: u64) -> Result<Option<Session>, StoreError>;
+    async fn session(
+        &self,
+        token: &SessionToken,
+        now_ms: u64,
+    ) -> Result<Option<Session>, StoreError>;
 
     /// Revokes a web session. Revoking an unknown session is not an error.
     async fn revoke_session(&self, token: &SessionToken) -> Result<(), StoreError>;

@@ -120,6 +120,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .fallback(routes::ops::not_found)
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,

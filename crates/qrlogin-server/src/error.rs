@@ -45,10 +45,12 @@ pub enum ApiError {
     Internal,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    message: String,
+/// Every error response: a stable code and a human sentence.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// e.g. `not_found`, `conflict`, `store_unavailable`.
+    pub error: &'static str,
+    pub message: String,
 }
 
 impl ApiError {
@@ -126,7 +128,7 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = Body {
+        let body = ErrorBody {
             error: self.code(),
             message: self.to_string(),
         };

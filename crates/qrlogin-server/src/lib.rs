@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod identity;
 pub mod limit;
+pub mod openapi;
 pub mod qr;
 pub mod routes;
 pub mod watch;

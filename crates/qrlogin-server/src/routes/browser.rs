@@ -1,7 +1,7 @@
 //! The browser side: create a login, show its QR, watch it, redeem, cancel.
 
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::limit::IpBucket;
 use crate::qr;
 use crate::routes::extract::{
@@ -53,7 +53,7 @@ pub fn set_cookie(
     .map_err(|_| ApiError::Internal)
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Binding {
     #[default]
@@ -61,13 +61,13 @@ pub enum Binding {
     Header,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 pub struct CreateBody {
     #[serde(default)]
     pub binding: Binding,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Created {
     pub login_id: String,
     pub qr_payload: String,
@@ -84,6 +84,7 @@ pub struct Created {
 }
 
 /// `POST /v1/logins`
+#[utoipa::path(post, path = "/v1/logins", tag = "browser", request_body(content = Option<CreateBody>, description = "optional; {\"binding\":\"header\"} for non-browser clients"), responses((status = 201, body = Created, description = "created; sets the qrl_bs cookie unless header binding"), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn create(
     AxState(app): AxState<AppState>,
     ClientIp(ip): ClientIp,
@@ -145,7 +146,7 @@ pub async fn create(
 }
 
 /// What the bound browser sees of its login (status and SSE data).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatusBody {
     pub state: State,
     pub version: u64,
@@ -177,6 +178,7 @@ pub struct StatusQuery {
 }
 
 /// `GET /v1/logins/{id}?wait=S&since=STATE` — state now, or long-poll.
+#[utoipa::path(get, path = "/v1/logins/{id}", tag = "browser", params(("id" = String, Path, description = "login id"), ("wait" = Option<u64>, Query, description = "long-poll up to this many seconds"), ("since" = Option<State>, Query, description = "wait for a state other than this")), responses((status = 200, body = StatusBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody, description = "slow_down")))]
 pub async fn status(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,
@@ -240,6 +242,7 @@ impl Drop for SseGauge {
 /// On connect the current state is sent (named after itself) unless the
 /// client's `Last-Event-ID` says it has seen that version; then one event per
 /// change; the stream ends after a final state.
+#[utoipa::path(get, path = "/v1/logins/{id}/events", tag = "browser", params(("id" = String, Path, description = "login id"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this version")), responses((status = 200, content_type = "text/event-stream", description = "events named after states; data is StatusBody"), (status = 404, body = ErrorBody)))]
 pub async fn events(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,
@@ -281,7 +284,7 @@ pub async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Redeemed {
     pub token: String,
     pub token_type: &'static str,
@@ -290,6 +293,7 @@ pub struct Redeemed {
 }
 
 /// `POST /v1/logins/{id}/redeem` — approved → consumed, exactly once.
+#[utoipa::path(post, path = "/v1/logins/{id}/redeem", tag = "browser", params(("id" = String, Path, description = "login id")), responses((status = 200, body = Redeemed, description = "sets the qrl_session cookie"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn redeem(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,
@@ -324,6 +328,7 @@ pub async fn redeem(
 }
 
 /// `DELETE /v1/logins/{id}` — the browser gives up.
+#[utoipa::path(delete, path = "/v1/logins/{id}", tag = "browser", params(("id" = String, Path, description = "login id")), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn cancel(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,
@@ -354,6 +359,7 @@ fn qr_response(app: &AppState, content_type: &'static str, body: Vec<u8>) -> Res
 }
 
 /// `GET /v1/logins/{id}/qr.svg` — public: the QR holds only the id.
+#[utoipa::path(get, path = "/v1/logins/{id}/qr.svg", tag = "browser", params(("id" = String, Path, description = "login id")), responses((status = 200, content_type = "image/svg+xml", description = "QR code of qr_payload")))]
 pub async fn qr_svg(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,
@@ -363,6 +369,7 @@ pub async fn qr_svg(
 }
 
 /// `GET /v1/logins/{id}/qr.png`
+#[utoipa::path(get, path = "/v1/logins/{id}/qr.png", tag = "browser", params(("id" = String, Path, description = "login id")), responses((status = 200, content_type = "image/png", description = "QR code of qr_payload")))]
 pub async fn qr_png(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,

@@ -1,7 +1,7 @@
 //! Health, readiness, metrics.
 
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use axum::extract::{MatchedPath, Request, State as AxState};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -21,17 +21,20 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
 }
 
 /// `GET /healthz` — the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "process is up")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// `GET /readyz` — the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "store reachable"), (status = 503, body = ErrorBody)))]
 pub async fn readyz(AxState(app): AxState<AppState>) -> Result<&'static str, ApiError> {
     app.store.ping().await?;
     Ok("ready")
 }
 
 /// `GET /metrics` — Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", description = "Prometheus text format")))]
 pub async fn metrics() -> Response {
     match prometheus() {
         Some(h) => (

@@ -2,7 +2,7 @@
 //! always the one behind the verified mobile token.
 
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::limit::IpBucket;
 use crate::routes::browser::rfc3339;
 use crate::routes::extract::{ApiJson, ClientIp, LoginPath, OptionalJson, PhoneUser};
@@ -12,19 +12,20 @@ use qrlogin_core::{LoginRecord, MobileToken, State, User};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignIn {
     pub username: String,
     pub password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SignedIn {
     pub token: String,
     pub user: User,
 }
 
 /// `POST /v1/mobile/session` — the built-in demo identity.
+#[utoipa::path(post, path = "/v1/mobile/session", tag = "phone", request_body = SignIn, responses((status = 200, body = SignedIn), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn sign_in(
     AxState(app): AxState<AppState>,
     ClientIp(ip): ClientIp,
@@ -49,13 +50,13 @@ pub async fn sign_in(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Site {
     pub name: String,
     pub origin: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BrowserInfo {
     pub ip: String,
     /// The /24 (IPv4) or /64 (IPv6) the browser is on: an approximate place.
@@ -66,7 +67,7 @@ pub struct BrowserInfo {
 }
 
 /// What the phone must show before it asks "log in?".
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ScanContext {
     pub login_id: String,
     pub state: State,
@@ -136,6 +137,7 @@ fn context_of(app: &AppState, rec: &LoginRecord) -> ScanContext {
 }
 
 /// `POST /v1/mobile/logins/{id}/scan`
+#[utoipa::path(post, path = "/v1/mobile/logins/{id}/scan", tag = "phone", security(("mobile_token" = [])), params(("id" = String, Path, description = "login id")), responses((status = 200, body = ScanContext), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
 pub async fn scan(
     AxState(app): AxState<AppState>,
     ClientIp(ip): ClientIp,
@@ -153,17 +155,18 @@ pub async fn scan(
     Ok(Json(context_of(&app, &rec)))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct Decision {
     pub match_code: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Decided {
     pub state: State,
 }
 
 /// `POST /v1/mobile/logins/{id}/approve`
+#[utoipa::path(post, path = "/v1/mobile/logins/{id}/approve", tag = "phone", security(("mobile_token" = [])), params(("id" = String, Path, description = "login id")), request_body(content = Option<Decision>), responses((status = 200, body = Decided), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
 pub async fn approve(
     AxState(app): AxState<AppState>,
     PhoneUser(user): PhoneUser,
@@ -181,6 +184,7 @@ pub async fn approve(
 }
 
 /// `POST /v1/mobile/logins/{id}/deny`
+#[utoipa::path(post, path = "/v1/mobile/logins/{id}/deny", tag = "phone", security(("mobile_token" = [])), params(("id" = String, Path, description = "login id")), responses((status = 200, body = Decided), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
 pub async fn deny(
     AxState(app): AxState<AppState>,
     PhoneUser(user): PhoneUser,

@@ -1,7 +1,7 @@
 //! The web session a redeemed login yields.
 
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::routes::browser::{rfc3339, set_cookie};
 use crate::routes::extract::{SessionAuth, SESSION_COOKIE};
 use axum::extract::State as AxState;
@@ -11,13 +11,14 @@ use axum::Json;
 use qrlogin_core::User;
 use serde::Serialize;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct WhoAmI {
     pub user: User,
     pub expires_at: String,
 }
 
 /// `GET /v1/session`
+#[utoipa::path(get, path = "/v1/session", tag = "session", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
 pub async fn whoami(
     AxState(app): AxState<AppState>,
     SessionAuth(token): SessionAuth,
@@ -35,6 +36,7 @@ pub async fn whoami(
 }
 
 /// `POST /v1/session/logout` — revokes the session and clears the cookie.
+#[utoipa::path(post, path = "/v1/session/logout", tag = "session", responses((status = 204)))]
 pub async fn logout(
     AxState(app): AxState<AppState>,
     SessionAuth(token): SessionAuth,

@@ -1,0 +1,40 @@
+//! The OpenAPI document, generated from the handlers' annotations so it
+//! cannot drift from the code; served at `/openapi.json`.
+
+use crate::error::ErrorBody;
+use crate::routes::{browser, ops, phone, session};
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+struct MobileTokenScheme;
+
+impl Modify for MobileTokenScheme {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "mobile_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "qrlogin", description = "Scan a QR code with your phone to log in."),
+    paths(
+        browser::create, browser::status, browser::events, browser::redeem, browser::cancel,
+        browser::qr_svg, browser::qr_png,
+        phone::sign_in, phone::scan, phone::approve, phone::deny,
+        session::whoami, session::logout,
+        ops::healthz, ops::readyz, ops::metrics,
+    ),
+    components(schemas(ErrorBody, qrlogin_core::State, qrlogin_core::User)),
+    modifiers(&MobileTokenScheme)
+)]
+pub struct ApiDoc;
+
+/// `GET /openapi.json`
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
