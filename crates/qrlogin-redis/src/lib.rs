@@ -1,1 +1,467 @@
-//! Redis store (in progress).
+//! qrlogin's Redis store: any number of stateless qrlogin instances share
+//! one Redis (SPEC §4).
+//!
+//! * Every transition is ONE Lua script (`src/lua/*.lua`): it checks and
+//!   changes the login atomically, so of any number of concurrent callers
+//!   exactly one wins, and it publishes the wake-up hint in the same step.
+//!   One round trip per transition; no read-before-write from Rust.
+//! * Expiry is decided inside the scripts by comparing the caller's `now`
+//!   with the stored expiry; Redis TTLs only garbage-collect.
+//! * Only SHA-256 hashes of browser secrets and session tokens are stored.
+//! * One multiplexed connection ([`ConnectionManager`], which reconnects by
+//!   itself) for commands, one pub/sub connection for hints (see
+//!   [`hints`](crate::hints)), and every operation bounded by a timeout, so
+//!   a dead Redis gives a fast [`StoreError::Unavailable`], never a hang.
+//!
+//! The key layout is described in [`keys`].
+
+mod hints;
+pub mod keys;
+mod record;
+mod scripts;
+
+pub use keys::HINT_CHANNEL;
+
+use async_trait::async_trait;
+use qrlogin_core::{
+    LoginId, LoginRecord, NewLogin, Notifier, SecretHash, Session, SessionToken, State, Store,
+    StoreError, TransitionError, Ttls, User,
+};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Client, ErrorKind, RedisError, RedisResult, Script};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::time::Duration;
+
+type TransitionResult<T> = Result<T, TransitionError>;
+
+/// Reconnection attempts the connection manager makes per reconnect before
+/// failing pending commands; small, because callers get a bounded timeout
+/// anyway and the next command starts a new reconnect.
+const RECONNECT_RETRIES: usize = 2;
+/// The connection manager's first reconnect delay.
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(20);
+/// The connection manager's longest reconnect delay.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
+
+/// Maps a Redis client error to the store's error: replies it could not
+/// understand are `Corrupt`; everything else (I/O, refused, timeouts, a
+/// server that is loading, read-only or failing over) is `Unavailable`,
+/// which the HTTP layer answers with a quick 503.
+fn store_error(e: RedisError) -> StoreError {
+    match e.kind() {
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => StoreError::Corrupt(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+/// Runs one Redis operation under `timeout`, so no caller ever waits on a
+/// dead or stuck Redis for longer than that.
+pub(crate) async fn bounded<T>(
+    timeout: Duration,
+    op: impl Future<Output = RedisResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, op).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(store_error(e)),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer from redis within {timeout:?}"
+        ))),
+    }
+}
+
+/// Checks the URL scheme: `redis://`, `rediss://` (TLS), `redis+unix://`
+/// and `unix://` are served here; cluster and sentinel URLs need their own
+/// store and are refused rather than misread as a single node.
+fn check_url(url: &str) -> Result<(), StoreError> {
+    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+    match scheme {
+        "redis" | "rediss" | "redis+unix" | "unix" => Ok(()),
+        _ => Err(StoreError::Unavailable(format!(
+            "unsupported redis URL scheme `{scheme}://` (expected redis://, rediss:// or redis+unix://)"
+        ))),
+    }
+}
+
+/// A demo phone-app token's value: the user and the caller-clock expiry,
+/// which decides liveness exactly (the Redis TTL only garbage-collects).
+#[derive(Serialize, Deserialize)]
+struct MobileEntry {
+    id: String,
+    name: String,
+    exp: u64,
+}
+
+/// The Redis-backed [`Store`]. Cheap to share behind an `Arc`; dropping it
+/// stops its hint subscriber.
+pub struct RedisStore {
+    conn: ConnectionManager,
+    notifier: Notifier,
+    ttls: Ttls,
+    op_timeout: Duration,
+    scripts: scripts::Scripts,
+    // Last: the subscriber task is aborted when the store goes away.
+    _hints: hints::HintTask,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("ttls", &self.ttls)
+            .field("op_timeout", &self.op_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to one Redis at `url` (`redis://`, `rediss://` or
+    /// `redis+unix:///path`) and subscribes to hints before returning, so
+    /// a watcher that registers and then reads cannot miss a change.
+    ///
+    /// `op_timeout` bounds every operation (and each connect step): when
+    /// Redis is unreachable, calls fail with [`StoreError::Unavailable`]
+    /// after at most that long, and the store recovers by itself when Redis
+    /// is back.
+    pub async fn connect(url: &str, ttls: Ttls, op_timeout: Duration) -> Result<Self, StoreError> {
+        check_url(url)?;
+        let client = Client::open(url).map_err(store_error)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(op_timeout))
+            .set_response_timeout(Some(op_timeout))
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_min_delay(RECONNECT_MIN_DELAY)
+            .set_max_delay(RECONNECT_MAX_DELAY);
+        let conn = bounded(
+            op_timeout,
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await?;
+        let notifier = Notifier::new();
+        let hints = hints::start(client, notifier.clone(), op_timeout).await?;
+        Ok(Self {
+            conn,
+            notifier,
+            ttls,
+            op_timeout,
+            scripts: scripts::Scripts::new(),
+            _hints: hints,
+        })
+    }
+
+    /// The per-operation timeout this store applies.
+    pub fn op_timeout(&self) -> Duration {
+        self.op_timeout
+    }
+
+    async fn run<T>(&self, op: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
+        bounded(self.op_timeout, op).await
+    }
+
+    /// Runs a transition script on the login `id` with the common
+    /// arguments (now, final_keep, id, channel) followed by `extra`.
+    async fn eval(
+        &self,
+        script: &Script,
+        id: &LoginId,
+        extra_key: Option<String>,
+        now_ms: u64,
+        extra: &[&str],
+    ) -> TransitionResult<Vec<String>> {
+        let mut inv = script.key(keys::login_key(id));
+        if let Some(k) = extra_key {
+            inv.key(k);
+        }
+        inv.arg(now_ms)
+            .arg(self.ttls.final_keep_ms)
+            .arg(id.to_string())
+            .arg(HINT_CHANNEL);
+        for a in extra {
+            inv.arg(*a);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = self.run(inv.invoke_async(&mut conn)).await?;
+        record::outcome(reply)
+    }
+
+    /// A transition whose success reply is the whole record.
+    async fn transition(
+        &self,
+        script: &Script,
+        id: &LoginId,
+        now_ms: u64,
+        extra: &[&str],
+    ) -> TransitionResult<LoginRecord> {
+        let fields = self.eval(script, id, None, now_ms, extra).await?;
+        Ok(record::login(*id, &record::pairs(fields)?)?)
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    async fn create(&self, login: NewLogin, now_ms: u64) -> Result<LoginRecord, StoreError> {
+        let pending = self.ttls.pending_ms.to_string();
+        let secret = login.secret_hash.to_hex();
+        let code = login.match_code.map(|c| c.to_string()).unwrap_or_default();
+        self.eval(
+            &self.scripts.create,
+            &login.id,
+            None,
+            now_ms,
+            &[
+                &pending,
+                &secret,
+                &login.browser.ip,
+                &login.browser.user_agent,
+                &code,
+            ],
+        )
+        .await
+        .map_err(|e| match e {
+            TransitionError::Store(e) => e,
+            other => StoreError::Corrupt(format!("create refused: {other}")),
+        })?;
+        Ok(LoginRecord {
+            id: login.id,
+            state: State::Pending,
+            version: 1,
+            secret_hash: login.secret_hash,
+            created_at_ms: now_ms,
+            expires_at_ms: now_ms + self.ttls.pending_ms,
+            browser: login.browser,
+            match_code: login.match_code,
+            user: None,
+        })
+    }
+
+    async fn get(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = keys::login_key(id);
+        let fields: Vec<String> = self
+            .run(async move { redis::cmd("HGETALL").arg(key).query_async(&mut conn).await })
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        record::login(*id, &record::pairs(fields)?).map(Some)
+    }
+
+    async fn scan(&self, id: &LoginId, user: &User, now_ms: u64) -> TransitionResult<LoginRecord> {
+        let ext = self.ttls.scan_extension_ms.to_string();
+        self.transition(
+            &self.scripts.scan,
+            id,
+            now_ms,
+            &[&ext, &user.id, &user.name],
+        )
+        .await
+    }
+
+    async fn approve(
+        &self,
+        id: &LoginId,
+        user_id: &str,
+        now_ms: u64,
+    ) -> TransitionResult<LoginRecord> {
+        self.transition(&self.scripts.approve, id, now_ms, &[user_id])
+            .await
+    }
+
+    async fn deny(
+        &self,
+        id: &LoginId,
+        user_id: &str,
+        now_ms: u64,
+    ) -> TransitionResult<LoginRecord> {
+        self.transition(&self.scripts.deny, id, now_ms, &[user_id])
+            .await
+    }
+
+    async fn cancel(
+        &self,
+        id: &LoginId,
+        secret: &SecretHash,
+        now_ms: u64,
+    ) -> TransitionResult<LoginRecord> {
+        self.transition(&self.scripts.cancel, id, now_ms, &[&secret.to_hex()])
+            .await
+    }
+
+    async fn redeem(
+        &self,
+        id: &LoginId,
+        secret: &SecretHash,
+        token: &SessionToken,
+        now_ms: u64,
+    ) -> TransitionResult<User> {
+        if token.login_id() != *id {
+            // The session key lives under the token's login; a token made
+            // for another login would put it in the wrong slot.
+            return Err(
+                StoreError::Corrupt("session token belongs to another login".into()).into(),
+            );
+        }
+        let session_ms = self.ttls.session_ms.to_string();
+        let reply = self
+            .eval(
+                &self.scripts.redeem,
+                id,
+                Some(keys::session_key(token)),
+                now_ms,
+                &[&secret.to_hex(), &session_ms],
+            )
+            .await?;
+        match <[String; 2]>::try_from(reply) {
+            Ok([id, name]) => Ok(User { id, name }),
+            Err(_) => Err(StoreError::Corrupt("malformed redeem reply".into()).into()),
+        }
+    }
+
+    async fn session(
+        &self,
+        token: &SessionToken,
+        now_ms: u64,
+    ) -> Result<Option<Session>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = keys::session_key(token);
+        let (uid, uname, exp): (Option<String>, Option<String>, Option<String>) = self
+            .run(async move {
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg("uid")
+                    .arg("uname")
+                    .arg("exp")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let (Some(uid), Some(exp)) = (uid, exp) else {
+            return Ok(None);
+        };
+        let exp: u64 = exp
+            .parse()
+            .map_err(|_| StoreError::Corrupt("session field `exp` is not a number".into()))?;
+        if exp <= now_ms {
+            return Ok(None);
+        }
+        Ok(Some(Session {
+            user: User {
+                id: uid,
+                name: uname.unwrap_or_default(),
+            },
+            expires_at_ms: exp,
+        }))
+    }
+
+    async fn revoke_session(&self, token: &SessionToken) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let key = keys::session_key(token);
+        self.run(async move { conn.del::<_, ()>(key).await }).await
+    }
+
+    async fn put_mobile_token(
+        &self,
+        hash: &SecretHash,
+        user: &User,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let value = serde_json::to_string(&MobileEntry {
+            id: user.id.clone(),
+            name: user.name.clone(),
+            exp: now_ms + ttl_ms,
+        })
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        let key = keys::mobile_token_key(hash);
+        let ttl = ttl_ms.max(1);
+        self.run(async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(ttl)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    async fn mobile_token_user(
+        &self,
+        hash: &SecretHash,
+        now_ms: u64,
+    ) -> Result<Option<User>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = keys::mobile_token_key(hash);
+        let value: Option<String> = self.run(async move { conn.get(key).await }).await?;
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let entry: MobileEntry = serde_json::from_str(&value)
+            .map_err(|e| StoreError::Corrupt(format!("mobile token entry: {e}")))?;
+        Ok((entry.exp > now_ms).then_some(User {
+            id: entry.id,
+            name: entry.name,
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let pong: String = self
+            .run(async move { redis::cmd("PING").query_async(&mut conn).await })
+            .await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(format!("PING answered {pong:?}")))
+        }
+    }
+
+    fn ttls(&self) -> Ttls {
+        self.ttls
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_single_node_urls_only() {
+        for ok in [
+            "redis://127.0.0.1:6379",
+            "rediss://example.com",
+            "redis+unix:///tmp/r.sock",
+            "unix:///tmp/r.sock",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "redis+cluster://a,b",
+            "redis+sentinel://x",
+            "http://x",
+            "nonsense",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_script_is_prelude_plus_its_own_file() {
+        for (name, src) in [
+            ("create.lua", scripts::CREATE),
+            ("scan.lua", scripts::SCAN),
+            ("approve.lua", scripts::APPROVE),
+            ("deny.lua", scripts::DENY),
+            ("cancel.lua", scripts::CANCEL),
+            ("redeem.lua", scripts::REDEEM),
+        ] {
+            assert!(src.starts_with("-- Shared prelude"), "{name}");
+            assert!(src.contains(&format!("-- ---- {name} ----")), "{name}");
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The process's one subscription to the hint channel.
+//!
+//! Every transition script publishes a compact JSON hint on
+//! [`HINT_CHANNEL`](crate::HINT_CHANNEL):
+//! `{"id":"<login id>","v":<version>,"s":"<state>","uid":"..","un":".."}`
+//! (`uid`/`un` absent before a scan). One background task per store holds
+//! one pub/sub connection for all logins and feeds each hint into the
+//! store's [`Notifier`], which wakes only the watchers of that login.
+//!
+//! Pub/sub is a hint, not a log: messages published while the subscription
+//! is down are lost. So after every resubscribe the task tells all watchers
+//! to re-read ([`Notifier::reread_all`]); watchers also have a backstop
+//! timer. A lost message can delay a wake-up, never lose a login.
+
+use crate::{bounded, HINT_CHANNEL};
+use futures_util::StreamExt;
+use qrlogin_core::{Hint, LoginId, Notifier, State, StoreError, User};
+use redis::aio::PubSub;
+use redis::Client;
+use serde::Deserialize;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// First delay before resubscribing after a failure; doubled up to
+/// [`MAX_BACKOFF`], reset after a successful subscribe.
+const MIN_BACKOFF: Duration = Duration::from_millis(25);
+/// Cap on the resubscribe delay, so recovery after an outage is quick.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How often an idle subscription is PINGed, so a silently dead connection
+/// (a half-open TCP connection, a failed-over proxy) is noticed.
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
+
+/// One hint message as published by the scripts.
+#[derive(Debug, Deserialize)]
+struct Message {
+    id: String,
+    v: u64,
+    s: String,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    un: Option<String>,
+}
+
+/// Parses a hint message; `None` for anything malformed (logged, ignored:
+/// a bad hint must not stop the task).
+pub(crate) fn parse(payload: &[u8]) -> Option<(LoginId, Hint)> {
+    let msg: Message = serde_json::from_slice(payload).ok()?;
+    let id: LoginId = msg.id.parse().ok()?;
+    let state: State = msg.s.parse().ok()?;
+    let user = msg.uid.map(|id| User {
+        id,
+        name: msg.un.unwrap_or_default(),
+    });
+    Some((
+        id,
+        Hint::Changed {
+            version: msg.v,
+            state,
+            user,
+        },
+    ))
+}
+
+/// The subscriber task; aborted when dropped, i.e. when its store is.
+pub(crate) struct HintTask(JoinHandle<()>);
+
+impl Drop for HintTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts the subscriber and returns once it is subscribed, so a watcher
+/// that registers after `connect` cannot miss a hint. Bounded by `timeout`.
+pub(crate) async fn start(
+    client: Client,
+    notifier: Notifier,
+    timeout: Duration,
+) -> Result<HintTask, StoreError> {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let task = HintTask(tokio::spawn(run(client, notifier, timeout, ready_tx)));
+    match tokio::time::timeout(timeout, ready_rx).await {
+        Ok(Ok(Ok(()))) => Ok(task),
+        Ok(Ok(Err(e))) => Err(e),
+        Ok(Err(_)) => Err(StoreError::Unavailable(
+            "hint subscriber stopped during start-up".into(),
+        )),
+        Err(_) => Err(StoreError::Unavailable(
+            "timed out subscribing to hints".into(),
+        )),
+    }
+}
+
+async fn subscribe(client: &Client, timeout: Duration) -> Result<PubSub, StoreError> {
+    bounded(timeout, async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(HINT_CHANNEL).await?;
+        Ok(pubsub)
+    })
+    .await
+}
+
+async fn run(
+    client: Client,
+    notifier: Notifier,
+    timeout: Duration,
+    ready: oneshot::Sender<Result<(), StoreError>>,
+) {
+    let mut ready = Some(ready);
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        match subscribe(&client, timeout).await {
+            Ok(pubsub) => {
+                backoff = MIN_BACKOFF;
+                match ready.take() {
+                    Some(tx) => {
+                        let _ = tx.send(Ok(()));
+                    }
+                    None => {
+                        tracing::info!("hint subscription restored; asking watchers to re-read");
+                        notifier.reread_all();
+                    }
+                }
+                listen(pubsub, &notifier, timeout).await;
+                tracing::warn!("hint subscription lost; resubscribing");
+                tokio::time::sleep(MIN_BACKOFF).await;
+            }
+            Err(e) => {
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                tracing::debug!(error = %e, ?backoff, "hint subscription failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Delivers messages until the connection ends or stops answering PING.
+async fn listen(pubsub: PubSub, notifier: &Notifier, timeout: Duration) {
+    let (mut sink, mut stream) = pubsub.split();
+    let mut health =
+        tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(msg) => match parse(msg.get_payload_bytes()) {
+                    Some((id, hint)) => notifier.notify(&id, hint),
+                    None => tracing::warn!(channel = msg.get_channel_name(), "ignoring a malformed hint"),
+                },
+                None => return,
+            },
+            _ = health.tick() => {
+                let pong = tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await;
+                if !matches!(pong, Ok(Ok(_))) {
+                    tracing::warn!("hint subscription does not answer PING");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_scripts_message_format() {
+        let id = LoginId::random();
+        let msg =
+            format!(r#"{{"id":"{id}","v":3,"s":"approved","uid":"a\/b","un":"\u00c5lice \"x\""}}"#);
+        assert_eq!(
+            parse(msg.as_bytes()),
+            Some((
+                id,
+                Hint::Changed {
+                    version: 3,
+                    state: State::Approved,
+                    user: Some(User {
+                        id: "a/b".into(),
+                        name: "Ålice \"x\"".into()
+                    })
+                }
+            ))
+        );
+        let msg = format!(r#"{{"s":"cancelled","v":2,"id":"{id}"}}"#);
+        assert_eq!(
+            parse(msg.as_bytes()),
+            Some((
+                id,
+                Hint::Changed {
+                    version: 2,
+                    state: State::Cancelled,
+                    user: None
+                }
+            ))
+        );
+    }
+
+    #[test]
+    fn ignores_malformed_messages() {
+        for bad in [
+            &b""[..],
+            b"not json",
+            b"{}",
+            br#"{"id":"short","v":1,"s":"pending"}"#,
+            br#"{"id":"AAAAAAAAAAAAAAAAAAAAAA","v":1,"s":"bogus"}"#,
+            br#"{"id":"AAAAAAAAAAAAAAAAAAAAAA","v":-1,"s":"pending"}"#,
+        ] {
+            assert_eq!(parse(bad), None);
+        }
+    }
+}

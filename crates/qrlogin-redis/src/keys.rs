@@ -1,0 +1,58 @@
+//! The Redis key layout.
+//!
+//! Every key of one login shares the hash tag `{<login id>}`, so on Redis
+//! Cluster they live in one slot and a transition script (notably redeem,
+//! which writes the login and creates the session) touches one slot only.
+//! Secrets never appear in keys or values: only their SHA-256, in hex.
+//!
+//! | key | type | holds | Redis TTL |
+//! |---|---|---|---|
+//! | `qrl:{<id>}:login` | hash | state, version, secret (hash hex), created, expires, purge, ip, ua, match?, uid?, uname? | until `purge` |
+//! | `qrl:{<id>}:sess:<token hash hex>` | hash | uid, uname, exp | `session_ms` |
+//! | `qrl:mtok:<token hash hex>` | string | JSON `{"id","name","exp"}` | the token's ttl |
+//!
+//! Wake-up hints are published on [`HINT_CHANNEL`].
+
+use qrlogin_core::{LoginId, SecretHash, SessionToken};
+
+/// The pub/sub channel every transition script publishes its hint on. One
+/// channel for all logins, so each process needs exactly one subscription
+/// however many browsers it serves.
+pub const HINT_CHANNEL: &str = "qrl:hints";
+
+/// The hash holding one login.
+pub fn login_key(id: &LoginId) -> String {
+    format!("qrl:{{{id}}}:login")
+}
+
+/// The hash holding one web session; under its login's hash tag (the token
+/// carries its login id) so redeem creates it in the login's slot.
+pub fn session_key(token: &SessionToken) -> String {
+    format!(
+        "qrl:{{{}}}:sess:{}",
+        token.login_id(),
+        token.hash().to_hex()
+    )
+}
+
+/// The string holding a demo phone-app token's user.
+pub fn mobile_token_key(hash: &SecretHash) -> String {
+    format!("qrl:mtok:{}", hash.to_hex())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_login_hash_tag() {
+        let id = LoginId::random();
+        let token = SessionToken::new_for(id);
+        let tag = format!("{{{id}}}");
+        assert_eq!(login_key(&id), format!("qrl:{tag}:login"));
+        let sk = session_key(&token);
+        assert!(sk.starts_with(&format!("qrl:{tag}:sess:")));
+        assert!(sk.ends_with(&token.hash().to_hex()));
+        assert!(!sk.contains(&token.expose()[23..]));
+    }
+}

@@ -1,0 +1,144 @@
+-- Shared prelude of every qrlogin script. It is prepended to each script at
+-- compile time (see scripts.rs), so every transition is still ONE script:
+-- one EVALSHA, one round trip, checked and changed atomically.
+--
+-- The semantics mirror qrlogin_core::MemoryStore exactly; the store
+-- contract suite (qrlogin-testkit) holds both to the same behaviour.
+--
+-- Calling convention, the same for every script:
+--   KEYS[1]   the login hash, qrl:{<login id>}:login
+--   ARGV[1]   now: ms since the epoch, from the caller's clock
+--   ARGV[2]   final_keep_ms: how long a final state is kept
+--   ARGV[3]   the login id (text), for the hint
+--   ARGV[4]   the hint channel
+--   ARGV[5..] script-specific
+--
+-- Replies: { 'ok', field, value, ... } (the whole record) on success, or
+-- { 'not_found' }, { 'expired' }, { 'wrong_state', <state> },
+-- { 'wrong_user' }, { 'corrupt', <why> }.
+--
+-- Expiry is decided only here, by comparing ARGV now with the stored
+-- 'expires' field. The key's Redis TTL is garbage collection: it is set
+-- relative to the caller's now (PEXPIRE deadline - now), so Redis's own
+-- clock never decides anything and callers with any clock agree with it.
+-- The 'purge' field holds the deadline after which the login counts as
+-- gone, exactly when the memory store would have purged it, even if Redis
+-- has not evicted the key yet.
+
+local key = KEYS[1]
+local now = tonumber(ARGV[1])
+local final_keep = tonumber(ARGV[2])
+local login_id = ARGV[3]
+local channel = ARGV[4]
+
+local FINAL = { consumed = true, denied = true, cancelled = true, expired = true }
+
+-- Integers as plain decimal text (never 1.7e+12).
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- The login as a table, or nil when unknown or past its purge deadline.
+local function load()
+  local flat = redis.call('HGETALL', key)
+  if #flat == 0 then
+    return nil
+  end
+  local rec = {}
+  for i = 1, #flat, 2 do
+    rec[flat[i]] = flat[i + 1]
+  end
+  local purge = tonumber(rec.purge)
+  if purge ~= nil and now >= purge then
+    return nil
+  end
+  return rec
+end
+
+-- The state as of now: a non-final login past its expiry is expired even
+-- though nobody has written that down (nor will: expiry is not a write).
+local function state_at(rec)
+  if not FINAL[rec.state] and now >= tonumber(rec.expires) then
+    return 'expired'
+  end
+  return rec.state
+end
+
+-- The success reply: 'ok' and the record's fields.
+local function reply(rec)
+  local out = { 'ok' }
+  for k, v in pairs(rec) do
+    out[#out + 1] = k
+    out[#out + 1] = v
+  end
+  return out
+end
+
+-- Writes a transition: applies `changes`, bumps the version, moves the
+-- purge deadline (non-final: expires + final_keep; final: now + final_keep)
+-- and the key's TTL with it, and publishes the wake-up hint, all inside
+-- this one script so no watcher can see the state without the hint.
+local function commit(rec, changes)
+  local args = {}
+  for k, v in pairs(changes) do
+    rec[k] = v
+    args[#args + 1] = k
+    args[#args + 1] = v
+  end
+  rec.version = int(tonumber(rec.version) + 1)
+  local purge
+  if FINAL[rec.state] then
+    purge = now + final_keep
+  else
+    purge = tonumber(rec.expires) + final_keep
+  end
+  rec.purge = int(purge)
+  args[#args + 1] = 'version'
+  args[#args + 1] = rec.version
+  args[#args + 1] = 'purge'
+  args[#args + 1] = rec.purge
+  redis.call('HSET', key, unpack(args))
+  redis.call('PEXPIRE', key, math.max(1, purge - now))
+  redis.call('PUBLISH', channel, cjson.encode({
+    id = login_id,
+    v = tonumber(rec.version),
+    s = rec.state,
+    uid = rec.uid,
+    un = rec.uname,
+  }))
+  return rec
+end
+
+-- Phone-side checks after scan (MemoryStore's scanner_check): not expired,
+-- scanned, by `user_id`. Returns an error reply, or nil when allowed.
+local function scanner_check(rec, user_id)
+  local s = state_at(rec)
+  if s == 'expired' then
+    return { 'expired' }
+  end
+  if s == 'pending' then
+    return { 'wrong_state', 'pending' }
+  end
+  if rec.uid == nil or rec.uid ~= user_id then
+    return { 'wrong_user' }
+  end
+  if s ~= 'scanned' then
+    return { 'wrong_state', s }
+  end
+  return nil
+end
+
+-- Browser-side checks (MemoryStore's browser_check): the secret hash must
+-- match (else the login "does not exist"), and it must not have expired.
+-- Returns the state as of now, or nil and an error reply.
+local function browser_check(rec, secret_hash)
+  if rec.secret ~= secret_hash then
+    return nil, { 'not_found' }
+  end
+  local s = state_at(rec)
+  if s == 'expired' then
+    return nil, { 'expired' }
+  end
+  return s, nil
+end
+
