@@ -658,6 +658,7 @@ impl SseStream {
 
 /// `per_store!(a, b)` turns `async fn a(kind: StoreKind)` into the tests
 /// `memory::a` and `redis::a`.
+#[allow(unused_macros)]
 macro_rules! per_store {
     ($($name:ident),* $(,)?) => {
         mod memory {
