@@ -13,6 +13,8 @@
 //! 5. The login page once more with EventSource taken away (so it must fall
 //!    back to long-polling); bob scans and approves over the phone API; the
 //!    page must say "Logged in as bob".
+//! 6. The phone app's camera: Chromium's fake camera plays a video of the next
+//!    QR; the page decodes it, alice approves, the login page logs her in.
 //!
 //! The WebDriver client is a few calls over reqwest (no extra crates).
 //! Screenshots of every step land in `CARGO_TARGET_TMPDIR/browser_e2e/`.
@@ -237,6 +239,7 @@ impl WebDriver {
         base: &str,
         chromium: &Path,
         profile: &Path,
+        camera: &Path,
     ) -> Result<(Self, SessionGuard)> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -257,6 +260,10 @@ impl WebDriver {
             "--password-store=basic".into(),
             "--window-size=1024,900".into(),
             format!("--user-data-dir={}", profile.display()),
+            // A fake camera (playing a file the test writes) and no permission prompt.
+            "--use-fake-ui-for-media-stream".into(),
+            "--use-fake-device-for-media-stream".into(),
+            format!("--use-file-for-fake-video-capture={}", camera.display()),
         ];
         let caps = json!({
             "capabilities": {
@@ -534,6 +541,51 @@ struct Ctx {
     wd: WebDriver,
     base: String,
     shots: PathBuf,
+    /// The Y4M file Chromium's fake camera plays.
+    camera: PathBuf,
+}
+
+/// Writes a few frames of 640x480 Y4M video showing the QR (a PNG) on grey
+/// paper, for Chromium's `--use-file-for-fake-video-capture`.
+fn write_y4m(png: &[u8], path: &Path) -> Result<()> {
+    let qr = image::load_from_memory(png)
+        .context("decoding qr.png")?
+        .to_luma8();
+    let (w, h) = (640usize, 480usize);
+    let (qw, qh) = (qr.width() as usize, qr.height() as usize);
+    // Nearest-neighbour fit into 400 px, centred.
+    let scale = (400.0 / qw.max(qh) as f64).min(2.0);
+    let (sw, sh) = ((qw as f64 * scale) as usize, (qh as f64 * scale) as usize);
+    let (ox, oy) = ((w - sw) / 2, (h - sh) / 2);
+    let mut luma = vec![200u8; w * h];
+    for y in 0..sh {
+        for x in 0..sw {
+            let sx = ((x as f64 / scale) as u32).min(qr.width() - 1);
+            let sy = ((y as f64 / scale) as u32).min(qr.height() - 1);
+            luma[(oy + y) * w + ox + x] = if qr.get_pixel(sx, sy).0[0] > 127 {
+                235
+            } else {
+                20
+            };
+        }
+    }
+    let mut out = format!("YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n").into_bytes();
+    for _ in 0..5 {
+        out.extend_from_slice(b"FRAME\n");
+        out.extend_from_slice(&luma);
+        out.extend(std::iter::repeat_n(128u8, w * h / 2));
+    }
+    std::fs::write(path, out)?;
+    Ok(())
+}
+
+/// A blank white 8x8 PNG.
+fn placeholder_png() -> Vec<u8> {
+    let img = image::GrayImage::from_pixel(8, 8, image::Luma([255u8]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("encoding a PNG");
+    out.into_inner()
 }
 
 impl Ctx {
@@ -796,6 +848,36 @@ impl Ctx {
             .error_for_status()?;
         self.wait_text("#logged-in", "logged in as bob").await?;
         self.shot("09-logged-in-by-long-poll.png").await?;
+        // ---- the phone app's camera: Chromium's fake camera plays a video of the QR
+        wd.click("#logout").await?;
+        let (link4, match_code4) = self.wait_qr(Some(&link3)).await?;
+        let id4 = link4
+            .rsplit_once("/m/")
+            .map(|(_, id)| id.to_string())
+            .unwrap_or_default();
+        let png = reqwest::get(format!("{}/v1/logins/{id4}/qr.png", self.base))
+            .await?
+            .error_for_status()?;
+        write_y4m(&png.bytes().await?, &self.camera)?;
+        wd.switch_to(&phone).await?;
+        wd.goto(&format!("{}/phone", self.base)).await?;
+        self.wait_clickable("#camera-start").await?;
+        wd.click("#camera-start").await?;
+        self.check_context_and_pick(&match_code4).await?;
+        let camera_off = wd
+            .js(
+                "return document.getElementById('video-wrap').hidden;",
+                json!([]),
+            )
+            .await?;
+        if camera_off != json!(true) {
+            bail!("the camera should stop once a code is decoded");
+        }
+        wd.click("#approve").await?;
+        self.wait_text("#result", "approved").await?;
+        wd.switch_to(&desk).await?;
+        self.wait_text("#logged-in", "logged in as alice").await?;
+        self.shot("10-logged-in-by-camera.png").await?;
         Ok(())
     }
 }
@@ -807,6 +889,12 @@ async fn browser_qr_login_end_to_end() {
 
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser_e2e");
     std::fs::create_dir_all(&out).unwrap();
+    // Screenshots of an earlier run would only mislead.
+    for entry in std::fs::read_dir(&out).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "png") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     // Declared first so it is removed last, after Chromium has gone.
     let profile = tempfile::Builder::new()
         .prefix("chromium-profile-")
@@ -819,13 +907,17 @@ async fn browser_qr_login_end_to_end() {
     let (chromedriver, driver_url) = start_chromedriver(&driver, &out.join("chromedriver.log"))
         .unwrap_or_else(|e| panic!("{e:#}"));
 
-    let (wd, session) = WebDriver::new_session(&driver_url, &chromium, profile.path())
+    let camera = out.join("camera.y4m");
+    // A placeholder until the test knows which QR to film.
+    write_y4m(&placeholder_png(), &camera).unwrap();
+    let (wd, session) = WebDriver::new_session(&driver_url, &chromium, profile.path(), &camera)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     let ctx = Ctx {
         wd,
         base,
         shots: out.clone(),
+        camera,
     };
 
     let result = tokio::time::timeout(Duration::from_secs(120), ctx.run())
