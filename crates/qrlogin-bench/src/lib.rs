@@ -1,0 +1,21 @@
+//! `qrlogin-bench`: a load generator for qrlogin.
+//!
+//! * [`run`] drives complete logins (create, wait on SSE / long-poll / 1 s
+//!   polling, scan, approve, wake, redeem) and reports logins/s, errors by
+//!   kind, HdrHistogram percentiles of every step and of the wake latency,
+//!   Redis commands per login and the server's RSS.
+//! * [`idle`] holds N waiting browsers open and reports the server's RSS per
+//!   waiter.
+//!
+//! It only ever targets loopback addresses, and every run is bounded in time
+//! (and optionally in count) and stops by itself.
+
+pub mod http;
+pub mod idle;
+pub mod redis_stats;
+pub mod run;
+pub mod stats;
+pub mod sys;
+
+pub use idle::{idle, IdleConfig, IdleReport};
+pub use run::{run, Binding, RunConfig, RunReport, WaitMode};

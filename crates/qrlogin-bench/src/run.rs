@@ -1,0 +1,765 @@
+//! `qrlogin-bench run`: complete logins, back to back, from N virtual
+//! browsers, each with a virtual phone.
+//!
+//! One login, as a browser and a phone would do it:
+//!
+//! 1. the browser creates it (`POST /v1/logins`, header or cookie binding);
+//! 2. the browser starts waiting: an SSE stream (connected once its first
+//!    event arrived), a long-poll (`?wait=30&since=STATE`), or — the seed's
+//!    design — a plain status poll every second, at a random phase (a person
+//!    scans at no particular moment of the poll cycle);
+//! 3. after the optional think time the phone scans and approves; the moment
+//!    approve's answer arrived is noted;
+//! 4. the browser sees `approved`: wake latency = that moment − approve's
+//!    answer (0 when the event arrived first, counted as `wake_early`);
+//! 5. the browser redeems; for SSE it then reads the stream to its end (the
+//!    `consumed` event), which also lets the connection be reused.
+//!
+//! The run stops starting logins at the deadline or after `max_logins`, lets
+//! the ones in flight finish (each step has a timeout), and reports.
+
+use crate::http::{check_status, Auth, Failure, Http, SseReader};
+use crate::redis_stats::{
+    commandstats_delta, parse_redis_url, CommandStats, Monitor, MonitorStats, RedisConn,
+};
+use crate::stats::{Hist, Summary};
+use crate::sys::{self, Machine, Rss};
+use bytes::Bytes;
+use hyper::header::{HeaderMap, SET_COOKIE};
+use hyper::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How the virtual browser waits for the phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitMode {
+    /// `GET /v1/logins/{id}/events` (Server-Sent Events).
+    Sse,
+    /// `GET /v1/logins/{id}?wait=30&since=STATE`.
+    Longpoll,
+    /// `GET /v1/logins/{id}` every second, like the seed's browser.
+    Poll1s,
+}
+
+impl WaitMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitMode::Sse => "sse",
+            WaitMode::Longpoll => "longpoll",
+            WaitMode::Poll1s => "poll1s",
+        }
+    }
+}
+
+/// How the browser secret travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Binding {
+    /// `{"binding":"header"}` → `Authorization: Bearer <browser_secret>`.
+    Header,
+    /// The `qrl_bs` cookie, as a web browser does.
+    Cookie,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Base URL of the service (loopback only).
+    pub url: String,
+    /// Virtual browsers, each doing logins back to back.
+    pub concurrency: usize,
+    /// Stop starting logins after this long.
+    pub duration: Duration,
+    /// Stop starting logins after this many.
+    pub max_logins: Option<u64>,
+    pub wait: WaitMode,
+    pub binding: Binding,
+    /// Pace login starts to this many per second in total (open loop,
+    /// bounded by `concurrency`); `None` = as fast as the browsers go.
+    pub rate: Option<f64>,
+    /// The phone waits this long after the browser started waiting (a
+    /// person reading the screen). Zero by default.
+    pub think: Duration,
+    /// Timeout of each request (long-polls get their wait on top).
+    pub timeout: Duration,
+    /// Long-poll `wait` parameter, seconds.
+    pub longpoll_wait: u64,
+    /// Redis to read `INFO commandstats` from before and after.
+    pub redis_url: Option<String>,
+    /// Also count commands by origin with `MONITOR` (slows Redis).
+    pub redis_monitor: bool,
+    /// The server process, for its resident memory.
+    pub server_pid: Option<u32>,
+    /// Demo phone user.
+    pub username: String,
+    pub password: String,
+}
+
+impl RunConfig {
+    pub fn new(url: &str, wait: WaitMode) -> RunConfig {
+        RunConfig {
+            url: url.to_string(),
+            concurrency: 8,
+            duration: Duration::from_secs(10),
+            max_logins: None,
+            wait,
+            binding: Binding::Header,
+            rate: None,
+            think: Duration::ZERO,
+            timeout: Duration::from_secs(10),
+            longpoll_wait: 30,
+            redis_url: None,
+            redis_monitor: false,
+            server_pid: None,
+            username: "alice".into(),
+            password: "wonderland".into(),
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub url: String,
+    pub wait: WaitMode,
+    pub binding: Binding,
+    pub concurrency: usize,
+    pub duration_s: f64,
+    pub max_logins: Option<u64>,
+    pub rate: Option<f64>,
+    pub think_ms: u64,
+    /// From the first login's start to the last one's end.
+    pub elapsed_s: f64,
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    /// `completed / elapsed_s`.
+    pub logins_per_s: f64,
+    /// Error kind (`step: what`) → count.
+    pub errors: BTreeMap<String, u64>,
+    /// create, events (SSE connect to first event), scan, approve, wake,
+    /// redeem, full (create to redeem answered), in milliseconds.
+    pub steps: BTreeMap<String, Summary>,
+    /// Logins whose browser saw `approved` before approve's own answer
+    /// arrived (recorded as a wake latency of 0).
+    pub wake_early: u64,
+    /// Status requests (long-polls or polls) per completed login.
+    pub status_requests_per_login: f64,
+    pub redis: Option<CommandStats>,
+    pub redis_monitor: Option<MonitorStats>,
+    pub server_rss_before: Option<Rss>,
+    pub server_rss_after: Option<Rss>,
+    pub machine: Machine,
+}
+
+/// Per-worker tallies, merged at the end.
+#[derive(Default)]
+struct Tally {
+    create: Hist,
+    events: Hist,
+    scan: Hist,
+    approve: Hist,
+    wake: Hist,
+    redeem: Hist,
+    full: Hist,
+    completed: u64,
+    failed: u64,
+    wake_early: u64,
+    status_requests: u64,
+    errors: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn merge(&mut self, o: Tally) {
+        self.create.add(&o.create);
+        self.events.add(&o.events);
+        self.scan.add(&o.scan);
+        self.approve.add(&o.approve);
+        self.wake.add(&o.wake);
+        self.redeem.add(&o.redeem);
+        self.full.add(&o.full);
+        self.completed += o.completed;
+        self.failed += o.failed;
+        self.wake_early += o.wake_early;
+        self.status_requests += o.status_requests;
+        for (k, v) in o.errors {
+            *self.errors.entry(k).or_insert(0) += v;
+        }
+    }
+
+    fn error(&mut self, step: &str, f: &Failure) {
+        *self.errors.entry(format!("{step}: {f}")).or_insert(0) += 1;
+    }
+}
+
+struct Ctx {
+    http: Http,
+    cfg: RunConfig,
+    phone: Auth,
+    start: Instant,
+    deadline: Instant,
+    tickets: AtomicU64,
+}
+
+/// A failed step: its name and what went wrong.
+type StepResult<T> = Result<T, (&'static str, Failure)>;
+
+trait StepExt<T> {
+    fn step(self, name: &'static str) -> StepResult<T>;
+}
+impl<T> StepExt<T> for Result<T, Failure> {
+    fn step(self, name: &'static str) -> StepResult<T> {
+        self.map_err(|f| (name, f))
+    }
+}
+
+#[derive(Deserialize)]
+struct Created {
+    login_id: String,
+    #[serde(default)]
+    browser_secret: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StatusBody {
+    state: String,
+}
+
+#[derive(Deserialize)]
+struct Redeemed {
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct SignedIn {
+    token: String,
+}
+
+/// Signs the demo phone user in once; every virtual phone shares the token.
+pub async fn sign_in(http: &Http, username: &str, password: &str) -> anyhow::Result<Auth> {
+    let body =
+        serde_json::to_vec(&serde_json::json!({"username": username, "password": password}))?;
+    let (_, bytes) = http
+        .expect(
+            StatusCode::OK,
+            Method::POST,
+            "/v1/mobile/session",
+            &Auth::None,
+            Some(body.into()),
+        )
+        .await
+        .map_err(|f| anyhow::anyhow!("phone sign-in as {username} failed: {f}"))?;
+    let s: SignedIn = serde_json::from_slice(&bytes)?;
+    Ok(Auth::bearer(&s.token)?)
+}
+
+/// Creates a login; returns its id and the browser's credential.
+pub async fn create_login(http: &Http, binding: Binding) -> Result<(String, Auth), Failure> {
+    let body = match binding {
+        Binding::Header => Some(Bytes::from_static(br#"{"binding":"header"}"#)),
+        Binding::Cookie => None,
+    };
+    let (headers, bytes) = http
+        .expect(
+            StatusCode::CREATED,
+            Method::POST,
+            "/v1/logins",
+            &Auth::None,
+            body,
+        )
+        .await?;
+    let c: Created = serde_json::from_slice(&bytes).map_err(|_| Failure::Decode("create"))?;
+    let auth = match binding {
+        Binding::Header => Auth::bearer(
+            c.browser_secret
+                .as_deref()
+                .ok_or(Failure::Decode("no browser_secret"))?,
+        )?,
+        Binding::Cookie => Auth::cookie(&browser_cookie(&headers)?)?,
+    };
+    Ok((c.login_id, auth))
+}
+
+/// The `qrl_bs=...` pair from `Set-Cookie`.
+fn browser_cookie(headers: &HeaderMap) -> Result<String, Failure> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .find(|pair| pair.starts_with("qrl_bs="))
+        .map(str::to_string)
+        .ok_or(Failure::Decode("no qrl_bs cookie"))
+}
+
+/// Runs the load and returns the report.
+pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
+    let url = sys::loopback_http_url(&cfg.url)?;
+    anyhow::ensure!(cfg.concurrency > 0, "concurrency must be at least 1");
+    let redis_target = cfg.redis_url.as_deref().map(parse_redis_url).transpose()?;
+    sys::raise_nofile();
+    let http = Http::new(&url, cfg.timeout);
+    let phone = sign_in(&http, &cfg.username, &cfg.password).await?;
+
+    let mut redis_conn = match &redis_target {
+        Some(t) => Some(RedisConn::connect(t).await?),
+        None => None,
+    };
+    let monitor = match (&redis_target, cfg.redis_monitor) {
+        (Some(t), true) => Some(Monitor::start(t).await?),
+        _ => None,
+    };
+    let server_rss_before = cfg.server_pid.map(sys::rss_of).transpose()?;
+    let redis_before = match redis_conn.as_mut() {
+        Some(c) => Some(c.commandstats().await?),
+        None => None,
+    };
+
+    let start = Instant::now();
+    let ctx = Arc::new(Ctx {
+        http,
+        phone,
+        start,
+        deadline: start + cfg.duration,
+        tickets: AtomicU64::new(0),
+        cfg: cfg.clone(),
+    });
+    let mut workers = Vec::with_capacity(cfg.concurrency);
+    for i in 0..cfg.concurrency {
+        let ctx = ctx.clone();
+        workers.push(tokio::spawn(worker(ctx, i as u64)));
+    }
+    let mut tally = Tally::default();
+    for w in workers {
+        tally.merge(w.await?);
+    }
+    let elapsed = start.elapsed();
+
+    let redis_after = match redis_conn.as_mut() {
+        Some(c) => Some(c.commandstats().await?),
+        None => None,
+    };
+    let server_rss_after = cfg.server_pid.map(sys::rss_of).transpose()?;
+    let redis_monitor = match monitor {
+        Some(m) => Some(m.finish(tally.completed).await),
+        None => None,
+    };
+    let redis = match (redis_before, redis_after) {
+        (Some(b), Some(a)) => Some(commandstats_delta(&b, &a, tally.completed)),
+        _ => None,
+    };
+
+    let mut steps = BTreeMap::new();
+    for (name, h) in [
+        ("create", &tally.create),
+        ("events", &tally.events),
+        ("scan", &tally.scan),
+        ("approve", &tally.approve),
+        ("wake", &tally.wake),
+        ("redeem", &tally.redeem),
+        ("full", &tally.full),
+    ] {
+        if !h.is_empty() {
+            steps.insert(name.to_string(), h.summary());
+        }
+    }
+    let secs = elapsed.as_secs_f64();
+    Ok(RunReport {
+        url,
+        wait: cfg.wait,
+        binding: cfg.binding,
+        concurrency: cfg.concurrency,
+        duration_s: cfg.duration.as_secs_f64(),
+        max_logins: cfg.max_logins,
+        rate: cfg.rate,
+        think_ms: cfg.think.as_millis() as u64,
+        elapsed_s: secs,
+        started: tally.completed + tally.failed,
+        completed: tally.completed,
+        failed: tally.failed,
+        logins_per_s: if secs > 0.0 {
+            tally.completed as f64 / secs
+        } else {
+            0.0
+        },
+        errors: tally.errors,
+        steps,
+        wake_early: tally.wake_early,
+        status_requests_per_login: if tally.completed > 0 {
+            tally.status_requests as f64 / tally.completed as f64
+        } else {
+            0.0
+        },
+        redis,
+        redis_monitor,
+        server_rss_before,
+        server_rss_after,
+        machine: sys::machine(),
+    })
+}
+
+/// Takes the next login ticket, sleeping for the pacer; `None` = stop.
+async fn next_ticket(ctx: &Ctx) -> Option<u64> {
+    if Instant::now() >= ctx.deadline {
+        return None;
+    }
+    let k = ctx.tickets.fetch_add(1, Ordering::Relaxed);
+    if ctx.cfg.max_logins.is_some_and(|max| k >= max) {
+        return None;
+    }
+    if let Some(rate) = ctx.cfg.rate.filter(|r| *r > 0.0) {
+        let at = ctx.start + Duration::from_secs_f64(k as f64 / rate);
+        if at >= ctx.deadline {
+            return None;
+        }
+        tokio::time::sleep_until(at.into()).await;
+    }
+    Some(k)
+}
+
+async fn worker(ctx: Arc<Ctx>, seed: u64) -> Tally {
+    let mut t = Tally::default();
+    let mut rng =
+        Rng(0x9E37_79B9_7F4A_7C15 ^ (seed.wrapping_add(1)).wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    while next_ticket(&ctx).await.is_some() {
+        match one_login(&ctx, &mut t, &mut rng).await {
+            Ok(()) => t.completed += 1,
+            Err((step, f)) => {
+                t.failed += 1;
+                t.error(step, &f);
+                // Do not spin on a dead server.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    t
+}
+
+/// A tiny xorshift generator for poll phases (no need for a CSPRNG).
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x % n.max(1)
+    }
+}
+
+/// The phone: scan, then approve. Returns both latencies and the moment
+/// approve's answer was read.
+async fn phone(ctx: &Ctx, id: &str) -> StepResult<(Duration, Duration, Instant)> {
+    if !ctx.cfg.think.is_zero() {
+        tokio::time::sleep(ctx.cfg.think).await;
+    }
+    let http = &ctx.http;
+    let t = Instant::now();
+    http.expect(
+        StatusCode::OK,
+        Method::POST,
+        &format!("/v1/mobile/logins/{id}/scan"),
+        &ctx.phone,
+        None,
+    )
+    .await
+    .step("scan")?;
+    let scan = t.elapsed();
+    let t = Instant::now();
+    http.expect(
+        StatusCode::OK,
+        Method::POST,
+        &format!("/v1/mobile/logins/{id}/approve"),
+        &ctx.phone,
+        Some(Bytes::from_static(b"{}")),
+    )
+    .await
+    .step("approve")?;
+    let at = Instant::now();
+    Ok((scan, at - t, at))
+}
+
+/// One status request; returns the state.
+async fn status(ctx: &Ctx, path: &str, auth: &Auth, timeout: Duration) -> Result<String, Failure> {
+    let (st, _, body) = ctx
+        .http
+        .call_within(timeout, Method::GET, path, auth, None)
+        .await?;
+    check_status(StatusCode::OK, st, &body)?;
+    let s: StatusBody = serde_json::from_slice(&body).map_err(|_| Failure::Decode("status"))?;
+    Ok(s.state)
+}
+
+fn unexpected(what: &str, state: &str) -> Failure {
+    Failure::Protocol(format!("unexpected {what} {state}"))
+}
+
+async fn one_login(ctx: &Ctx, t: &mut Tally, rng: &mut Rng) -> StepResult<()> {
+    let http = &ctx.http;
+    let t0 = Instant::now();
+    let (id, auth) = create_login(http, ctx.cfg.binding).await.step("create")?;
+    t.create.record(t0.elapsed());
+    let base = format!("/v1/logins/{id}");
+    let wait_budget = ctx.cfg.think + ctx.cfg.timeout * 2;
+
+    let mut sse = None;
+    let (seen_at, (scan, approve, approved_at)) = match ctx.cfg.wait {
+        WaitMode::Sse => {
+            let te = Instant::now();
+            let resp = http
+                .open(Method::GET, &format!("{base}/events"), &auth, None)
+                .await
+                .step("events")?;
+            if resp.status() != StatusCode::OK {
+                return Err((
+                    "events",
+                    Failure::Status(resp.status().as_u16(), String::new()),
+                ));
+            }
+            let mut reader = SseReader::new(resp.into_body());
+            match tokio::time::timeout(http.timeout(), reader.next()).await {
+                Err(_) => return Err(("events", Failure::Timeout)),
+                Ok(Err(f)) => return Err(("events", f)),
+                Ok(Ok(None)) => return Err(("events", Failure::Protocol("stream ended".into()))),
+                Ok(Ok(Some(_first))) => {}
+            }
+            t.events.record(te.elapsed());
+            let browser = async {
+                let wait = async {
+                    loop {
+                        match reader.next().await? {
+                            None => return Err(Failure::Protocol("stream ended".into())),
+                            Some(ev) => match ev.name.as_str() {
+                                "approved" => return Ok(Instant::now()),
+                                "pending" | "scanned" | "state" => {}
+                                other => return Err(unexpected("event", other)),
+                            },
+                        }
+                    }
+                };
+                tokio::time::timeout(wait_budget, wait)
+                    .await
+                    .unwrap_or(Err(Failure::Timeout))
+                    .step("wake")
+            };
+            let r = tokio::try_join!(browser, phone(ctx, &id))?;
+            sse = Some(reader);
+            r
+        }
+        WaitMode::Longpoll => {
+            let w = ctx.cfg.longpoll_wait;
+            let per_request = Duration::from_secs(w) + http.timeout();
+            let mut requests = 0u64;
+            let browser = async {
+                let mut since = String::from("pending");
+                let wait = async {
+                    loop {
+                        let st = status(
+                            ctx,
+                            &format!("{base}?wait={w}&since={since}"),
+                            &auth,
+                            per_request,
+                        )
+                        .await?;
+                        requests += 1;
+                        match st.as_str() {
+                            "approved" => return Ok(Instant::now()),
+                            "pending" | "scanned" => since = st,
+                            other => return Err(unexpected("state", other)),
+                        }
+                    }
+                };
+                tokio::time::timeout(wait_budget, wait)
+                    .await
+                    .unwrap_or(Err(Failure::Timeout))
+                    .step("wake")
+            };
+            let r = tokio::try_join!(browser, phone(ctx, &id))?;
+            t.status_requests += requests;
+            r
+        }
+        WaitMode::Poll1s => {
+            let phase = Duration::from_millis(rng.below(1000));
+            let mut requests = 0u64;
+            let browser = async {
+                let wait = async {
+                    tokio::time::sleep(phase).await;
+                    let mut next = tokio::time::Instant::now();
+                    loop {
+                        let st = status(ctx, &base, &auth, http.timeout()).await?;
+                        requests += 1;
+                        match st.as_str() {
+                            "approved" => return Ok(Instant::now()),
+                            "pending" | "scanned" => {}
+                            other => return Err(unexpected("state", other)),
+                        }
+                        next += Duration::from_secs(1);
+                        tokio::time::sleep_until(next).await;
+                    }
+                };
+                tokio::time::timeout(wait_budget + Duration::from_secs(2), wait)
+                    .await
+                    .unwrap_or(Err(Failure::Timeout))
+                    .step("wake")
+            };
+            let r = tokio::try_join!(browser, phone(ctx, &id))?;
+            t.status_requests += requests;
+            r
+        }
+    };
+    t.scan.record(scan);
+    t.approve.record(approve);
+    if seen_at < approved_at {
+        t.wake_early += 1;
+    }
+    t.wake
+        .record(seen_at.saturating_duration_since(approved_at));
+
+    let tr = Instant::now();
+    let (_, body) = http
+        .expect(
+            StatusCode::OK,
+            Method::POST,
+            &format!("{base}/redeem"),
+            &auth,
+            None,
+        )
+        .await
+        .step("redeem")?;
+    let r: Redeemed = serde_json::from_slice(&body)
+        .map_err(|_| Failure::Decode("redeem"))
+        .step("redeem")?;
+    if r.token.is_empty() {
+        return Err(("redeem", Failure::Decode("empty token")));
+    }
+    let done = Instant::now();
+    t.redeem.record(done - tr);
+    t.full.record(done - t0);
+
+    if let Some(mut reader) = sse {
+        // The stream reports `consumed` and ends; reading it to the end
+        // checks that and returns the connection to the pool.
+        let drain = async {
+            let mut consumed = false;
+            while let Some(ev) = reader.next().await? {
+                consumed |= ev.name == "consumed";
+            }
+            if consumed {
+                Ok(())
+            } else {
+                Err(Failure::Protocol("stream ended without consumed".into()))
+            }
+        };
+        let res = tokio::time::timeout(http.timeout(), drain)
+            .await
+            .unwrap_or(Err(Failure::Timeout));
+        if let Err(f) = res {
+            // The login itself completed; the stream's ending is reported.
+            t.error("sse-end", &f);
+        }
+    }
+    Ok(())
+}
+
+/// Human-readable report.
+pub fn render(r: &RunReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "qrlogin-bench run: {} wait={} binding={:?} concurrency={}{}{}",
+        r.url,
+        r.wait.as_str(),
+        r.binding,
+        r.concurrency,
+        r.rate.map(|x| format!(" rate={x}/s")).unwrap_or_default(),
+        if r.think_ms > 0 {
+            format!(" think={}ms", r.think_ms)
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        s,
+        "machine: {} cores, {}; {}",
+        r.machine.nproc, r.machine.cpu_model, r.machine.date
+    );
+    let _ = writeln!(
+        s,
+        "logins: {} completed, {} failed in {:.2} s → {:.0} logins/s",
+        r.completed, r.failed, r.elapsed_s, r.logins_per_s
+    );
+    if r.errors.is_empty() {
+        let _ = writeln!(s, "errors: none");
+    } else {
+        let _ = writeln!(s, "errors:");
+        for (k, v) in &r.errors {
+            let _ = writeln!(s, "  {v:>8}  {k}");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "{:<8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}   (ms)",
+        "step", "count", "p50", "p99", "p99.9", "max", "mean"
+    );
+    for name in [
+        "create", "events", "scan", "approve", "wake", "redeem", "full",
+    ] {
+        if let Some(x) = r.steps.get(name) {
+            let _ = writeln!(
+                s,
+                "{:<8} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                name, x.count, x.p50_ms, x.p99_ms, x.p999_ms, x.max_ms, x.mean_ms
+            );
+        }
+    }
+    if r.wake_early > 0 {
+        let _ = writeln!(
+            s,
+            "wake: {} browsers saw `approved` before approve's answer arrived (counted as 0 ms)",
+            r.wake_early
+        );
+    }
+    if r.wait != WaitMode::Sse {
+        let _ = writeln!(
+            s,
+            "status requests per login: {:.2}",
+            r.status_requests_per_login
+        );
+    }
+    if let Some(x) = &r.redis {
+        let _ = writeln!(
+            s,
+            "redis (INFO commandstats, script-internal calls included): {} calls, {:.2} per login",
+            x.total_calls, x.per_login
+        );
+        for (k, v) in &x.commands {
+            let _ = writeln!(s, "  {:<20} {:>10} {:>8.2}/login", k, v.calls, v.per_login);
+        }
+    }
+    if let Some(m) = &r.redis_monitor {
+        let _ = writeln!(
+            s,
+            "redis (MONITOR): {:.2} client commands per login (round trips, fewer if pipelined), {:.2} script-internal",
+            m.client_per_login, m.script_per_login
+        );
+        for (k, v) in &m.client {
+            let _ = writeln!(s, "  client {:<13} {:>10}", k, v);
+        }
+        for (k, v) in &m.script {
+            let _ = writeln!(s, "  lua    {:<13} {:>10}", k, v);
+        }
+    }
+    if let (Some(b), Some(a)) = (&r.server_rss_before, &r.server_rss_after) {
+        let _ = writeln!(
+            s,
+            "server RSS: {} KiB before, {} KiB after (peak {} KiB)",
+            b.rss_kb, a.rss_kb, a.hwm_kb
+        );
+    }
+    s
+}
