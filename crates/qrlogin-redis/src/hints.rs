@@ -79,8 +79,24 @@ pub(crate) async fn start(
     notifier: Notifier,
     timeout: Duration,
 ) -> Result<HintTask, StoreError> {
+    start_with(client, notifier, timeout, HEALTH_EVERY).await
+}
+
+/// [`start`] with a chosen health-check interval (tests use a short one).
+async fn start_with(
+    client: Client,
+    notifier: Notifier,
+    timeout: Duration,
+    health_every: Duration,
+) -> Result<HintTask, StoreError> {
     let (ready_tx, ready_rx) = oneshot::channel();
-    let task = HintTask(tokio::spawn(run(client, notifier, timeout, ready_tx)));
+    let task = HintTask(tokio::spawn(run(
+        client,
+        notifier,
+        timeout,
+        health_every,
+        ready_tx,
+    )));
     match tokio::time::timeout(timeout, ready_rx).await {
         Ok(Ok(Ok(()))) => Ok(task),
         Ok(Ok(Err(e))) => Err(e),
@@ -106,6 +122,7 @@ async fn run(
     client: Client,
     notifier: Notifier,
     timeout: Duration,
+    health_every: Duration,
     ready: oneshot::Sender<Result<(), StoreError>>,
 ) {
     let mut ready = Some(ready);
@@ -123,7 +140,7 @@ async fn run(
                         notifier.reread_all();
                     }
                 }
-                listen(pubsub, &notifier, timeout).await;
+                listen(pubsub, &notifier, timeout, health_every).await;
                 tracing::warn!("hint subscription lost; resubscribing");
                 tokio::time::sleep(MIN_BACKOFF).await;
             }
@@ -141,10 +158,10 @@ async fn run(
 }
 
 /// Delivers messages until the connection ends or stops answering PING.
-async fn listen(pubsub: PubSub, notifier: &Notifier, timeout: Duration) {
+async fn listen(pubsub: PubSub, notifier: &Notifier, timeout: Duration, health_every: Duration) {
     let (mut sink, mut stream) = pubsub.split();
     let mut health =
-        tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
+        tokio::time::interval_at(tokio::time::Instant::now() + health_every, health_every);
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -169,6 +186,107 @@ async fn listen(pubsub: PubSub, notifier: &Notifier, timeout: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use qrlogin_testkit::RedisServer;
+
+    async fn publish(server: &RedisServer, payload: &str) {
+        let mut c = Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(HINT_CHANNEL)
+            .arg(payload)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+
+    fn hint(id: LoginId, v: u64) -> String {
+        format!(r#"{{"id":"{id}","v":{v},"s":"scanned","uid":"a","un":"A"}}"#)
+    }
+
+    async fn next(reg: &mut qrlogin_core::Registration) -> Hint {
+        tokio::time::timeout(Duration::from_secs(5), reg.next())
+            .await
+            .expect("a hint within 5 s")
+    }
+
+    #[tokio::test]
+    async fn health_pings_keep_a_live_subscription() {
+        let server = RedisServer::start();
+        let notifier = Notifier::new();
+        let client = Client::open(server.url()).unwrap();
+        let _task = start_with(
+            client,
+            notifier.clone(),
+            Duration::from_millis(500),
+            Duration::from_millis(50),
+        )
+        .await
+        .unwrap();
+        let id = LoginId::random();
+        let mut reg = notifier.register(id);
+        // Twenty health checks: a PING that failed would resubscribe and
+        // send a Reread.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let pending = tokio::time::timeout(Duration::from_millis(20), reg.next()).await;
+        assert!(pending.is_err(), "subscription was re-made: {pending:?}");
+        publish(&server, &hint(id, 2)).await;
+        assert!(matches!(
+            next(&mut reg).await,
+            Hint::Changed { version: 2, .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_killed_subscription_is_restored_and_watchers_reread() {
+        let server = RedisServer::start();
+        let notifier = Notifier::new();
+        let client = Client::open(server.url()).unwrap();
+        let _task = start(client, notifier.clone(), Duration::from_millis(500))
+            .await
+            .unwrap();
+        let id = LoginId::random();
+        let mut reg = notifier.register(id);
+        let mut c = Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(killed, 1);
+        assert_eq!(next(&mut reg).await, Hint::Reread);
+        publish(&server, &hint(id, 3)).await;
+        assert!(matches!(
+            next(&mut reg).await,
+            Hint::Changed { version: 3, .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn malformed_messages_do_not_stop_the_subscriber() {
+        let server = RedisServer::start();
+        let notifier = Notifier::new();
+        let client = Client::open(server.url()).unwrap();
+        let _task = start(client, notifier.clone(), Duration::from_millis(500))
+            .await
+            .unwrap();
+        let id = LoginId::random();
+        let mut reg = notifier.register(id);
+        publish(&server, "garbage").await;
+        publish(&server, &hint(id, 5)).await;
+        assert!(matches!(
+            next(&mut reg).await,
+            Hint::Changed { version: 5, .. }
+        ));
+    }
 
     #[test]
     fn parses_the_scripts_message_format() {
