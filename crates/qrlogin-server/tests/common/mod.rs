@@ -3,8 +3,7 @@
 //! * [`App`] — the service running in-process on `127.0.0.1:0` (real HTTP on
 //!   loopback) over a chosen store ([`StoreKind`]): the in-memory store, or
 //!   the Redis store on a private `redis-server` child
-//!   ([`qrlogin_testkit::RedisServer`]) opened through the server's own
-//!   `open_store`, exactly as `qrlogin --store redis+unix://…` does.
+//!   ([`qrlogin_testkit::RedisServer`]) through `qrlogin_redis::RedisStore`.
 //! * [`Browser`] — a reqwest client with a cookie store (cookie binding), or
 //!   sending the browser secret as a bearer header (header binding).
 //! * [`Phone`] — the phone app: signs in through the demo identity and calls
@@ -74,16 +73,16 @@ pub async fn redis_server() -> RedisServer {
         .expect("starting redis-server")
 }
 
-/// Opens the store the config names (memory or a Redis URL) the way the
-/// binary does.
-pub async fn open_store(cfg: &ServeConfig) -> Arc<dyn Store> {
-    match qrlogin_server::open_store(cfg).await {
-        Ok(s) => s,
-        Err(e) => panic!(
-            "could not open store {}: {e:#}",
-            qrlogin_server::redact_url(&cfg.store)
-        ),
-    }
+/// Opens a Redis store on `url` with the TTLs and op timeout of `cfg`.
+pub async fn redis_store(url: &str, cfg: &ServeConfig) -> Arc<dyn Store> {
+    let store = qrlogin_redis::RedisStore::connect(
+        url,
+        cfg.ttls(),
+        Duration::from_millis(cfg.store_timeout_ms),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("connecting the Redis store: {e}"));
+    Arc::new(store)
 }
 
 /// A running service plus whatever it needs alive. Fields drop in order:
@@ -129,7 +128,7 @@ pub async fn app_with(kind: StoreKind, mut cfg: ServeConfig, clock: Option<Arc<d
         StoreKind::Redis => {
             let server = redis_server().await;
             cfg.store = server.url();
-            (open_store(&cfg).await, Some(server))
+            (redis_store(&server.url(), &cfg).await, Some(server))
         }
     };
     let mut app = spawn_on(cfg, store.clone(), clock).await;
@@ -678,4 +677,76 @@ macro_rules! per_store {
             )*
         }
     };
+}
+
+// ---------------------------------------------------------------------------
+// the real binary
+
+/// A `qrlogin serve` child process; killed on drop.
+pub struct Proc {
+    pub base: String,
+    child: std::process::Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Proc {
+    /// Starts `qrlogin serve --listen 127.0.0.1:0 ARGS…` and waits for its
+    /// `listening on http://ADDR` line.
+    pub fn start(args: &[&str]) -> Proc {
+        use std::io::BufRead as _;
+        use std::process::{Command, Stdio};
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_qrlogin"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("QRLOGIN_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log.reopen().expect("log file")))
+            .spawn()
+            .expect("spawning the qrlogin binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            // Keep reading so the pipe never fills up.
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let first = rx.recv_timeout(Duration::from_secs(30));
+        let mut proc = Proc {
+            base: String::new(),
+            child,
+            log,
+        };
+        match first {
+            Ok(line) => match line.trim().strip_prefix("listening on ") {
+                Some(url) => proc.base = url.trim_end_matches('/').to_string(),
+                None => panic!("first stdout line {line:?}; log:\n{}", proc.log()),
+            },
+            Err(_) => {
+                let status = proc.child.try_wait().ok().flatten();
+                panic!(
+                    "qrlogin did not print `listening on …` (exit status {status:?}); log:\n{}",
+                    proc.log()
+                )
+            }
+        }
+        proc
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
