@@ -65,7 +65,11 @@ async fn malformed_ids_are_400(kind: StoreKind) {
             (Method::POST, format!("/v1/logins/{id}/redeem"), false),
             (Method::DELETE, format!("/v1/logins/{id}"), false),
             (Method::POST, format!("/v1/mobile/logins/{id}/scan"), true),
-            (Method::POST, format!("/v1/mobile/logins/{id}/approve"), true),
+            (
+                Method::POST,
+                format!("/v1/mobile/logins/{id}/approve"),
+                true,
+            ),
             (Method::POST, format!("/v1/mobile/logins/{id}/deny"), true),
         ];
         for (method, path, phone_call) in calls {
@@ -122,7 +126,11 @@ async fn malformed_json_bodies_are_400(kind: StoreKind) {
     }
     // A valid body with the wrong content type, or none.
     let good = r#"{"username":"alice","password":"wonderland"}"#;
-    for ct in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+    for ct in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
         let mut rb = http.post(&sign_in).body(good);
         if let Some(ct) = ct {
             rb = rb.header("content-type", ct);
@@ -148,7 +156,12 @@ async fn malformed_json_bodies_are_400(kind: StoreKind) {
                 .body(body),
         )
         .await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "create body {body}: {}", r.text());
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "create body {body}: {}",
+            r.text()
+        );
         r.assert_error(StatusCode::BAD_REQUEST, "bad_request");
         assert!(r.set_cookie("qrl_bs").is_none(), "no login for a bad body");
     }
@@ -159,7 +172,12 @@ async fn malformed_json_bodies_are_400(kind: StoreKind) {
                 .body(ok),
         )
         .await;
-        assert_eq!(r.status, StatusCode::CREATED, "create body {ok:?}: {}", r.text());
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "create body {ok:?}: {}",
+            r.text()
+        );
     }
 
     // Approve: a malformed decision changes nothing.
@@ -208,16 +226,15 @@ async fn oversized_bodies_are_413(kind: StoreKind) {
     let r = send(
         http.post(&sign_in)
             .header("content-type", "application/json")
-            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))),
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            ))),
     )
     .await;
     r.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 
     // Just under the limit it is read (and the password is simply wrong).
-    let under = format!(
-        r#"{{"username":"alice","password":"{}"}}"#,
-        "x".repeat(900)
-    );
+    let under = format!(r#"{{"username":"alice","password":"{}"}}"#, "x".repeat(900));
     assert!(under.len() < 1024);
     send(
         http.post(&sign_in)
@@ -230,7 +247,10 @@ async fn oversized_bodies_are_413(kind: StoreKind) {
     let r = send(
         http.post(app.url("/v1/logins"))
             .header("content-type", "application/json")
-            .body(format!(r#"{{"binding":"header","pad":"{}"}}"#, "p".repeat(4096))),
+            .body(format!(
+                r#"{{"binding":"header","pad":"{}"}}"#,
+                "p".repeat(4096)
+            )),
     )
     .await;
     r.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
@@ -247,7 +267,11 @@ async fn oversized_bodies_are_413(kind: StoreKind) {
     )
     .await;
     r.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
-    assert_eq!(browser.state(&login).await, "scanned", "an oversized approve approves nothing");
+    assert_eq!(
+        browser.state(&login).await,
+        "scanned",
+        "an oversized approve approves nothing"
+    );
 }
 
 async fn bad_or_missing_credentials_are_401(kind: StoreKind) {
@@ -284,16 +308,26 @@ async fn bad_or_missing_credentials_are_401(kind: StoreKind) {
                 r.status,
                 StatusCode::UNAUTHORIZED,
                 "auth {:?}: {}",
-                auth.as_ref().map(|a| String::from_utf8_lossy(&a[..a.len().min(40)]).into_owned()),
+                auth.as_ref()
+                    .map(|a| String::from_utf8_lossy(&a[..a.len().min(40)]).into_owned()),
                 r.text()
             );
             r.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
         }
     }
-    assert_eq!(browser.state(&login).await, "pending", "no bad token scanned it");
+    assert_eq!(
+        browser.state(&login).await,
+        "pending",
+        "no bad token scanned it"
+    );
 
     // Wrong passwords and unknown users.
-    for (u, p) in [("alice", "builder"), ("bob", "wonderland"), ("mallory", "x"), ("", "")] {
+    for (u, p) in [
+        ("alice", "builder"),
+        ("bob", "wonderland"),
+        ("mallory", "x"),
+        ("", ""),
+    ] {
         send(
             http.post(app.url("/v1/mobile/session"))
                 .json(&serde_json::json!({"username": u, "password": p})),
@@ -487,8 +521,13 @@ impl Fixture {
         let r = self.rt.block_on(send(rb));
         prop_assert!(r.status.as_u16() < 500, "{what}: {} {}", r.status, r.text());
         if r.status.is_client_error() {
-            let v: serde_json::Value = serde_json::from_slice(&r.body)
-                .map_err(|e| TestCaseError::fail(format!("{what}: {} non-JSON body ({e}): {:?}", r.status, r.text())))?;
+            let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|e| {
+                TestCaseError::fail(format!(
+                    "{what}: {} non-JSON body ({e}): {:?}",
+                    r.status,
+                    r.text()
+                ))
+            })?;
             prop_assert!(v["error"].is_string(), "{what}: {v}");
             prop_assert!(v["message"].is_string(), "{what}: {v}");
         }
@@ -522,7 +561,10 @@ fn random_path_segments_never_5xx() {
     // The scanned login survived the noise.
     let r = f.rt.block_on(send(
         f.http
-            .post(format!("{}/v1/mobile/logins/{}/scan", f.app.base, f.scanned))
+            .post(format!(
+                "{}/v1/mobile/logins/{}/scan",
+                f.app.base, f.scanned
+            ))
             .bearer_auth(&f.phone_token),
     ));
     assert_eq!(r.json()["state"], "scanned");

@@ -76,7 +76,12 @@ async fn fifty_concurrent_approves_one_wins(kind: StoreKind) {
     let phone = app.phone(ALICE).await;
     phone.scan_ok(&login.id).await;
 
-    let replies = race((0..N).map(|_| approve_req(&phone, &login.id, "approve")).collect()).await;
+    let replies = race(
+        (0..N)
+            .map(|_| approve_req(&phone, &login.id, "approve"))
+            .collect(),
+    )
+    .await;
     let wins = count(&replies, StatusCode::OK);
     let conflicts = count(&replies, StatusCode::CONFLICT);
     assert_eq!(
@@ -125,7 +130,10 @@ async fn fifty_concurrent_redeems_one_wins(kind: StoreKind) {
                 r.text()
             );
             r.assert_json_error();
-            assert!(r.set_cookie("qrl_session").is_none(), "a loser got a session");
+            assert!(
+                r.set_cookie("qrl_session").is_none(),
+                "a loser got a session"
+            );
         }
     }
     let won = winners[0].json();
@@ -147,7 +155,13 @@ async fn approve_and_deny_race_one_decision(kind: StoreKind) {
     phone.scan_ok(&login.id).await;
 
     let reqs = (0..N)
-        .map(|i| approve_req(&phone, &login.id, if i % 2 == 0 { "approve" } else { "deny" }))
+        .map(|i| {
+            approve_req(
+                &phone,
+                &login.id,
+                if i % 2 == 0 { "approve" } else { "deny" },
+            )
+        })
         .collect();
     let replies = race(reqs).await;
     let winners: Vec<&Reply> = replies
@@ -157,7 +171,11 @@ async fn approve_and_deny_race_one_decision(kind: StoreKind) {
     assert_eq!(winners.len(), 1, "exactly one decision");
     assert_eq!(count(&replies, StatusCode::CONFLICT), N - 1);
     let decided = winners[0].json()["state"].as_str().unwrap().to_string();
-    assert_eq!(browser.state(&login).await, decided, "the winner's decision stands");
+    assert_eq!(
+        browser.state(&login).await,
+        decided,
+        "the winner's decision stands"
+    );
     let r = browser.redeem(&login).await;
     if decided == "approved" {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());

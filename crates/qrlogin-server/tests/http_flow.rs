@@ -62,9 +62,15 @@ async fn sse_full_flow(kind: StoreKind) {
     let expires_in = c["expires_in"].as_u64().expect("expires_in");
     assert!((119..=120).contains(&expires_in), "expires_in {expires_in}");
     assert!(c["expires_at"].as_str().is_some_and(|s| s.contains('T')));
-    assert!(c.get("browser_secret").is_none(), "cookie binding: no secret in the body");
+    assert!(
+        c.get("browser_secret").is_none(),
+        "cookie binding: no secret in the body"
+    );
     let cookie = login.set_cookie.clone().expect("qrl_bs cookie set");
-    assert!(cookie.contains(&format!("Path=/v1/logins/{}", login.id)), "{cookie}");
+    assert!(
+        cookie.contains(&format!("Path=/v1/logins/{}", login.id)),
+        "{cookie}"
+    );
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
 
@@ -99,7 +105,10 @@ async fn sse_full_flow(kind: StoreKind) {
     let sc = r.set_cookie("qrl_session").expect("qrl_session cookie");
     assert!(sc.starts_with(&format!("qrl_session={token}")), "{sc}");
     assert!(sc.contains("Path=/;") || sc.ends_with("Path=/"), "{sc}");
-    assert!(sc.contains("HttpOnly") && sc.contains("SameSite=Lax"), "{sc}");
+    assert!(
+        sc.contains("HttpOnly") && sc.contains("SameSite=Lax"),
+        "{sc}"
+    );
 
     sse.expect_named("consumed").await;
     sse.expect_end().await;
@@ -155,9 +164,15 @@ async fn long_poll_flow(kind: StoreKind) {
         tokio::spawn(async move { b.status(&l, "?wait=10&since=pending").await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!poll.is_finished(), "long-poll returned while still pending");
+    assert!(
+        !poll.is_finished(),
+        "long-poll returned while still pending"
+    );
     phone.scan_ok(&login.id).await;
-    let v = within("long-poll", poll).await.unwrap().ok_json(StatusCode::OK);
+    let v = within("long-poll", poll)
+        .await
+        .unwrap()
+        .ok_json(StatusCode::OK);
     assert_eq!(v["state"], "scanned", "{v}");
     assert_eq!(v["user"], alice());
     assert!(v["version"].as_u64().unwrap() > v1);
@@ -176,9 +191,15 @@ async fn long_poll_flow(kind: StoreKind) {
         tokio::spawn(async move { b.status(&l, "?wait=10").await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!poll.is_finished(), "long-poll returned while still scanned");
+    assert!(
+        !poll.is_finished(),
+        "long-poll returned while still scanned"
+    );
     phone.approve_ok(&login.id).await;
-    let v = within("long-poll", poll).await.unwrap().ok_json(StatusCode::OK);
+    let v = within("long-poll", poll)
+        .await
+        .unwrap()
+        .ok_json(StatusCode::OK);
     assert_eq!(v["state"], "approved", "{v}");
     assert_eq!(v["user"], alice());
 
@@ -264,7 +285,10 @@ async fn deny_flow(kind: StoreKind) {
     let v = phone.deny(&login.id).await.ok_json(StatusCode::OK);
     assert_eq!(v["state"], "denied");
     let ev = sse.expect_named("denied").await;
-    assert!(ev.json().get("user").is_none(), "denied shows no user: {ev:?}");
+    assert!(
+        ev.json().get("user").is_none(),
+        "denied shows no user: {ev:?}"
+    );
     sse.expect_end().await;
 
     let r = browser.redeem(&login).await;
@@ -467,11 +491,27 @@ async fn unknown_expired_consumed_and_wrong_secret_look_the_same(kind: StoreKind
     // Status and events: every one of these is the same 404.
     let cases: Vec<(&str, &Browser, Login)> = vec![
         ("unknown id, no secret", &browser, reference.clone()),
-        ("unknown id, some secret", &browser, with(&unknown_id, random_secret())),
-        ("live, wrong secret", &browser, with(&live.id, random_secret())),
+        (
+            "unknown id, some secret",
+            &browser,
+            with(&unknown_id, random_secret()),
+        ),
+        (
+            "live, wrong secret",
+            &browser,
+            with(&live.id, random_secret()),
+        ),
         ("live, no secret", &browser, with(&live.id, None)),
-        ("live, malformed secret", &browser, with(&live.id, Some("garbage".into()))),
-        ("live, another login's secret", &browser, with(&live.id, consumed.secret.clone())),
+        (
+            "live, malformed secret",
+            &browser,
+            with(&live.id, Some("garbage".into())),
+        ),
+        (
+            "live, another login's secret",
+            &browser,
+            with(&live.id, consumed.secret.clone()),
+        ),
         ("expired, its own cookie", &b_expired, expired.clone()),
         ("consumed, its own secret", &browser, consumed.clone()),
     ];
@@ -492,9 +532,17 @@ async fn unknown_expired_consumed_and_wrong_secret_look_the_same(kind: StoreKind
     // Redeem and cancel without the right secret (or past expiry): the same.
     let cases: Vec<(&str, &Browser, Login)> = vec![
         ("unknown id", &browser, reference.clone()),
-        ("live, wrong secret", &browser, with(&live.id, random_secret())),
+        (
+            "live, wrong secret",
+            &browser,
+            with(&live.id, random_secret()),
+        ),
         ("live, no secret", &browser, with(&live.id, None)),
-        ("consumed, wrong secret", &browser, with(&consumed.id, random_secret())),
+        (
+            "consumed, wrong secret",
+            &browser,
+            with(&consumed.id, random_secret()),
+        ),
         ("expired, its own cookie", &b_expired, expired.clone()),
     ];
     for (what, b, login) in &cases {
@@ -595,10 +643,22 @@ async fn cross_site_cookie_requests_are_refused(kind: StoreKind) {
     phone.approve_ok(&login.id).await;
 
     let url = app.url(&format!("/v1/logins/{}/redeem", login.id));
-    let r = send(browser.http.post(&url).header("origin", "https://evil.example")).await;
+    let r = send(
+        browser
+            .http
+            .post(&url)
+            .header("origin", "https://evil.example"),
+    )
+    .await;
     r.assert_error(StatusCode::FORBIDDEN, "forbidden");
     assert!(r.set_cookie("qrl_session").is_none());
-    let r = send(browser.http.post(&url).header("sec-fetch-site", "cross-site")).await;
+    let r = send(
+        browser
+            .http
+            .post(&url)
+            .header("sec-fetch-site", "cross-site"),
+    )
+    .await;
     r.assert_error(StatusCode::FORBIDDEN, "forbidden");
     assert_eq!(browser.state(&login).await, "approved");
 

@@ -113,7 +113,11 @@ fn polygons(d: &str) -> Vec<Vec<(f64, f64)>> {
             }
             'L' | 'l' => {
                 let (nx, ny) = (next_num(&mut it), next_num(&mut it));
-                (x, y) = if cmd == 'l' { (x + nx, y + ny) } else { (nx, ny) };
+                (x, y) = if cmd == 'l' {
+                    (x + nx, y + ny)
+                } else {
+                    (nx, ny)
+                };
                 cur.push((x, y));
             }
             'H' | 'h' => {
@@ -243,8 +247,14 @@ async fn different_logins_get_different_codes() {
     assert_ne!(a.id, b.id);
     let qa = send(raw_client().get(app.url(&format!("/v1/logins/{}/qr.png", a.id)))).await;
     let qb = send(raw_client().get(app.url(&format!("/v1/logins/{}/qr.png", b.id)))).await;
-    assert_eq!(decode_png(&qa.body), vec![a.created["qr_payload"].as_str().unwrap()]);
-    assert_eq!(decode_png(&qb.body), vec![b.created["qr_payload"].as_str().unwrap()]);
+    assert_eq!(
+        decode_png(&qa.body),
+        vec![a.created["qr_payload"].as_str().unwrap()]
+    );
+    assert_eq!(
+        decode_png(&qb.body),
+        vec![b.created["qr_payload"].as_str().unwrap()]
+    );
 }
 
 /// SPEC §3: the QR images are "public; cacheable for the login's life".

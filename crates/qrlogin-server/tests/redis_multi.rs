@@ -41,7 +41,9 @@ fn redis_cmd(server: &qrlogin_testkit::RedisServer, cmd: &str) -> String {
     String::from_utf8_lossy(&buf[..n]).trim().to_string()
 }
 
-async fn two_instances(cfg: &qrlogin_server::ServeConfig) -> (qrlogin_testkit::RedisServer, App, App) {
+async fn two_instances(
+    cfg: &qrlogin_server::ServeConfig,
+) -> (qrlogin_testkit::RedisServer, App, App) {
     let redis = redis_server().await;
     let mut cfg = cfg.clone();
     cfg.store = redis.url();
@@ -76,14 +78,21 @@ async fn browser_on_one_instance_phone_on_another() {
 
     // The session works on B, by bearer and by cookie.
     let browser_b = browser_a.at(&b.base);
-    let who = browser_b.whoami_bearer(&token).await.ok_json(StatusCode::OK);
+    let who = browser_b
+        .whoami_bearer(&token)
+        .await
+        .ok_json(StatusCode::OK);
     assert_eq!(who["user"]["id"], ALICE_ID);
     let who = browser_b.whoami().await.ok_json(StatusCode::OK);
     assert_eq!(who["user"]["id"], ALICE_ID);
     // And it is gone from both once redeemed.
     for br in [&browser_a, &browser_b] {
         let r = br.redeem(&login).await;
-        assert!(r.status == StatusCode::NOT_FOUND || r.status == StatusCode::CONFLICT, "{}", r.text());
+        assert!(
+            r.status == StatusCode::NOT_FOUND || r.status == StatusCode::CONFLICT,
+            "{}",
+            r.text()
+        );
     }
     // Logging out on B ends it on A too.
     assert_eq!(browser_b.logout().await.status, StatusCode::NO_CONTENT);
@@ -109,15 +118,29 @@ async fn long_poll_on_one_instance_woken_by_another() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!poll.is_finished(), "the long-poll returned while pending");
     phone_a.scan_ok(&login.id).await;
-    let v = within("long-poll", poll).await.unwrap().ok_json(StatusCode::OK);
+    let v = within("long-poll", poll)
+        .await
+        .unwrap()
+        .ok_json(StatusCode::OK);
     assert_eq!(v["state"], "scanned");
     assert_eq!(v["user"]["id"], BOB_ID);
 
     phone_a.approve_ok(&login.id).await;
     // Both instances race to redeem: exactly one wins.
     let (ra, rb) = tokio::join!(browser_a.redeem(&login), browser_b.redeem(&login));
-    let wins = [&ra, &rb].iter().filter(|r| r.status == StatusCode::OK).count();
-    assert_eq!(wins, 1, "A: {} {}; B: {} {}", ra.status, ra.text(), rb.status, rb.text());
+    let wins = [&ra, &rb]
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    assert_eq!(
+        wins,
+        1,
+        "A: {} {}; B: {} {}",
+        ra.status,
+        ra.text(),
+        rb.status,
+        rb.text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +189,10 @@ async fn assert_unavailable(what: &str, rb: reqwest::RequestBuilder) {
         r.text()
     );
     r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
-    assert!(r.headers.contains_key("retry-after"), "{what}: no Retry-After");
+    assert!(
+        r.headers.contains_key("retry-after"),
+        "{what}: no Retry-After"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,10 +326,15 @@ async fn timed_out_transitions_never_happen_twice() {
     let mut approvals = Vec::new();
     let start = Instant::now();
     let r = phone.approve(&login.id).await;
-    assert!(start.elapsed() < QUICK, "approve took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < QUICK,
+        "approve took {:?}",
+        start.elapsed()
+    );
     r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
     approvals.push(r.status);
-    tokio::time::sleep((pause + Duration::from_millis(300)).saturating_sub(paused_at.elapsed())).await;
+    tokio::time::sleep((pause + Duration::from_millis(300)).saturating_sub(paused_at.elapsed()))
+        .await;
 
     // The phone retries (as an app would) until it gets a definite answer.
     let r = phone.approve(&login.id).await;
@@ -327,7 +358,8 @@ async fn timed_out_transitions_never_happen_twice() {
     let r = browser.redeem(&login).await;
     r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
     assert!(r.set_cookie("qrl_session").is_none());
-    tokio::time::sleep((pause + Duration::from_millis(300)).saturating_sub(paused_at.elapsed())).await;
+    tokio::time::sleep((pause + Duration::from_millis(300)).saturating_sub(paused_at.elapsed()))
+        .await;
     let mut wins = 0;
     for _ in 0..5 {
         let r = browser.redeem(&login).await;

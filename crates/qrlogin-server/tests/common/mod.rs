@@ -194,26 +194,36 @@ impl Reply {
 
     /// The body as JSON; panics (showing the body) if it is not.
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "{} body is not JSON ({e}): {:?}",
-                self.status,
-                self.text()
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{} body is not JSON ({e}): {:?}", self.status, self.text()))
     }
 
     /// Asserts the status, returning the JSON body.
     pub fn ok_json(&self, status: StatusCode) -> Value {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.text());
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; body: {}",
+            self.text()
+        );
         self.json()
     }
 
     /// Asserts a JSON error `{"error": code, "message": text}` with `status`.
     pub fn assert_error(&self, status: StatusCode, code: &str) {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.text());
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; body: {}",
+            self.text()
+        );
         self.assert_json_error();
-        assert_eq!(self.json()["error"], code, "error code; body: {}", self.text());
+        assert_eq!(
+            self.json()["error"],
+            code,
+            "error code; body: {}",
+            self.text()
+        );
     }
 
     /// Asserts the body is a JSON error object with string `error` and
@@ -257,7 +267,9 @@ impl Reply {
 
 /// Sends a request (with the hang guard) and reads the whole reply.
 pub async fn send(rb: reqwest::RequestBuilder) -> Reply {
-    let resp = within("request", rb.send()).await.expect("sending a request");
+    let resp = within("request", rb.send())
+        .await
+        .expect("sending a request");
     Reply::of(resp).await
 }
 
@@ -384,7 +396,10 @@ impl Browser {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        assert!(ct.starts_with("text/event-stream"), "SSE content type {ct:?}");
+        assert!(
+            ct.starts_with("text/event-stream"),
+            "SSE content type {ct:?}"
+        );
         SseStream::new(resp)
     }
 
@@ -569,7 +584,8 @@ impl SseStream {
             match self.body.next().await {
                 Some(Ok(chunk)) => {
                     let text = std::str::from_utf8(&chunk).expect("SSE body is UTF-8");
-                    self.buf.push_str(&text.replace("\r\n", "\n").replace('\r', "\n"));
+                    self.buf
+                        .push_str(&text.replace("\r\n", "\n").replace('\r', "\n"));
                 }
                 Some(Err(_)) | None => self.ended = true,
             }
