@@ -23,5 +23,6 @@ pub use memory::MemoryStore;
 pub use notify::{Hint, Notifier, Registration};
 pub use state::State;
 pub use store::{
-    BrowserContext, LoginRecord, NewLogin, Session, Store, StoreError, TransitionError, Ttls, User,
+    network_of, BrowserContext, LoginRecord, MatchPolicy, NewLogin, Session, Store, StoreError,
+    TransitionError, Ttls, User,
 };

@@ -10,8 +10,8 @@ use crate::id::{LoginId, SecretHash, SessionToken};
 use crate::notify::{Hint, Notifier};
 use crate::state::State;
 use crate::store::{
-    LoginRecord, NewLogin, Session, Store, StoreError, TransitionError, TransitionResult, Ttls,
-    User,
+    LoginRecord, MatchPolicy, NewLogin, Session, Store, StoreError, TransitionError,
+    TransitionResult, Ttls, User,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeSet, HashMap};
@@ -188,6 +188,7 @@ impl Store for MemoryStore {
             expires_at_ms: now_ms + self.ttls.pending_ms,
             browser: login.browser,
             match_code: login.match_code,
+            match_required: false,
             user: None,
         };
         let mut inner = self.lock();
@@ -201,7 +202,13 @@ impl Store for MemoryStore {
         Ok(self.lock().logins.get(id).map(|(r, _)| r.clone()))
     }
 
-    async fn scan(&self, id: &LoginId, user: &User, now_ms: u64) -> TransitionResult<LoginRecord> {
+    async fn scan_with(
+        &self,
+        id: &LoginId,
+        user: &User,
+        policy: &MatchPolicy,
+        now_ms: u64,
+    ) -> TransitionResult<LoginRecord> {
         let ext = self.ttls.scan_extension_ms;
         self.transition(id, now_ms, |rec| match rec.state_at(now_ms) {
             State::Expired => Err(TransitionError::Expired),
@@ -209,6 +216,7 @@ impl Store for MemoryStore {
                 rec.state = State::Scanned;
                 rec.user = Some(user.clone());
                 rec.expires_at_ms += ext;
+                rec.match_required = rec.match_code.is_some() && policy.requires(&rec.browser.ip);
                 Ok(true)
             }
             s => match &rec.user {
@@ -219,17 +227,26 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn approve(
+    async fn approve_with(
         &self,
         id: &LoginId,
         user_id: &str,
+        match_code: Option<u8>,
         now_ms: u64,
     ) -> TransitionResult<LoginRecord> {
-        self.transition(id, now_ms, |rec| {
+        let rec = self.transition(id, now_ms, |rec| {
             scanner_check(rec, user_id, now_ms)?;
-            rec.state = State::Approved;
+            rec.state = if rec.match_required && match_code != rec.match_code {
+                State::Denied
+            } else {
+                State::Approved
+            };
             Ok(true)
-        })
+        })?;
+        if rec.state == State::Denied {
+            return Err(TransitionError::WrongMatchCode);
+        }
+        Ok(rec)
     }
 
     async fn deny(

@@ -23,6 +23,46 @@ pub struct User {
     pub name: String,
 }
 
+/// The network an address is on, as a prefix: the /24 of an IPv4 address,
+/// the /64 of an IPv6 one. The phone shows it as the browser's approximate
+/// place, and number matching compares browser and phone networks.
+pub fn network_of(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Err(_) => "unknown".into(),
+    }
+}
+
+/// Whether a scan makes number matching required (for a login that has a
+/// match code). Decided inside the scan's atomic step, so on-risk matching
+/// costs no extra read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchPolicy {
+    Never,
+    Always,
+    /// Required when the browser's network (see [`network_of`]) differs
+    /// from this one, the phone's.
+    IfOtherNetwork(String),
+}
+
+impl MatchPolicy {
+    /// The policy's decision for a browser at `browser_ip`.
+    pub fn requires(&self, browser_ip: &str) -> bool {
+        match self {
+            MatchPolicy::Never => false,
+            MatchPolicy::Always => true,
+            MatchPolicy::IfOtherNetwork(phone_net) => network_of(browser_ip) != *phone_net,
+        }
+    }
+}
+
 /// What the phone must show about the browser that asked to log in.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BrowserContext {
@@ -78,7 +118,11 @@ pub struct LoginRecord {
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
     pub browser: BrowserContext,
+    /// The number-matching code the browser shows, when enabled.
     pub match_code: Option<u8>,
+    /// Set at scan when the phone must pick `match_code` to approve (number
+    /// matching is on for this login: always, or because it looked risky).
+    pub match_required: bool,
     /// The user who scanned, once scanned.
     pub user: Option<User>,
 }
@@ -118,6 +162,10 @@ pub enum TransitionError {
     /// A different user scanned this login.
     #[error("login belongs to another user")]
     WrongUser,
+    /// The phone picked the wrong number-matching code; the login is now
+    /// denied (a wrong pick is treated as "this was not me").
+    #[error("wrong match code; the login was denied")]
+    WrongMatchCode,
     /// The backend failed; nothing was changed, or the change is unknown and
     /// the login must be treated as failed (fail closed).
     #[error(transparent)]
@@ -152,16 +200,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// pending → scanned by `user`, extending expiry once. Scanning again by
     /// the same user returns the record unchanged (a reloaded phone page);
-    /// by another user it is `WrongUser`.
-    async fn scan(&self, id: &LoginId, user: &User, now_ms: u64) -> TransitionResult<LoginRecord>;
+    /// by another user it is `WrongUser`. When `policy` requires it (and
+    /// the login has a match code), approving will need the code.
+    async fn scan_with(
+        &self,
+        id: &LoginId,
+        user: &User,
+        policy: &MatchPolicy,
+        now_ms: u64,
+    ) -> TransitionResult<LoginRecord>;
 
-    /// scanned → approved, only by the user who scanned.
+    /// [`scan_with`](Store::scan_with) without number matching.
+    async fn scan(&self, id: &LoginId, user: &User, now_ms: u64) -> TransitionResult<LoginRecord> {
+        self.scan_with(id, user, &MatchPolicy::Never, now_ms).await
+    }
+
+    /// scanned → approved, only by the user who scanned. When the scan made
+    /// number matching required and `match_code` is not the login's code,
+    /// the login becomes denied instead and the answer is `WrongMatchCode`.
+    async fn approve_with(
+        &self,
+        id: &LoginId,
+        user_id: &str,
+        match_code: Option<u8>,
+        now_ms: u64,
+    ) -> TransitionResult<LoginRecord>;
+
+    /// [`approve_with`](Store::approve_with) without a match code.
     async fn approve(
         &self,
         id: &LoginId,
         user_id: &str,
         now_ms: u64,
-    ) -> TransitionResult<LoginRecord>;
+    ) -> TransitionResult<LoginRecord> {
+        self.approve_with(id, user_id, None, now_ms).await
+    }
 
     /// scanned → denied, only by the user who scanned.
     async fn deny(&self, id: &LoginId, user_id: &str, now_ms: u64)
@@ -177,6 +250,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// approved → consumed, by the browser (its secret), creating the web
     /// session for `token` in the same atomic step. Returns the user.
+    /// `token` must have been made for this login
+    /// ([`SessionToken::new_for`]`(id)`): the session lives under the login's
+    /// key space.
     async fn redeem(
         &self,
         id: &LoginId,
@@ -217,4 +293,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// The TTLs this store applies.
     fn ttls(&self) -> Ttls;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_and_match_policy() {
+        assert_eq!(network_of("192.0.2.77"), "192.0.2.0/24");
+        assert_eq!(network_of("2001:db8:1:2::9"), "2001:db8:1:2::/64");
+        assert_eq!(network_of("nonsense"), "unknown");
+        let here = MatchPolicy::IfOtherNetwork(network_of("192.0.2.200"));
+        assert!(!here.requires("192.0.2.1"));
+        assert!(here.requires("198.51.100.1"));
+        let v6 = MatchPolicy::IfOtherNetwork(network_of("2001:db8:1:2::99"));
+        assert!(!v6.requires("2001:db8:1:2::1"));
+        assert!(v6.requires("2001:db8:1:3::1"));
+        assert!(MatchPolicy::Always.requires("192.0.2.1"));
+        assert!(!MatchPolicy::Never.requires("198.51.100.1"));
+    }
 }

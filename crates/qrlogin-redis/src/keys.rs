@@ -7,7 +7,7 @@
 //!
 //! | key | type | holds | Redis TTL |
 //! |---|---|---|---|
-//! | `qrl:{<id>}:login` | hash | state, version, secret (hash hex), created, expires, purge, ip, ua, match?, uid?, uname? | until `purge` |
+//! | `qrl:{<id>}:login` | hash | state, version, secret (hash hex), created, expires, purge, ip, ua, net, match?, mreq?, uid?, uname? | until `purge` |
 //! | `qrl:{<id>}:sess:<token hash hex>` | hash | uid, uname, exp | `session_ms` |
 //! | `qrl:mtok:<token hash hex>` | string | JSON `{"id","name","exp"}` | the token's ttl |
 //!

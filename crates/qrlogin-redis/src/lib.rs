@@ -24,8 +24,8 @@ pub use keys::HINT_CHANNEL;
 
 use async_trait::async_trait;
 use qrlogin_core::{
-    LoginId, LoginRecord, NewLogin, Notifier, SecretHash, Session, SessionToken, State, Store,
-    StoreError, TransitionError, Ttls, User,
+    network_of, LoginId, LoginRecord, MatchPolicy, NewLogin, Notifier, SecretHash, Session,
+    SessionToken, State, Store, StoreError, TransitionError, Ttls, User,
 };
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Client, ErrorKind, RedisError, RedisResult, Script};
@@ -206,6 +206,7 @@ impl Store for RedisStore {
         let pending = self.ttls.pending_ms.to_string();
         let secret = login.secret_hash.to_hex();
         let code = login.match_code.map(|c| c.to_string()).unwrap_or_default();
+        let net = network_of(&login.browser.ip);
         self.eval(
             &self.scripts.create,
             &login.id,
@@ -217,6 +218,7 @@ impl Store for RedisStore {
                 &login.browser.ip,
                 &login.browser.user_agent,
                 &code,
+                &net,
             ],
         )
         .await
@@ -233,6 +235,7 @@ impl Store for RedisStore {
             expires_at_ms: now_ms + self.ttls.pending_ms,
             browser: login.browser,
             match_code: login.match_code,
+            match_required: false,
             user: None,
         })
     }
@@ -249,24 +252,37 @@ impl Store for RedisStore {
         record::login(*id, &record::pairs(fields)?).map(Some)
     }
 
-    async fn scan(&self, id: &LoginId, user: &User, now_ms: u64) -> TransitionResult<LoginRecord> {
+    async fn scan_with(
+        &self,
+        id: &LoginId,
+        user: &User,
+        policy: &MatchPolicy,
+        now_ms: u64,
+    ) -> TransitionResult<LoginRecord> {
         let ext = self.ttls.scan_extension_ms.to_string();
+        let required = match policy {
+            MatchPolicy::Never => "never".to_string(),
+            MatchPolicy::Always => "always".to_string(),
+            MatchPolicy::IfOtherNetwork(net) => format!("net:{net}"),
+        };
         self.transition(
             &self.scripts.scan,
             id,
             now_ms,
-            &[&ext, &user.id, &user.name],
+            &[&ext, &user.id, &user.name, &required],
         )
         .await
     }
 
-    async fn approve(
+    async fn approve_with(
         &self,
         id: &LoginId,
         user_id: &str,
+        match_code: Option<u8>,
         now_ms: u64,
     ) -> TransitionResult<LoginRecord> {
-        self.transition(&self.scripts.approve, id, now_ms, &[user_id])
+        let code = match_code.map(|c| c.to_string()).unwrap_or_default();
+        self.transition(&self.scripts.approve, id, now_ms, &[user_id, &code])
             .await
     }
 

@@ -51,6 +51,7 @@ pub(crate) fn login(id: LoginId, m: &HashMap<String, String>) -> Result<LoginRec
             user_agent: field(m, "ua")?.to_owned(),
         },
         match_code,
+        match_required: m.get("mreq").is_some_and(|v| v == "1"),
         user,
     })
 }
@@ -67,6 +68,7 @@ pub(crate) fn outcome(mut reply: Vec<String>) -> Result<Vec<String>, TransitionE
         "not_found" => Err(TransitionError::NotFound),
         "expired" => Err(TransitionError::Expired),
         "wrong_user" => Err(TransitionError::WrongUser),
+        "wrong_match" => Err(TransitionError::WrongMatchCode),
         "wrong_state" => {
             let state = rest
                 .first()

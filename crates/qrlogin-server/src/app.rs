@@ -1,7 +1,7 @@
 //! Application state and the router: which path goes to which handler, and
 //! the layers every request passes through.
 
-use crate::config::ServeConfig;
+use crate::config::{MatchMode, ServeConfig};
 use crate::identity::{DemoIdentity, MobileVerifier, StoreTokenVerifier};
 use crate::limit::{Limits, Rates};
 use crate::routes;
@@ -36,6 +36,7 @@ pub struct Inner {
     pub max_wait: Duration,
     pub trusted_proxies: Vec<IpAddr>,
     pub limits: Limits,
+    pub match_mode: MatchMode,
 }
 
 impl std::ops::Deref for AppState {
@@ -75,6 +76,7 @@ impl AppState {
             max_wait: Duration::from_secs(cfg.max_wait),
             trusted_proxies: cfg.trusted_proxies.clone(),
             limits: Limits::new(cfg.rate_limits, Rates::default()),
+            match_mode: cfg.match_code,
         }))
     }
 

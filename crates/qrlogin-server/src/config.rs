@@ -28,6 +28,19 @@ pub enum Command {
     HashPassword,
 }
 
+/// When the phone must pick the browser's 2-digit code among 3 (number
+/// matching, against remote phishing of the QR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MatchMode {
+    /// Never.
+    Off,
+    /// On every login.
+    Always,
+    /// When browser and phone are on different networks (different /24 for
+    /// IPv4, /64 for IPv6): the tell-tale of a QR relayed by a phisher.
+    OnRisk,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -100,6 +113,15 @@ pub struct ServeConfig {
     #[arg(long, env = "QRLOGIN_MAX_BODY", default_value_t = 16 * 1024)]
     pub max_body: usize,
 
+    /// Number matching: off, always, or on-risk.
+    #[arg(
+        long,
+        env = "QRLOGIN_MATCH_CODE",
+        value_enum,
+        default_value = "on-risk"
+    )]
+    pub match_code: MatchMode,
+
     /// Per-IP and per-user rate limits (turn off only for load tests).
     #[arg(long, env = "QRLOGIN_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set)]
     pub rate_limits: bool,
@@ -128,6 +150,7 @@ impl ServeConfig {
             max_wait: 60,
             trusted_proxies: Vec::new(),
             max_body: 16 * 1024,
+            match_code: MatchMode::OnRisk,
             rate_limits: true,
             log_format: LogFormat::Text,
         }

@@ -31,6 +31,9 @@ pub enum ApiError {
     /// The login expired (phone callers only, so the app can say so).
     #[error("this login has expired")]
     Gone,
+    /// The phone picked the wrong number; the login is now denied.
+    #[error("that was not the number shown on the computer; the login was denied")]
+    WrongMatchCode,
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("too many requests")]
@@ -62,6 +65,7 @@ impl ApiError {
             ApiError::NotFound | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone => StatusCode::GONE,
+            ApiError::WrongMatchCode => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } | ApiError::SlowDown { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -79,6 +83,7 @@ impl ApiError {
             ApiError::NotFound | ApiError::NoRoute => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Gone => "gone",
+            ApiError::WrongMatchCode => "wrong_match_code",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::SlowDown { .. } => "slow_down",
@@ -97,7 +102,7 @@ impl ApiError {
         match e {
             TransitionError::NotFound | TransitionError::Expired => ApiError::NotFound,
             TransitionError::WrongState(s) => ApiError::Conflict(format!("login is {s}")),
-            TransitionError::WrongUser => ApiError::NotFound,
+            TransitionError::WrongUser | TransitionError::WrongMatchCode => ApiError::NotFound,
             TransitionError::Store(e) => e.into(),
         }
     }
@@ -112,6 +117,7 @@ impl ApiError {
             TransitionError::WrongUser => {
                 ApiError::Conflict("login was scanned by another user".into())
             }
+            TransitionError::WrongMatchCode => ApiError::WrongMatchCode,
             TransitionError::Store(e) => e.into(),
         }
     }

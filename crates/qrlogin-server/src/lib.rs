@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod identity;
 pub mod limit;
+pub mod matching;
 pub mod openapi;
 pub mod qr;
 pub mod routes;
@@ -36,9 +37,14 @@ pub async fn open_store(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
         || cfg.store.starts_with("rediss://")
         || cfg.store.starts_with("redis+unix://")
     {
-        // TEMP-REDIS: wired in once qrlogin-redis lands.
-        let _ = (ttls, Duration::from_millis(cfg.store_timeout_ms));
-        anyhow::bail!("redis store not built yet");
+        let store = qrlogin_redis::RedisStore::connect(
+            &cfg.store,
+            ttls,
+            Duration::from_millis(cfg.store_timeout_ms),
+        )
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&cfg.store)))?;
+        return Ok(Arc::new(store));
     }
     anyhow::bail!(
         "unsupported --store {:?}: use `memory`, redis://, rediss:// or redis+unix://",

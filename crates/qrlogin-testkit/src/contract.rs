@@ -16,8 +16,9 @@
 //! callers' would fail here.
 
 use qrlogin_core::{
-    BrowserContext, BrowserSecret, Hint, LoginId, LoginRecord, MobileToken, NewLogin, Registration,
-    Session, SessionToken, State, Store, TransitionError, Ttls, User,
+    network_of, BrowserContext, BrowserSecret, Hint, LoginId, LoginRecord, MatchPolicy,
+    MobileToken, NewLogin, Registration, Session, SessionToken, State, Store, TransitionError,
+    Ttls, User,
 };
 use std::any::Any;
 use std::future::Future;
@@ -154,6 +155,15 @@ cases!(
     approve_deny_from_pending_is_wrong_state,
     /// denied is final: nothing moves it afterwards.
     deny_is_final,
+    /// With number matching required, the right code approves; the scan
+    /// records the requirement.
+    match_code_right_pick_approves,
+    /// With number matching required, a wrong or missing code denies the
+    /// login (WrongMatchCode) and nothing can approve it afterwards.
+    match_code_wrong_pick_denies,
+    /// When the scan did not require matching (or the login has no code),
+    /// approve needs no code.
+    match_code_not_required_ignores_code,
     /// The browser can cancel from pending, scanned and approved.
     cancel_from_each_non_final_state,
     /// Cancel with the wrong secret is NotFound and changes nothing.
@@ -219,6 +229,9 @@ macro_rules! store_contract {
             approve_deny_by_other_user_is_refused,
             approve_deny_from_pending_is_wrong_state,
             deny_is_final,
+            match_code_right_pick_approves,
+            match_code_wrong_pick_denies,
+            match_code_not_required_ignores_code,
             cancel_from_each_non_final_state,
             cancel_with_wrong_secret_is_not_found,
             redeem_with_wrong_secret_is_not_found,
@@ -347,7 +360,7 @@ pub async fn assert_no_hint(reg: &mut Registration, after: &str) {
 
 mod imp {
     use super::*;
-    use TransitionError::{Expired, NotFound, WrongState, WrongUser};
+    use TransitionError::{Expired, NotFound, WrongMatchCode, WrongState, WrongUser};
 
     type Sut = StoreUnderTest;
 
@@ -509,6 +522,107 @@ mod imp {
             Err(WrongState(State::Pending))
         );
         assert_eq!(s.get(&rec.id).await.expect("get"), Some(rec));
+    }
+
+    /// A login with match code 42 scanned by alice with matching required.
+    async fn scanned_matching(s: &Sut) -> (LoginRecord, BrowserSecret) {
+        let (new, secret) = new_login(Some(42));
+        let rec = s.create(new, T0).await.expect("create");
+        let sc = s
+            .scan_with(&rec.id, &alice(), &MatchPolicy::Always, T0 + 1000)
+            .await
+            .expect("scan");
+        assert!(sc.match_required);
+        assert_eq!(sc.match_code, Some(42));
+        (sc, secret)
+    }
+
+    pub async fn match_code_right_pick_approves(s: Sut) {
+        let (sc, secret) = scanned_matching(&s).await;
+        let got = s.get(&sc.id).await.expect("get").expect("exists");
+        assert!(got.match_required, "requirement is stored");
+        let a = s
+            .approve_with(&sc.id, "alice", Some(42), T0 + 2000)
+            .await
+            .expect("approve");
+        assert_eq!(a.state, State::Approved);
+        let token = SessionToken::new_for(sc.id);
+        assert_eq!(
+            s.redeem(&sc.id, &secret.hash(), &token, T0 + 3000).await,
+            Ok(alice())
+        );
+    }
+
+    pub async fn match_code_wrong_pick_denies(s: Sut) {
+        for pick in [Some(41), None] {
+            let (sc, secret) = scanned_matching(&s).await;
+            let mut reg = s.notifier().register(sc.id);
+            assert_eq!(
+                s.approve_with(&sc.id, "alice", pick, T0 + 2000).await,
+                Err(WrongMatchCode)
+            );
+            assert_eq!(state_of(&s, &sc.id).await, (State::Denied, 3));
+            expect_hint(
+                &mut reg,
+                Hint::Changed {
+                    version: 3,
+                    state: State::Denied,
+                    user: Some(alice()),
+                },
+            )
+            .await;
+            assert_eq!(
+                s.approve_with(&sc.id, "alice", Some(42), T0 + 2500).await,
+                Err(WrongState(State::Denied))
+            );
+            let token = SessionToken::new_for(sc.id);
+            assert_eq!(
+                s.redeem(&sc.id, &secret.hash(), &token, T0 + 3000).await,
+                Err(WrongState(State::Denied))
+            );
+        }
+    }
+
+    pub async fn match_code_not_required_ignores_code(s: Sut) {
+        // A code on the login, but the scan did not require it.
+        let (new, _) = new_login(Some(42));
+        let rec = s.create(new, T0).await.expect("create");
+        let sc = s
+            .scan_with(&rec.id, &alice(), &MatchPolicy::Never, T0 + 1000)
+            .await
+            .expect("scan");
+        assert!(!sc.match_required);
+        let a = s
+            .approve_with(&rec.id, "alice", Some(7), T0 + 2000)
+            .await
+            .expect("approve");
+        assert_eq!(a.state, State::Approved);
+        // No code on the login: requiring matching cannot apply.
+        let (new, _) = new_login(None);
+        let rec = s.create(new, T0).await.expect("create");
+        let sc = s
+            .scan_with(&rec.id, &alice(), &MatchPolicy::Always, T0 + 1000)
+            .await
+            .expect("scan");
+        assert!(!sc.match_required);
+        assert_eq!(
+            s.approve(&rec.id, "alice", T0 + 2000)
+                .await
+                .map(|r| r.state),
+            Ok(State::Approved)
+        );
+        // On-risk: required only when the phone's network differs from the
+        // browser's (new_login's browser is at 2001:db8::1).
+        for (phone_ip, want) in [("2001:db8::99", false), ("198.51.100.7", true)] {
+            let (new, _) = new_login(Some(42));
+            let rec = s.create(new, T0).await.expect("create");
+            let policy = MatchPolicy::IfOtherNetwork(network_of(phone_ip));
+            let sc = s
+                .scan_with(&rec.id, &alice(), &policy, T0 + 1000)
+                .await
+                .expect("scan");
+            assert_eq!(sc.match_required, want, "phone at {phone_ip}");
+        }
     }
 
     pub async fn deny_is_final(s: Sut) {

@@ -1,6 +1,7 @@
 //! The browser side: create a login, show its QR, watch it, redeem, cancel.
 
 use crate::app::AppState;
+use crate::config::MatchMode;
 use crate::error::{ApiError, ErrorBody};
 use crate::limit::IpBucket;
 use crate::qr;
@@ -93,6 +94,10 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     app.limits.check_ip(IpBucket::Create, ip)?;
     let body = body.unwrap_or_default();
+    let match_code = match app.match_mode {
+        MatchMode::Off => None,
+        _ => Some(crate::matching::new_code().map_err(|_| ApiError::Internal)?),
+    };
     let id = LoginId::random();
     let secret = BrowserSecret::random();
     let now = app.now_ms();
@@ -106,7 +111,7 @@ pub async fn create(
                     ip: ip.to_string(),
                     user_agent: user_agent(&headers),
                 },
-                match_code: None,
+                match_code,
             },
             now,
         )

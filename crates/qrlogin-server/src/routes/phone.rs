@@ -2,15 +2,15 @@
 //! always the one behind the verified mobile token.
 
 use crate::app::AppState;
+use crate::config::MatchMode;
 use crate::error::{ApiError, ErrorBody};
 use crate::limit::IpBucket;
 use crate::routes::browser::rfc3339;
 use crate::routes::extract::{ApiJson, ClientIp, LoginPath, OptionalJson, PhoneUser};
 use axum::extract::State as AxState;
 use axum::Json;
-use qrlogin_core::{LoginRecord, MobileToken, State, User};
+use qrlogin_core::{network_of, LoginRecord, MatchPolicy, MobileToken, State, User};
 use serde::{Deserialize, Serialize};
-use std::net::IpAddr;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignIn {
@@ -76,23 +76,9 @@ pub struct ScanContext {
     pub created_at: String,
     pub expires_at: String,
     pub expires_in: u64,
+    /// Present when the phone must pick the number the computer shows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub match_choices: Option<Vec<String>>,
-}
-
-/// The network prefix of an address, for "approximate network".
-pub fn network_of(ip: &str) -> String {
-    match ip.parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
-        }
-        Ok(IpAddr::V6(v6)) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        Err(_) => "unknown".into(),
-    }
 }
 
 /// Browser and OS names from a User-Agent (woothee).
@@ -132,7 +118,11 @@ fn context_of(app: &AppState, rec: &LoginRecord) -> ScanContext {
             .expires_at_ms
             .saturating_sub(app.now_ms())
             .div_ceil(1000),
-        match_choices: None,
+        match_choices: if rec.match_required {
+            crate::matching::choices(rec)
+        } else {
+            None
+        },
     }
 }
 
@@ -146,9 +136,14 @@ pub async fn scan(
 ) -> Result<Json<ScanContext>, ApiError> {
     app.limits.check_ip(IpBucket::Scan, ip)?;
     app.limits.check_user(&user.id)?;
+    let policy = match app.match_mode {
+        MatchMode::Off => MatchPolicy::Never,
+        MatchMode::Always => MatchPolicy::Always,
+        MatchMode::OnRisk => MatchPolicy::IfOtherNetwork(network_of(&ip.to_string())),
+    };
     let rec = app
         .store
-        .scan(&id, &user, app.now_ms())
+        .scan_with(&id, &user, &policy, app.now_ms())
         .await
         .map_err(ApiError::for_phone)?;
     metrics::counter!("qrlogin_logins_scanned_total").increment(1);
@@ -171,12 +166,22 @@ pub async fn approve(
     AxState(app): AxState<AppState>,
     PhoneUser(user): PhoneUser,
     LoginPath(id): LoginPath,
-    OptionalJson(_body): OptionalJson<Decision>,
+    OptionalJson(body): OptionalJson<Decision>,
 ) -> Result<Json<Decided>, ApiError> {
     app.limits.check_user(&user.id)?;
+    let code = match body.and_then(|b| b.match_code) {
+        None => None,
+        Some(text) => Some(
+            text.trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|c| *c <= 99)
+                .ok_or_else(|| ApiError::bad_request("match_code must be a 2-digit number"))?,
+        ),
+    };
     let rec = app
         .store
-        .approve(&id, &user.id, app.now_ms())
+        .approve_with(&id, &user.id, code, app.now_ms())
         .await
         .map_err(ApiError::for_phone)?;
     metrics::counter!("qrlogin_logins_approved_total").increment(1);
