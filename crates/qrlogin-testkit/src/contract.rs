@@ -213,7 +213,7 @@ cases!(
 /// Into<StoreUnderTest>>`, e.g. the path of an `async fn`). The calling
 /// crate needs `tokio` (with `macros` and `rt-multi-thread`) as a dependency.
 ///
-/// ```ignore
+/// ```text
 /// async fn make(ttls: Ttls) -> StoreUnderTest { /* … */ }
 /// qrlogin_testkit::store_contract!(make);
 /// ```
