@@ -123,8 +123,9 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))
         .route("/openapi.json", get(crate::openapi::openapi_json))
-        .fallback(routes::ops::not_found)
-        .layer(SetResponseHeaderLayer::overriding(
+        // API answers are per-user and short-lived: never cached, unless a
+        // handler says otherwise (the QR images are public and immutable).
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ));
@@ -139,6 +140,8 @@ pub fn router(state: AppState, max_body: usize) -> Router {
     let router = Router::new()
         .merge(pages)
         .merge(api)
+        .fallback(routes::ops::not_found)
+        .method_not_allowed_fallback(routes::ops::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             routes::guard::cross_site_guard,

@@ -25,6 +25,8 @@ pub enum ApiError {
     /// No route (or a feature that is switched off).
     #[error("no such route")]
     NoRoute,
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     /// The login is not in a state that allows this (or a concurrent caller won).
     #[error("{0}")]
     Conflict(String),
@@ -63,6 +65,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone => StatusCode::GONE,
             ApiError::WrongMatchCode => StatusCode::CONFLICT,
@@ -81,6 +84,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound | ApiError::NoRoute => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::Gone => "gone",
             ApiError::WrongMatchCode => "wrong_match_code",

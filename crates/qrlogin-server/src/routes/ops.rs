@@ -50,6 +50,10 @@ pub async fn not_found() -> ApiError {
     ApiError::NoRoute
 }
 
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
 /// Counts requests by route and status and times them.
 pub async fn track_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
