@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use qrlogin_core::{BrowserSecret, Clock, LoginId, ManualClock, SystemClock};
+use qrlogin_core::{BrowserSecret, Clock, LoginId, ManualClock, SystemClock, User};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -26,6 +26,8 @@ per_store!(
     only_the_scanning_user_may_decide,
     sse_resumes_with_last_event_id,
     cross_site_cookie_requests_are_refused,
+    sessions_and_phone_tokens_expire,
+    operations_endpoints,
 );
 
 fn alice() -> Value {
@@ -662,7 +664,150 @@ async fn cross_site_cookie_requests_are_refused(kind: StoreKind) {
     r.assert_error(StatusCode::FORBIDDEN, "forbidden");
     assert_eq!(browser.state(&login).await, "approved");
 
+    // Logout rides on the session cookie too.
+    let r = send(
+        browser
+            .http
+            .post(app.url("/v1/session/logout"))
+            .header("origin", "https://evil.example"),
+    )
+    .await;
+    // No session cookie yet: nothing to ride on, so not refused.
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+
     // Our own origin is fine.
     let r = send(browser.http.post(&url).header("origin", app.base.as_str())).await;
     assert_eq!(r.json()["user"], alice(), "{}", r.text());
+
+    let who = browser.whoami().await.ok_json(StatusCode::OK);
+    assert_eq!(who["user"], alice());
+    let r = send(
+        browser
+            .http
+            .post(app.url("/v1/session/logout"))
+            .header("origin", "https://evil.example"),
+    )
+    .await;
+    r.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    let who = browser.whoami().await.ok_json(StatusCode::OK);
+    assert_eq!(who["user"], alice(), "a cross-site logout does nothing");
+}
+
+async fn sessions_and_phone_tokens_expire(kind: StoreKind) {
+    let t0 = SystemClock.now_ms();
+    let clock = Arc::new(ManualClock::new(t0));
+    let mut cfg = config();
+    cfg.session_ttl = 60;
+    cfg.mobile_token_ttl = 300;
+    let app = app_with(kind, cfg, Some(clock.clone() as Arc<dyn Clock>)).await;
+    let browser = app.browser();
+    let phone = app.phone(ALICE).await;
+    let login = browser.create().await;
+    phone.scan_ok(&login.id).await;
+    phone.approve_ok(&login.id).await;
+    let v = browser.redeem(&login).await.ok_json(StatusCode::OK);
+    assert_eq!(v["expires_in"], 60);
+    let token = v["token"].as_str().unwrap().to_string();
+
+    clock.set_ms(t0 + 59_999);
+    browser.whoami_bearer(&token).await.ok_json(StatusCode::OK);
+    browser.whoami().await.ok_json(StatusCode::OK);
+    clock.set_ms(t0 + 60_000);
+    browser
+        .whoami_bearer(&token)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+
+    // The phone token: alive until its TTL, then refused.
+    clock.set_ms(t0 + 299_999);
+    let login2 = browser.create().await;
+    phone.scan_ok(&login2.id).await;
+    clock.set_ms(t0 + 300_000);
+    phone
+        .approve(&login2.id)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(browser.state(&login2).await, "scanned");
+}
+
+async fn operations_endpoints(kind: StoreKind) {
+    let app = app(kind).await;
+    let http = raw_client();
+    let r = send(http.get(app.url("/healthz"))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = send(http.get(app.url("/readyz"))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    app.browser().create().await;
+    let r = send(http.get(app.url("/metrics"))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = r.text();
+    assert!(
+        text.contains("qrlogin_logins_created_total"),
+        "metrics: {}",
+        &text[..text.len().min(500)]
+    );
+    assert!(text.contains("qrlogin_http_requests_total"));
+    let api = send(http.get(app.url("/openapi.json")))
+        .await
+        .ok_json(StatusCode::OK);
+    for path in [
+        "/v1/logins",
+        "/v1/logins/{id}",
+        "/v1/logins/{id}/events",
+        "/v1/logins/{id}/redeem",
+        "/v1/mobile/logins/{id}/scan",
+        "/v1/mobile/logins/{id}/approve",
+        "/v1/session",
+    ] {
+        assert!(api["paths"].get(path).is_some(), "openapi lacks {path}");
+    }
+}
+
+/// A watcher that gets only the latest of two quick hints (scan then
+/// approve collapse into "approved") must still know the scan extended the
+/// expiry: a login approved after its original pending TTL but within the
+/// extension is approved, not expired.
+///
+/// Single-threaded runtime: the two transitions run back to back on the
+/// store with no await point between them, so the SSE watcher task sees
+/// only the last hint (as it does when both hints arrive in one read from
+/// Redis pub/sub).
+#[tokio::test(flavor = "current_thread")]
+async fn collapsed_hints_keep_the_scan_extension() {
+    let t0 = SystemClock.now_ms();
+    let clock = Arc::new(ManualClock::new(t0));
+    let app = app_with(
+        StoreKind::Memory,
+        config(),
+        Some(clock.clone() as Arc<dyn Clock>),
+    )
+    .await;
+    let browser = app.browser();
+    let login = browser.create().await;
+    let mut sse = browser.events(&login, None).await;
+    assert_initial(&sse.expect().await, "pending");
+
+    let id: LoginId = login.id.parse().unwrap();
+    let user = User {
+        id: ALICE_ID.into(),
+        name: "Alice".into(),
+    };
+    // Scanned 1 s before the pending TTL (now expires at t0 + 180 s) and
+    // approved at once; the watcher runs only after the original TTL.
+    clock.set_ms(t0 + 119_000);
+    app.store.scan(&id, &user, clock.now_ms()).await.unwrap();
+    app.store
+        .approve(&id, ALICE_ID, clock.now_ms())
+        .await
+        .unwrap();
+    clock.set_ms(t0 + 130_000);
+
+    let ev = sse.expect().await;
+    assert_eq!(
+        ev.state(),
+        "approved",
+        "the SSE watcher reported {ev:?} for a login that is approved until t0+180s"
+    );
+    let v = browser.redeem(&login).await.ok_json(StatusCode::OK);
+    assert_eq!(v["user"], alice());
 }
