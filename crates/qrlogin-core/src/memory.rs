@@ -179,18 +179,7 @@ impl Store for MemoryStore {
     }
 
     async fn create(&self, login: NewLogin, now_ms: u64) -> Result<LoginRecord, StoreError> {
-        let rec = LoginRecord {
-            id: login.id,
-            state: State::Pending,
-            version: 1,
-            secret_hash: login.secret_hash,
-            created_at_ms: now_ms,
-            expires_at_ms: now_ms + self.ttls.pending_ms,
-            browser: login.browser,
-            match_code: login.match_code,
-            match_required: false,
-            user: None,
-        };
+        let rec = LoginRecord::pending(login, now_ms, self.ttls.pending_ms);
         let mut inner = self.lock();
         inner.purge(now_ms);
         let purge_at = self.purge_at(&rec, now_ms);

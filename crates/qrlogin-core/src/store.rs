@@ -128,6 +128,23 @@ pub struct LoginRecord {
 }
 
 impl LoginRecord {
+    /// The record `create` stores: pending, version 1, expiring after
+    /// `pending_ms`.
+    pub fn pending(login: NewLogin, now_ms: u64, pending_ms: u64) -> Self {
+        Self {
+            id: login.id,
+            state: State::Pending,
+            version: 1,
+            secret_hash: login.secret_hash,
+            created_at_ms: now_ms,
+            expires_at_ms: now_ms + pending_ms,
+            browser: login.browser,
+            match_code: login.match_code,
+            match_required: false,
+            user: None,
+        }
+    }
+
     pub fn state_at(&self, now_ms: u64) -> State {
         if !self.state.is_final() && now_ms >= self.expires_at_ms {
             State::Expired

@@ -25,7 +25,7 @@ pub use keys::HINT_CHANNEL;
 use async_trait::async_trait;
 use qrlogin_core::{
     network_of, LoginId, LoginRecord, MatchPolicy, NewLogin, Notifier, SecretHash, Session,
-    SessionToken, State, Store, StoreError, TransitionError, Ttls, User,
+    SessionToken, Store, StoreError, TransitionError, Ttls, User,
 };
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Client, ErrorKind, RedisError, RedisResult, Script};
@@ -226,18 +226,7 @@ impl Store for RedisStore {
             TransitionError::Store(e) => e,
             other => StoreError::Corrupt(format!("create refused: {other}")),
         })?;
-        Ok(LoginRecord {
-            id: login.id,
-            state: State::Pending,
-            version: 1,
-            secret_hash: login.secret_hash,
-            created_at_ms: now_ms,
-            expires_at_ms: now_ms + self.ttls.pending_ms,
-            browser: login.browser,
-            match_code: login.match_code,
-            match_required: false,
-            user: None,
-        })
+        Ok(LoginRecord::pending(login, now_ms, self.ttls.pending_ms))
     }
 
     async fn get(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError> {
