@@ -468,6 +468,65 @@ async fn sign_in_flood_is_429_with_retry_after() {
     r.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_poll_flood_is_429_slow_down() {
+    let app = app(StoreKind::Memory).await; // rate limits on
+    let browser = app.browser();
+    let login = browser.create().await;
+    let mut slowed = None;
+    for _ in 0..200 {
+        let r = browser.status(&login, "").await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            slowed = Some(r);
+            break;
+        }
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let r = slowed.expect("200 back-to-back polls from one IP were never slowed down");
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "slow_down");
+    assert!(r.headers.contains_key("retry-after"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_guessing_is_429_per_ip_and_phone_calls_per_user() {
+    let app = app(StoreKind::Memory).await; // rate limits on
+    let alice = app.phone(ALICE).await;
+    let bob = app.phone(BOB).await;
+    // Guessing ids by scanning: limited per IP.
+    let mut limited = false;
+    for _ in 0..100 {
+        let r = alice.scan(&LoginId::random().to_string()).await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            r.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+            assert!(r.headers.contains_key("retry-after"));
+            limited = true;
+            break;
+        }
+        r.assert_error(StatusCode::NOT_FOUND, "not_found");
+    }
+    assert!(limited, "100 scans of random ids were never rate limited");
+
+    // Deny is not an IP-limited call, but every phone call counts per user.
+    let mut limited = false;
+    for _ in 0..200 {
+        let r = alice.deny(&LoginId::random().to_string()).await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            r.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+            limited = true;
+            break;
+        }
+        r.assert_error(StatusCode::NOT_FOUND, "not_found");
+    }
+    assert!(
+        limited,
+        "200 phone calls by one user were never rate limited"
+    );
+    // Another user from the same address is not affected.
+    bob.deny(&LoginId::random().to_string())
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+}
+
 // ---------------------------------------------------------------------------
 // property test
 

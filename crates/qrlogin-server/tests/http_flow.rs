@@ -28,6 +28,7 @@ per_store!(
     cross_site_cookie_requests_are_refused,
     sessions_and_phone_tokens_expire,
     operations_endpoints,
+    final_states_are_forgotten_after_final_keep,
 );
 
 fn alice() -> Value {
@@ -810,4 +811,69 @@ async fn collapsed_hints_keep_the_scan_extension() {
     );
     let v = browser.redeem(&login).await.ok_json(StatusCode::OK);
     assert_eq!(v["user"], alice());
+}
+
+/// SPEC §2: "Final states are kept briefly (default 30 s) so late watchers
+/// see the outcome, then deleted." Real time here (1 s), since Redis
+/// forgets by its own key TTLs.
+async fn final_states_are_forgotten_after_final_keep(kind: StoreKind) {
+    let mut cfg = config();
+    cfg.final_keep = 1;
+    let app = app_with(kind, cfg, None).await;
+    let browser = app.browser();
+    let phone = app.phone(ALICE).await;
+    let denied = browser.create().await;
+    phone.scan_ok(&denied.id).await;
+    phone.deny(&denied.id).await.ok_json(StatusCode::OK);
+    let cancelled = browser.create().await;
+    assert_eq!(
+        browser.cancel(&cancelled).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(browser.state(&denied).await, "denied");
+    assert_eq!(browser.state(&cancelled).await, "cancelled");
+
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for (what, login) in [("denied", &denied), ("cancelled", &cancelled)] {
+        let r = browser.status(login, "").await;
+        assert_eq!(
+            r.status,
+            StatusCode::NOT_FOUND,
+            "{what} login still visible after final_keep: {}",
+            r.text()
+        );
+    }
+    phone
+        .scan(&denied.id)
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_public_url_means_secure_cookies_and_hsts() {
+    let mut cfg = config();
+    cfg.public_url = Some("https://login.example.com".into());
+    let secure = app_with(StoreKind::Memory, cfg, None).await;
+    let http = raw_client();
+    let r = send(http.post(secure.url("/v1/logins"))).await;
+    let v = r.ok_json(StatusCode::CREATED);
+    let cookie = r.set_cookie("qrl_bs").expect("qrl_bs");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(
+        r.headers.contains_key("strict-transport-security"),
+        "no HSTS under https"
+    );
+    assert_eq!(
+        v["qr_payload"],
+        format!(
+            "https://login.example.com/m/{}",
+            v["login_id"].as_str().unwrap()
+        )
+    );
+    // Plain http public URL: no Secure (it would never be sent back), no HSTS.
+    let plain = app(StoreKind::Memory).await;
+    let r = send(http.post(plain.url("/v1/logins"))).await;
+    let cookie = r.set_cookie("qrl_bs").expect("qrl_bs");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    assert!(!r.headers.contains_key("strict-transport-security"));
 }
