@@ -209,6 +209,18 @@ impl RedisConn {
         })
     }
 
+    /// The redis-server's pid (`INFO server`), to read its CPU time.
+    pub async fn server_pid(&mut self) -> anyhow::Result<u32> {
+        match self.command(&["INFO", "server"]).await? {
+            Reply::Bulk(Some(text)) => String::from_utf8_lossy(&text)
+                .lines()
+                .find_map(|l| l.strip_prefix("process_id:"))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("no process_id in INFO server")),
+            other => anyhow::bail!("unexpected INFO reply {other:?}"),
+        }
+    }
+
     /// `INFO commandstats`, parsed.
     pub async fn commandstats(&mut self) -> anyhow::Result<BTreeMap<String, u64>> {
         match self.command(&["INFO", "commandstats"]).await? {

@@ -152,7 +152,21 @@ pub struct RunReport {
     pub redis_monitor: Option<MonitorStats>,
     pub server_rss_before: Option<Rss>,
     pub server_rss_after: Option<Rss>,
+    /// CPU time used during the run by the server, Redis and this tool.
+    pub cpu: Cpu,
     pub machine: Machine,
+}
+
+/// CPU seconds (user + system) used during the run, and per completed
+/// login in microseconds: where a 2-core machine's budget goes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Cpu {
+    pub server_s: Option<f64>,
+    pub redis_s: Option<f64>,
+    pub bench_s: f64,
+    pub server_us_per_login: Option<f64>,
+    pub redis_us_per_login: Option<f64>,
+    pub bench_us_per_login: f64,
 }
 
 /// Per-worker tallies, merged at the end.
@@ -312,11 +326,23 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
         (Some(t), true) => Some(Monitor::start(t).await?),
         _ => None,
     };
+    let redis_pid = match redis_conn.as_mut() {
+        // Readable only when Redis runs on this machine (it must: loopback).
+        Some(c) => c
+            .server_pid()
+            .await
+            .ok()
+            .filter(|p| sys::cpu_seconds(*p).is_ok()),
+        None => None,
+    };
     let server_rss_before = cfg.server_pid.map(sys::rss_of).transpose()?;
     let redis_before = match redis_conn.as_mut() {
         Some(c) => Some(c.commandstats().await?),
         None => None,
     };
+    let me = std::process::id();
+    let cpu_of = |pid: Option<u32>| pid.and_then(|p| sys::cpu_seconds(p).ok());
+    let cpu_before = (cpu_of(cfg.server_pid), cpu_of(redis_pid), cpu_of(Some(me)));
 
     let start = Instant::now();
     let ctx = Arc::new(Ctx {
@@ -337,6 +363,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
         tally.merge(w.await?);
     }
     let elapsed = start.elapsed();
+    let cpu_after = (cpu_of(cfg.server_pid), cpu_of(redis_pid), cpu_of(Some(me)));
 
     let redis_after = match redis_conn.as_mut() {
         Some(c) => Some(c.commandstats().await?),
@@ -367,6 +394,25 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
         }
     }
     let secs = elapsed.as_secs_f64();
+    let diff = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => Some((b - a).max(0.0)),
+        _ => None,
+    };
+    let per_login = |x: Option<f64>| {
+        x.filter(|_| tally.completed > 0)
+            .map(|s| s * 1e6 / tally.completed as f64)
+    };
+    let server_s = diff(cpu_before.0, cpu_after.0);
+    let redis_s = diff(cpu_before.1, cpu_after.1);
+    let bench_s = diff(cpu_before.2, cpu_after.2);
+    let cpu = Cpu {
+        server_s,
+        redis_s,
+        bench_s: bench_s.unwrap_or(0.0),
+        server_us_per_login: per_login(server_s),
+        redis_us_per_login: per_login(redis_s),
+        bench_us_per_login: per_login(bench_s).unwrap_or(0.0),
+    };
     Ok(RunReport {
         url,
         wait: cfg.wait,
@@ -397,6 +443,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
         redis_monitor,
         server_rss_before,
         server_rss_after,
+        cpu,
         machine: sys::machine(),
     })
 }
@@ -754,6 +801,21 @@ pub fn render(r: &RunReport) -> String {
             let _ = writeln!(s, "  lua    {:<13} {:>10}", k, v);
         }
     }
+    let c = &r.cpu;
+    let part = |name: &str, s: Option<f64>, per: Option<f64>| match (s, per) {
+        (Some(s), Some(p)) => format!("{name} {s:.2} s ({p:.0} µs/login)"),
+        (Some(s), None) => format!("{name} {s:.2} s"),
+        _ => String::new(),
+    };
+    let parts: Vec<String> = [
+        part("server", c.server_s, c.server_us_per_login),
+        part("redis", c.redis_s, c.redis_us_per_login),
+        part("bench", Some(c.bench_s), Some(c.bench_us_per_login)),
+    ]
+    .into_iter()
+    .filter(|p| !p.is_empty())
+    .collect();
+    let _ = writeln!(s, "CPU used: {}", parts.join(", "));
     if let (Some(b), Some(a)) = (&r.server_rss_before, &r.server_rss_after) {
         let _ = writeln!(
             s,

@@ -57,6 +57,29 @@ pub fn rss_of(pid: u32) -> anyhow::Result<Rss> {
     })
 }
 
+/// CPU time (user + system, all threads) a process has used so far, in
+/// seconds, from `/proc/PID/stat` (clock ticks of USER_HZ = 100, fixed by
+/// the Linux ABI on the platforms this runs on).
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| anyhow::anyhow!("cannot read /proc/{pid}/stat: {e}"))?;
+    // The command name is in parentheses and may contain spaces.
+    let after = text
+        .rsplit_once(')')
+        .map(|(_, a)| a)
+        .ok_or_else(|| anyhow::anyhow!("malformed /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the name: state is field 3, utime 14 and stime 15 (1-based).
+    let tick = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .ok_or_else(|| anyhow::anyhow!("short /proc/{pid}/stat"))?
+            .parse::<u64>()? as f64
+            / 100.0)
+    };
+    Ok(tick(11)? + tick(12)?)
+}
+
 /// Raises this process's open-file limit to its hard limit, so thousands of
 /// connections fit. Returns the soft limit in force afterwards.
 pub fn raise_nofile() -> u64 {
@@ -114,6 +137,16 @@ mod tests {
         assert!(loopback_http_url("http://example.com").is_err());
         assert!(loopback_http_url("https://127.0.0.1:8080").is_err());
         assert!(loopback_http_url("http://127.0.0.1:8080/v1").is_err());
+    }
+
+    #[test]
+    fn reads_own_cpu() {
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(cpu_seconds(std::process::id()).unwrap() > 0.0);
     }
 
     #[test]
