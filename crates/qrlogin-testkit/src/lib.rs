@@ -6,8 +6,11 @@
 //! * [`contract`] — the one store contract suite that both the memory store
 //!   and the Redis store must pass (SPEC §4), with the
 //!   [`store_contract!`] macro that turns it into one test per case.
+//! * [`model`] — a reference model of the login state machine, for
+//!   property tests that compare a store's (or the API's) every answer.
 
 pub mod contract;
+pub mod model;
 mod redis_server;
 
 pub use contract::StoreUnderTest;
