@@ -167,6 +167,13 @@ pub struct Cpu {
     pub server_us_per_login: Option<f64>,
     pub redis_us_per_login: Option<f64>,
     pub bench_us_per_login: f64,
+    /// Busy CPU seconds of the whole machine during the run.
+    pub machine_busy_s: Option<f64>,
+    /// Of which not the server, Redis or this tool: other work competing
+    /// for the same cores (it makes the figures pessimistic).
+    pub other_s: Option<f64>,
+    /// Wall-clock seconds × cores: the capacity during the run.
+    pub capacity_s: f64,
 }
 
 /// Per-worker tallies, merged at the end.
@@ -343,6 +350,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
     let me = std::process::id();
     let cpu_of = |pid: Option<u32>| pid.and_then(|p| sys::cpu_seconds(p).ok());
     let cpu_before = (cpu_of(cfg.server_pid), cpu_of(redis_pid), cpu_of(Some(me)));
+    let busy_before = sys::machine_busy_seconds().ok();
 
     let start = Instant::now();
     let ctx = Arc::new(Ctx {
@@ -364,6 +372,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
     }
     let elapsed = start.elapsed();
     let cpu_after = (cpu_of(cfg.server_pid), cpu_of(redis_pid), cpu_of(Some(me)));
+    let busy_after = sys::machine_busy_seconds().ok();
 
     let redis_after = match redis_conn.as_mut() {
         Some(c) => Some(c.commandstats().await?),
@@ -405,7 +414,15 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
     let server_s = diff(cpu_before.0, cpu_after.0);
     let redis_s = diff(cpu_before.1, cpu_after.1);
     let bench_s = diff(cpu_before.2, cpu_after.2);
+    let machine = sys::machine();
+    let machine_busy_s = diff(busy_before, busy_after);
+    let other_s = machine_busy_s.map(|m| {
+        (m - server_s.unwrap_or(0.0) - redis_s.unwrap_or(0.0) - bench_s.unwrap_or(0.0)).max(0.0)
+    });
     let cpu = Cpu {
+        machine_busy_s,
+        other_s,
+        capacity_s: secs * machine.nproc as f64,
         server_s,
         redis_s,
         bench_s: bench_s.unwrap_or(0.0),
@@ -444,7 +461,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
         server_rss_before,
         server_rss_after,
         cpu,
-        machine: sys::machine(),
+        machine,
     })
 }
 
@@ -816,6 +833,13 @@ pub fn render(r: &RunReport) -> String {
     .filter(|p| !p.is_empty())
     .collect();
     let _ = writeln!(s, "CPU used: {}", parts.join(", "));
+    if let (Some(busy), Some(other)) = (c.machine_busy_s, c.other_s) {
+        let _ = writeln!(
+            s,
+            "machine: {busy:.2} of {:.2} CPU-seconds busy; {other:.2} s by other processes",
+            c.capacity_s
+        );
+    }
     if let (Some(b), Some(a)) = (&r.server_rss_before, &r.server_rss_after) {
         let _ = writeln!(
             s,

@@ -80,6 +80,27 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(tick(11)? + tick(12)?)
 }
 
+/// CPU seconds the whole machine has spent busy (all cores: user, nice,
+/// system, irq, softirq, steal) since boot, from `/proc/stat`. The
+/// difference over a run, minus the processes measured, is what other
+/// work on the machine took.
+pub fn machine_busy_seconds() -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string("/proc/stat")?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or_else(|| anyhow::anyhow!("no cpu line in /proc/stat"))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    anyhow::ensure!(v.len() >= 8, "short cpu line in /proc/stat");
+    // user nice system idle iowait irq softirq steal
+    let busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    Ok(busy as f64 / 100.0)
+}
+
 /// Raises this process's open-file limit to its hard limit, so thousands of
 /// connections fit. Returns the soft limit in force afterwards.
 pub fn raise_nofile() -> u64 {

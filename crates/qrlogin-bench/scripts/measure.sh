@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Reproduces the load figures of BENCHMARKS.md on this machine.
+#
+#   crates/qrlogin-bench/scripts/measure.sh [OUT_DIR] [SECTION...]
+#
+# SECTION is any of: throughput wake redis idle (default: all). Each run
+# starts a fresh `qrlogin serve` (rate limits off: one client IP is exactly
+# what they stop) and, for Redis runs, uses a private redis-server on a unix
+# socket in a temporary directory (never a shared one), emptied and its stats
+# reset before every run. Every load run is bounded (a few seconds) and
+# targets 127.0.0.1 only. Results: one JSON report per run in OUT_DIR.
+#
+# Binaries: $QRLOGIN (default target/release/qrlogin) and $QRLOGIN_BENCH
+# (default target/release/qrlogin-bench); build them first with
+#   cargo build --release -p qrlogin-server -p qrlogin-bench
+set -euo pipefail
+
+OUT=${1:-bench-results}
+shift || true
+SECTIONS=${*:-throughput wake redis idle}
+ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+QRLOGIN=${QRLOGIN:-$ROOT/target/release/qrlogin}
+BENCH=${QRLOGIN_BENCH:-$ROOT/target/release/qrlogin-bench}
+DURATION=${DURATION:-5}
+mkdir -p "$OUT"
+
+command -v redis-server >/dev/null || {
+  echo "redis-server not found: apt-get install -y redis-server" >&2
+  exit 1
+}
+
+TMP=$(mktemp -d /tmp/qrl-measure.XXXXXX)
+SOCK=$TMP/redis.sock
+redis-server --port 0 --unixsocket "$SOCK" --unixsocketperm 700 --save '' \
+  --appendonly no --daemonize no --dir "$TMP" >"$TMP/redis.log" 2>&1 &
+REDIS_PID=$!
+SERVER_PID=
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+  kill "$REDIS_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+for _ in $(seq 50); do
+  redis-cli -s "$SOCK" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+REDIS_URL="redis+unix://$SOCK"
+
+# start_server STORE [extra qrlogin flags] -> sets SERVER_PID and URL
+start_server() {
+  local store=$1
+  shift
+  "$QRLOGIN" serve --listen 127.0.0.1:0 --store "$store" --rate-limits false "$@" \
+    >"$TMP/server.out" 2>"$TMP/server.err" &
+  SERVER_PID=$!
+  URL=
+  for _ in $(seq 100); do
+    URL=$(sed -n 's/^listening on //p' "$TMP/server.out" | head -1)
+    [ -n "$URL" ] && break
+    sleep 0.05
+  done
+  [ -n "$URL" ] || { cat "$TMP/server.err" >&2; exit 1; }
+}
+
+stop_server() {
+  kill "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=
+}
+
+# run NAME STORE(memory|redis) BENCH-ARGS...
+run() {
+  local name=$1 store=$2
+  shift 2
+  local extra=()
+  if [ "$store" = redis ]; then
+    redis-cli -s "$SOCK" flushall >/dev/null
+    redis-cli -s "$SOCK" config resetstat >/dev/null
+    start_server "$REDIS_URL"
+    extra=(--redis-url "$REDIS_URL")
+  else
+    start_server memory
+  fi
+  echo "== $name (load before: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+  "$BENCH" run --url "$URL" --server-pid "$SERVER_PID" "${extra[@]}" --json "$@" \
+    >"$OUT/$name.json"
+  if [ "$store" = redis ]; then
+    redis-cli -s "$SOCK" info commandstats >"$OUT/$name.commandstats.txt"
+  fi
+  stop_server
+  sleep 1
+}
+
+for section in $SECTIONS; do
+  case $section in
+  throughput)
+    for store in memory redis; do
+      for c in 16 64 256; do
+        run "$store-sse-c$c" $store --wait sse --concurrency $c --duration "$DURATION"
+        run "$store-longpoll-c$c" $store --wait longpoll --concurrency $c --duration "$DURATION"
+      done
+      for c in 256 1024; do
+        run "$store-poll1s-c$c" $store --wait poll1s --concurrency $c --duration "$DURATION"
+      done
+    done
+    ;;
+  wake)
+    # Wake latency at a fixed rate (set RATE to half the measured maximum).
+    RATE=${RATE:-600}
+    for store in memory redis; do
+      run "$store-sse-rate$RATE" $store --wait sse --concurrency 256 --rate "$RATE" --duration "$DURATION"
+      run "$store-longpoll-rate$RATE" $store --wait longpoll --concurrency 256 --rate "$RATE" --duration "$DURATION"
+      run "$store-poll1s-rate$RATE" $store --wait poll1s --concurrency 1024 --rate "$RATE" --duration "$DURATION"
+    done
+    ;;
+  redis)
+    # Round trips per login, with MONITOR (client vs Lua commands), and with
+    # a browser that waits 3 s before the phone scans.
+    run redis-sse-monitor redis --wait sse --concurrency 16 --duration 3 --redis-monitor
+    run redis-longpoll-monitor redis --wait longpoll --concurrency 16 --duration 3 --redis-monitor
+    run redis-poll1s-monitor redis --wait poll1s --concurrency 64 --duration 3 --redis-monitor
+    run redis-sse-think3s redis --wait sse --concurrency 64 --duration 3 --think-ms 3000
+    run redis-longpoll-think3s redis --wait longpoll --concurrency 64 --duration 3 --think-ms 3000
+    run redis-poll1s-think3s redis --wait poll1s --concurrency 64 --duration 3 --think-ms 3000
+    ;;
+  idle)
+    WAITERS=${WAITERS:-2000}
+    for store in memory redis; do
+      for wait in sse longpoll; do
+        if [ "$store" = redis ]; then
+          redis-cli -s "$SOCK" flushall >/dev/null
+          start_server "$REDIS_URL"
+        else
+          start_server memory
+        fi
+        sleep 1
+        echo "== idle-$store-$wait" >&2
+        "$BENCH" idle --url "$URL" --server-pid "$SERVER_PID" --waiters "$WAITERS" \
+          --wait $wait --hold 5 --json >"$OUT/idle-$store-$wait.json"
+        stop_server
+      done
+    done
+    ;;
+  *)
+    echo "unknown section $section" >&2
+    exit 2
+    ;;
+  esac
+done
+echo "results in $OUT" >&2

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Markdown tables from the JSON reports measure.sh writes.
+
+    crates/qrlogin-bench/scripts/summarize.py RESULTS_DIR
+"""
+import json
+import pathlib
+import sys
+
+
+def f(x, nd=2):
+    return "–" if x is None else f"{x:.{nd}f}"
+
+
+def main(d):
+    runs, idles = [], []
+    for p in sorted(pathlib.Path(d).glob("*.json")):
+        r = json.loads(p.read_text())
+        (idles if "waiters_open" in r else runs).append((p.stem, r))
+    if runs:
+        print("| run | store | wait | conc. | rate | logins/s | errors | wake p50 | wake p99 | wake p99.9 | full p50 | full p99 | "
+              "status req/login | Redis cmds/login | Redis client cmds/login | CPU µs/login server / redis / bench | other processes (cores) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for name, r in runs:
+            s = r["steps"]
+            w, full = s.get("wake", {}), s.get("full", {})
+            red = r.get("redis")
+            mon = r.get("redis_monitor")
+            cpu = r.get("cpu", {})
+            store = "redis" if red else "memory"
+            print(
+                f"| {name} | {store} | {r['wait']} | {r['concurrency']} | {r['rate'] or '–'} | "
+                f"{r['logins_per_s']:.0f} | {sum(r['errors'].values())} | "
+                f"{f(w.get('p50_ms'), 3)} | {f(w.get('p99_ms'), 3)} | {f(w.get('p999_ms'), 3)} | "
+                f"{f(full.get('p50_ms'))} | {f(full.get('p99_ms'))} | "
+                f"{f(r['status_requests_per_login']) if r['wait'] != 'sse' else '–'} | "
+                f"{f(red['per_login']) if red else '–'} | {f(mon['client_per_login']) if mon else '–'} | "
+                f"{f(cpu.get('server_us_per_login'), 0)} / {f(cpu.get('redis_us_per_login'), 0)} / "
+                f"{f(cpu.get('bench_us_per_login'), 0)} | "
+                f"{f(cpu['other_s'] / r['elapsed_s'] if cpu.get('other_s') is not None else None)} |"
+            )
+    if idles:
+        print()
+        print("| run | waiters open | RSS before (KiB) | with logins | with waiters | bytes/waiter | bytes/(login+waiter) |")
+        print("|---|---|---|---|---|---|---|")
+        for name, r in idles:
+            print(
+                f"| {name} | {r['waiters_open']} | {r['rss_before']['rss_kb']} | {r['rss_with_logins']['rss_kb']} | "
+                f"{r['rss_with_waiters_kb']} | {r['bytes_per_waiter']:.0f} | {r['bytes_per_login_and_waiter']:.0f} |"
+            )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "bench-results")
