@@ -18,9 +18,9 @@ def main(d):
         r = json.loads(p.read_text())
         (idles if "waiters_open" in r else runs).append((p.stem, r))
     if runs:
-        print("| run | store | wait | conc. | rate | logins/s | errors | wake p50 | wake p99 | wake p99.9 | full p50 | full p99 | "
+        print("| run | store | wait | conc. | rate | logins/s (window) | logins/s (incl. drain) | errors | wake p50 | wake p99 | wake p99.9 | full p50 | full p99 | "
               "status req/login | Redis cmds/login | Redis client cmds/login | CPU µs/login server / redis / bench | other processes (cores) |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for name, r in runs:
             s = r["steps"]
             w, full = s.get("wake", {}), s.get("full", {})
@@ -30,7 +30,7 @@ def main(d):
             store = "redis" if red else "memory"
             print(
                 f"| {name} | {store} | {r['wait']} | {r['concurrency']} | {r['rate'] or '–'} | "
-                f"{r['logins_per_s']:.0f} | {sum(r['errors'].values())} | "
+                f"{r.get('window_logins_per_s', 0):.0f} | {r['logins_per_s']:.0f} | {sum(r['errors'].values())} | "
                 f"{f(w.get('p50_ms'), 3)} | {f(w.get('p99_ms'), 3)} | {f(w.get('p999_ms'), 3)} | "
                 f"{f(full.get('p50_ms'))} | {f(full.get('p99_ms'))} | "
                 f"{f(r['status_requests_per_login']) if r['wait'] != 'sse' else '–'} | "
