@@ -251,8 +251,9 @@ pub fn redis_dump(server: &RedisServer) -> String {
 // ---------------------------------------------------------------------------
 // the real binary, logging at debug
 
-/// A `qrlogin serve` child process with `QRLOGIN_LOG=debug`; stderr goes to
-/// a file, read with [`Bin::log`]. Killed on drop.
+/// A `qrlogin serve` child process logging at `QRLOGIN_LOG=debug` (or a
+/// chosen level); stderr goes to a file, read with [`Bin::log`]. Killed on
+/// drop.
 pub struct Bin {
     pub base: String,
     child: std::process::Child,
@@ -261,12 +262,17 @@ pub struct Bin {
 
 impl Bin {
     pub fn start(args: &[&str]) -> Bin {
+        Bin::start_logging("debug", args)
+    }
+
+    /// Like [`Bin::start`] with `QRLOGIN_LOG=level`.
+    pub fn start_logging(level: &str, args: &[&str]) -> Bin {
         use std::process::{Command, Stdio};
         let log = tempfile::NamedTempFile::new().expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_qrlogin"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
-            .env("QRLOGIN_LOG", "debug")
+            .env("QRLOGIN_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log.reopen().expect("log file")))
