@@ -256,7 +256,7 @@ async fn full_run_leaks_nothing(kind: StoreKind, level: &str) {
     let sse_task = tokio::spawn(sse_text(sse, "approved"));
 
     let bystander = Bystander::new(&base);
-    let creds = Cred::attempts(&[s2.clone()]);
+    let creds = Cred::attempts(std::slice::from_ref(&s2));
     rec.probe("pending", bystander.try_everything(&id1, &creds).await);
 
     // Carol scans and approves login 1; dave login 2.
