@@ -1,0 +1,246 @@
+//! Adversarial suite, part 10: every parser of untrusted input, in the
+//! normal test run (SECURITY.md; the same parsers are cargo-fuzz targets
+//! under `fuzz/`, see SECURITY.md for how to run them).
+//!
+//! Property tests: none panics on anything; what they accept they accept
+//! exactly (ids, secrets and tokens have one spelling and print back as
+//! received); cookie and bearer extraction never mistake one name for
+//! another; the client IP is the socket peer unless the peer is a trusted
+//! proxy, and then never a trusted address.
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use proptest::prelude::*;
+use qrlogin_core::{BrowserSecret, LoginId, MobileToken, SecretHash, SessionToken};
+use qrlogin_server::routes::browser::CreateBody;
+use qrlogin_server::routes::extract::{bearer, client_ip, cookie};
+use qrlogin_server::routes::phone::{describe_agent, Decision, SignIn};
+use std::net::IpAddr;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Text from the base64url alphabet, near the lengths that matter.
+fn b64ish() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[A-Za-z0-9_-]{22}",
+        "[A-Za-z0-9_-]{43}",
+        "[A-Za-z0-9_-]{22}\\.[A-Za-z0-9_-]{43}",
+        "[A-Za-z0-9_=+/.-]{0,70}",
+    ]
+}
+
+/// Any text: arbitrary Unicode, and lossy-decoded arbitrary bytes.
+fn any_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        ".{0,120}",
+        prop::collection::vec(any::<u8>(), 0..120)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        b64ish(),
+    ]
+}
+
+/// A JSON document of bounded depth.
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<f64>().prop_map(serde_json::Value::from),
+        ".{0,20}".prop_map(serde_json::Value::from),
+        prop_oneof![
+            Just("header"),
+            Just("cookie"),
+            Just("42"),
+            Just("alice"),
+            Just("binding"),
+            Just("match_code"),
+            Just("username"),
+            Just("password")
+        ]
+        .prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("binding".to_string()),
+                    Just("match_code".to_string()),
+                    Just("username".to_string()),
+                    Just("password".to_string()),
+                    "[a-z_]{0,8}"
+                ],
+                inner,
+                0..5
+            )
+            .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn header_map(name: &'static str, values: &[Vec<u8>]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for v in values {
+        if let Ok(v) = HeaderValue::from_bytes(v) {
+            h.append(HeaderName::from_static(name), v);
+        }
+    }
+    h
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn ids_secrets_and_tokens_parse_exactly_or_not_at_all(s in any_text()) {
+        if let Ok(id) = s.parse::<LoginId>() {
+            prop_assert_eq!(id.to_string(), s.clone());
+        }
+        if let Ok(bs) = s.parse::<BrowserSecret>() {
+            prop_assert_eq!(bs.expose(), s.clone());
+        }
+        if let Ok(mt) = s.parse::<MobileToken>() {
+            prop_assert_eq!(mt.expose(), s.clone());
+        }
+        if let Ok(t) = s.parse::<SessionToken>() {
+            prop_assert_eq!(t.expose(), s.clone());
+            prop_assert_eq!(t.login_id().to_string(), s[..22].to_string());
+        }
+        if let Some(h) = SecretHash::from_hex(&s) {
+            prop_assert_eq!(h.to_hex(), s.to_ascii_lowercase());
+        }
+    }
+
+    #[test]
+    fn generated_values_round_trip(_seed in any::<u8>()) {
+        let id = LoginId::random();
+        prop_assert_eq!(id.to_string().parse::<LoginId>(), Ok(id));
+        let t = SessionToken::new_for(id);
+        prop_assert_eq!(t.expose().parse::<SessionToken>(), Ok(t.clone()));
+        let bs = BrowserSecret::random();
+        prop_assert_eq!(bs.expose().parse::<BrowserSecret>(), Ok(bs.clone()));
+        // A secret is not a token and a token is not a secret.
+        prop_assert!(bs.expose().parse::<SessionToken>().is_err());
+        prop_assert!(t.expose().parse::<BrowserSecret>().is_err());
+        prop_assert!(id.to_string().parse::<BrowserSecret>().is_err());
+    }
+
+    #[test]
+    fn request_bodies_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200), v in json_value()) {
+        let _ = serde_json::from_slice::<CreateBody>(&bytes);
+        let _ = serde_json::from_slice::<SignIn>(&bytes);
+        let _ = serde_json::from_slice::<Decision>(&bytes);
+        let text = v.to_string();
+        let _ = serde_json::from_str::<CreateBody>(&text);
+        let _ = serde_json::from_str::<SignIn>(&text);
+        let _ = serde_json::from_str::<Decision>(&text);
+        // A body that names a user only ever yields what the types hold:
+        // Decision has nothing but the match code. (serde also reads a
+        // struct from a JSON array, by position; harmless here.)
+        if let (true, Ok(d)) = (v.is_object(), serde_json::from_str::<Decision>(&text)) {
+            let expect = v.get("match_code").and_then(|c| c.as_str()).map(str::to_owned);
+            prop_assert_eq!(d.match_code, expect);
+        }
+    }
+
+    #[test]
+    fn user_agents_never_panic(ua in any_text(), parts in prop::collection::vec(prop_oneof![
+        Just("Mozilla/5.0 ".to_string()), Just("(Windows NT 10.0; Win64; x64) ".to_string()),
+        Just("(iPhone; CPU iPhone OS 17_0 like Mac OS X) ".to_string()),
+        Just("AppleWebKit/537.36 (KHTML, like Gecko) ".to_string()),
+        Just("Chrome/126.0.0.0 ".to_string()), Just("Safari/537.36".to_string()),
+        Just("Firefox/".to_string()), "[0-9.]{0,12}", ".{0,8}",
+    ], 0..10)) {
+        for ua in [ua, parts.concat()] {
+            let (browser, os) = describe_agent(&ua);
+            prop_assert!(!browser.is_empty() && !os.is_empty(), "{ua:?} -> {browser:?} {os:?}");
+            prop_assert!(browser.len() < 600 && os.len() < 600);
+        }
+    }
+
+    #[test]
+    fn cookies_are_found_by_exact_name_only(
+        values in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..80), 0..4),
+        secret in "[A-Za-z0-9_-]{43}",
+        decoy in "[A-Za-z0-9_-]{1,10}",
+    ) {
+        let h = header_map("cookie", &values);
+        let _ = cookie(&h, "qrl_bs");
+        let _ = cookie(&h, "");
+        // Look-alike names never match; the real one does, wherever it is.
+        let v = format!("xqrl_bs={decoy}; qrl_bsx={decoy}; qrl_bs={secret}; qrl_session={decoy}");
+        let mut h = HeaderMap::new();
+        h.insert("cookie", HeaderValue::from_str(&v).unwrap());
+        prop_assert_eq!(cookie(&h, "qrl_bs"), Some(secret.as_str()));
+        let v = format!("xqrl_bs={decoy}; qrl_bs_={decoy}");
+        let mut h = HeaderMap::new();
+        h.insert("cookie", HeaderValue::from_str(&v).unwrap());
+        prop_assert_eq!(cookie(&h, "qrl_bs"), None);
+        // Whatever is found is part of a header value.
+        let h = header_map("cookie", &values);
+        if let Some(found) = cookie(&h, "qrl_bs") {
+            prop_assert!(h.get_all("cookie").iter().any(|v| v.to_str().is_ok_and(|s| s.contains(found))));
+        }
+    }
+
+    #[test]
+    fn bearer_needs_the_scheme(raw in prop::collection::vec(any::<u8>(), 0..90), token in "[A-Za-z0-9._-]{1,60}") {
+        let h = header_map("authorization", &[raw]);
+        if let Some(t) = bearer(&h) {
+            let full = h.get("authorization").unwrap().to_str().unwrap();
+            prop_assert!(full.starts_with("Bearer "));
+            prop_assert_eq!(t, full["Bearer ".len()..].trim());
+        }
+        for (v, want) in [
+            (format!("Bearer {token}"), Some(token.as_str())),
+            (format!("Basic {token}"), None),
+            (format!("Bearer{token}"), None),
+            (token.clone(), None),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("authorization", HeaderValue::from_str(&v).unwrap());
+            prop_assert_eq!(bearer(&h), want);
+        }
+    }
+
+    #[test]
+    fn client_ip_trusts_forwarded_for_only_from_trusted_proxies(
+        xff in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..60), 0..3),
+        hops in prop::collection::vec(any::<[u8; 4]>(), 0..5),
+        peer in any::<[u8; 4]>(),
+        trust_peer in any::<bool>(),
+        trust_hops in any::<[bool; 5]>(),
+    ) {
+        let peer = IpAddr::from(peer);
+        let mut trusted: Vec<IpAddr> = Vec::new();
+        if trust_peer {
+            trusted.push(peer);
+        }
+        let hop_ips: Vec<IpAddr> = hops.iter().map(|o| IpAddr::from(*o)).collect();
+        for (i, ip) in hop_ips.iter().enumerate() {
+            if trust_hops[i] {
+                trusted.push(*ip);
+            }
+        }
+        // Garbage headers never panic.
+        let h = header_map("x-forwarded-for", &xff);
+        let _ = client_ip(peer, &h, &trusted);
+        // A well-formed chain.
+        let chain = hop_ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ");
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_str(&chain).unwrap());
+        let got = client_ip(peer, &h, &trusted);
+        if !trust_peer {
+            prop_assert_eq!(got, peer, "an untrusted peer's X-Forwarded-For was believed");
+        } else {
+            // The right-most untrusted hop, or the peer if all are trusted.
+            let want = hop_ips.iter().rev().find(|ip| !trusted.contains(ip)).copied().unwrap_or(peer);
+            prop_assert_eq!(got, want);
+        }
+    }
+}
