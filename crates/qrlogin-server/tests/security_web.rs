@@ -9,6 +9,7 @@
 //!   X-Frame-Options DENY), a strict CSP with `frame-ancestors 'none'` on the
 //!   pages, above all on the phone's confirm page `/m/{id}` (no clickjacking
 //!   of "Approve"); API answers are not cached.
+//! * Request bodies are size-limited (413), whatever the endpoint.
 //! * Under an https public URL: HSTS, and every cookie `Secure`, `HttpOnly`,
 //!   `SameSite`, the browser secret scoped to its login's path.
 //!
@@ -28,6 +29,7 @@ per_store!(
     foreign_origins_get_no_cors,
     security_headers_on_pages_and_api,
     https_means_hsts_and_secure_httponly_samesite_cookies,
+    oversized_bodies_are_refused,
 );
 
 /// An approved login of a cookie-bound browser.
@@ -335,4 +337,41 @@ async fn https_means_hsts_and_secure_httponly_samesite_cookies(kind: StoreKind) 
             "{path}"
         );
     }
+}
+
+async fn oversized_bodies_are_refused(kind: StoreKind) {
+    let app = unlimited(kind).await; // --max-body: 16 KiB
+    let browser = app.browser();
+    let phone = app.phone(ALICE).await;
+    let login = browser.create().await;
+    phone.scan_ok(&login.id).await;
+    let pad = "x".repeat(64 * 1024);
+    let http = raw_client();
+    let big = serde_json::json!({"binding": "header", "username": "alice",
+        "password": "wonderland", "match_code": "42", "pad": pad})
+    .to_string();
+    for (what, rb) in [
+        ("create", http.post(app.url("/v1/logins"))),
+        ("sign-in", http.post(app.url("/v1/mobile/session"))),
+        (
+            "approve",
+            http.post(app.url(&format!("/v1/mobile/logins/{}/approve", login.id)))
+                .bearer_auth(&phone.token),
+        ),
+    ] {
+        let r = send(
+            rb.header("content-type", "application/json")
+                .body(big.clone()),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{what}: {}",
+            r.text()
+        );
+        r.assert_json_error();
+    }
+    // The oversized approve did nothing.
+    assert_eq!(browser.state(&login).await, "scanned");
 }
