@@ -92,7 +92,7 @@ fn transitions(c: &mut Criterion) {
                 let ids = prepare(&store, iters, Stage::Pending).await;
                 let t = Instant::now();
                 for (id, _) in &ids {
-                    black_box(store.get(id).await.expect("get"));
+                    black_box(store.get(id, NOW).await.expect("get"));
                 }
                 t.elapsed()
             })
@@ -156,7 +156,7 @@ fn transitions(c: &mut Criterion) {
                 for (l, hash) in logins {
                     let id = l.id;
                     store.create(l, NOW).await.expect("create");
-                    store.get(&id).await.expect("get");
+                    store.get(&id, NOW).await.expect("get");
                     store.scan(&id, &u, NOW).await.expect("scan");
                     store.approve(&id, &u.id, NOW).await.expect("approve");
                     let token = SessionToken::new_for(id);

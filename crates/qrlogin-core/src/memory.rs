@@ -161,7 +161,10 @@ fn scanner_check(rec: &LoginRecord, user_id: &str, now_ms: u64) -> TransitionRes
         State::Expired => Err(TransitionError::Expired),
         State::Pending => Err(TransitionError::WrongState(State::Pending)),
         s => {
-            if rec.user.as_ref().is_none_or(|u| u.id != user_id) {
+            if rec.user.is_none() {
+                // Finished (e.g. cancelled) before anyone scanned it.
+                Err(TransitionError::WrongState(s))
+            } else if rec.user.as_ref().is_some_and(|u| u.id != user_id) {
                 Err(TransitionError::WrongUser)
             } else if s != State::Scanned {
                 Err(TransitionError::WrongState(s))
@@ -187,8 +190,13 @@ impl Store for MemoryStore {
         Ok(rec)
     }
 
-    async fn get(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError> {
-        Ok(self.lock().logins.get(id).map(|(r, _)| r.clone()))
+    async fn get(&self, id: &LoginId, now_ms: u64) -> Result<Option<LoginRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .logins
+            .get(id)
+            .filter(|(_, purge_at)| *purge_at > now_ms)
+            .map(|(r, _)| r.clone()))
     }
 
     async fn scan_with(

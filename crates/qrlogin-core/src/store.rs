@@ -212,8 +212,10 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new pending login that expires at `now_ms + ttls.pending_ms`.
     async fn create(&self, login: NewLogin, now_ms: u64) -> Result<LoginRecord, StoreError>;
 
-    /// Reads a login; `None` when unknown or already purged.
-    async fn get(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError>;
+    /// Reads a login; `None` when unknown, or when `now_ms` is past the end
+    /// of its final-state grace period (even if the backend has not deleted
+    /// it yet), so both stores forget at the same moment.
+    async fn get(&self, id: &LoginId, now_ms: u64) -> Result<Option<LoginRecord>, StoreError>;
 
     /// pending → scanned by `user`, extending expiry once. Scanning again by
     /// the same user returns the record unchanged (a reloaded phone page);

@@ -99,7 +99,7 @@ async fn one_login(store: &RedisStore) {
     let (l, hash) = new_login();
     let id = l.id;
     store.create(l, now).await.expect("create");
-    store.get(&id).await.expect("get");
+    store.get(&id, now).await.expect("get");
     store.scan(&id, &u, now).await.expect("scan");
     store.approve(&id, &u.id, now).await.expect("approve");
     let token = SessionToken::new_for(id);
@@ -148,7 +148,7 @@ fn transitions(c: &mut Criterion) {
                 let ids = prepare(&store, iters, Stage::Pending).await;
                 let t = Instant::now();
                 for (id, _) in &ids {
-                    black_box(store.get(id).await.expect("get"));
+                    black_box(store.get(id, now_ms()).await.expect("get"));
                 }
                 let e = t.elapsed();
                 flush(&url).await;

@@ -229,7 +229,7 @@ impl Store for RedisStore {
         Ok(LoginRecord::pending(login, now_ms, self.ttls.pending_ms))
     }
 
-    async fn get(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError> {
+    async fn get(&self, id: &LoginId, now_ms: u64) -> Result<Option<LoginRecord>, StoreError> {
         let mut conn = self.conn.clone();
         let key = keys::login_key(id);
         let fields: Vec<String> = self
@@ -238,7 +238,17 @@ impl Store for RedisStore {
         if fields.is_empty() {
             return Ok(None);
         }
-        record::login(*id, &record::pairs(fields)?).map(Some)
+        let map = record::pairs(fields)?;
+        // Past its purge deadline the login is gone, as the scripts' load()
+        // says, even if Redis has not evicted the key yet.
+        if map
+            .get("purge")
+            .and_then(|p| p.parse::<u64>().ok())
+            .is_some_and(|purge| now_ms >= purge)
+        {
+            return Ok(None);
+        }
+        record::login(*id, &map).map(Some)
     }
 
     async fn scan_with(

@@ -123,7 +123,7 @@ async fn a_dead_redis_gives_fast_errors_and_the_store_recovers() {
     server.kill();
     let started = Instant::now();
     unavailable("ping", within_3s("ping", s.ping()).await);
-    unavailable("get", within_3s("get", s.get(&id)).await);
+    unavailable("get", within_3s("get", s.get(&id, T0)).await);
     let (new2, _) = new_login(None);
     unavailable("create", within_3s("create", s.create(new2, T0)).await);
     t_unavailable(
@@ -184,7 +184,7 @@ async fn a_dead_redis_gives_fast_errors_and_the_store_recovers() {
     // The restarted Redis is empty (no persistence), the store works again
     // without being recreated (scripts are reloaded on NOSCRIPT), and hints
     // flow again.
-    assert_eq!(s.get(&id).await.expect("get"), None);
+    assert_eq!(s.get(&id, T0).await.expect("get"), None);
     let (new3, _) = new_login(None);
     let id3 = new3.id;
     s.create(new3, T0).await.expect("create after restart");
@@ -421,9 +421,13 @@ async fn redis_ttls_follow_the_callers_clock_and_only_collect_garbage() {
     let (new, _) = new_login(None);
     let id2 = new.id;
     s2.create(new, T0).await.expect("create");
-    assert!(s2.get(&id2).await.expect("get").is_some());
+    assert!(s2.get(&id2, T0).await.expect("get").is_some());
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(s2.get(&id2).await.expect("get"), None, "collected by Redis");
+    assert_eq!(
+        s2.get(&id2, T0).await.expect("get"),
+        None,
+        "collected by Redis"
+    );
     let _: () = redis::cmd("PING").query_async(&mut c).await.expect("ping");
 }
 
@@ -537,7 +541,7 @@ async fn each_transition_is_one_script_call() {
     );
     // A read is one HGETALL.
     let before = calls("hgetall");
-    s.get(&id).await.expect("get");
+    s.get(&id, T0).await.expect("get");
     let after = commandstats(&mut c).await;
     let hgetall = after
         .iter()

@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service (the default).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Print an argon2 hash of a password read from stdin, for a users file.
     HashPassword,
 }

@@ -20,6 +20,7 @@ pub use config::ServeConfig;
 pub use error::ApiError;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use identity::DemoIdentity;
 use qrlogin_core::{Clock, MemoryStore, Store};
 use std::net::SocketAddr;
@@ -116,6 +117,11 @@ pub async fn spawn_with(
     spawn_limit_sweeper(&state);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
+        // TCP_NODELAY: an SSE event must leave at once, not wait behind
+        // the previous event's delayed ACK (Nagle adds ~40 ms per wake-up).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = rx.await;
@@ -149,6 +155,7 @@ fn spawn_limit_sweeper(state: &AppState) {
 /// Runs until Ctrl-C / SIGTERM.
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let store_desc = redact_url(&cfg.store);
+    let users_file = cfg.users_file.is_some();
     let mut running = spawn(cfg).await?;
     // The first line on stdout is machine-readable: tests and scripts read
     // the bound address from it.
@@ -166,7 +173,13 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             "store: in-memory (single node; use --store redis://… to run several instances)"
         );
     }
-    tracing::warn!("demo identity is ON (alice/wonderland, bob/builder): for trying qrlogin, not for production");
+    if users_file {
+        tracing::warn!(
+            "demo identity is ON (users from --users-file): for trying qrlogin, not for production"
+        );
+    } else {
+        tracing::warn!("demo identity is ON (alice/wonderland, bob/builder): for trying qrlogin, not for production");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.shutdown();

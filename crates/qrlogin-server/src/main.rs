@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Serve(cfg)) => {
             init_tracing(cfg.log_format);
-            qrlogin_server::serve(cfg).await
+            qrlogin_server::serve(*cfg).await
         }
         None => {
             init_tracing(cli.serve.log_format);

@@ -30,7 +30,11 @@ impl Watcher {
         secret: &BrowserSecret,
     ) -> Result<Self, ApiError> {
         let reg = app.store.notifier().register(id);
-        let rec = app.store.get(&id).await?.ok_or(ApiError::NotFound)?;
+        let rec = app
+            .store
+            .get(&id, app.now_ms())
+            .await?
+            .ok_or(ApiError::NotFound)?;
         if !rec.secret_hash.ct_eq(&secret.hash()) {
             return Err(ApiError::NotFound);
         }
@@ -73,7 +77,7 @@ impl Watcher {
             tokio::select! {
                 hint = self.reg.next() => match hint {
                     Hint::Changed { version, state, user } => {
-                        if version > self.rec.version {
+                        if version == self.rec.version + 1 {
                             if state == State::Scanned && self.rec.state == State::Pending {
                                 // The scan script extended expiry by exactly this.
                                 self.rec.expires_at_ms += self.app.store.ttls().scan_extension_ms;
@@ -83,6 +87,10 @@ impl Watcher {
                             if user.is_some() {
                                 self.rec.user = user;
                             }
+                        } else if version > self.rec.version {
+                            // Hints collapsed (we missed one, e.g. the scan
+                            // that moved the expiry): the record is the truth.
+                            self.reread().await?;
                         }
                     }
                     Hint::Reread | Hint::None => self.reread().await?,
@@ -95,7 +103,7 @@ impl Watcher {
 
     async fn reread(&mut self) -> Result<(), ApiError> {
         metrics::counter!("qrlogin_watch_rereads_total").increment(1);
-        match self.app.store.get(&self.rec.id).await? {
+        match self.app.store.get(&self.rec.id, self.app.now_ms()).await? {
             Some(rec) if rec.version >= self.rec.version => self.rec = rec,
             Some(_) => {}
             // Purged after its grace period: whatever it was, it is over.

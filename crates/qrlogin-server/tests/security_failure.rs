@@ -322,8 +322,8 @@ impl Store for Faulty {
     async fn create(&self, login: NewLogin, now_ms: u64) -> Result<LoginRecord, StoreError> {
         faulty!(self, Op::Create, self.inner.create(login, now_ms), lost())
     }
-    async fn get(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError> {
-        faulty!(self, Op::Get, self.inner.get(id), lost())
+    async fn get(&self, id: &LoginId, now_ms: u64) -> Result<Option<LoginRecord>, StoreError> {
+        faulty!(self, Op::Get, self.inner.get(id, now_ms), lost())
     }
     async fn scan_with(
         &self,

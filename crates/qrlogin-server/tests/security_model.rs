@@ -374,21 +374,17 @@ async fn run_store(store: &dyn Store, acts: &[Action]) -> Result<(), String> {
                 tokens.push(token);
             }
             Action::Status { login, .. } => {
-                // A read: the last record while the login is not gone;
-                // once gone, the store may or may not have collected it.
+                // A read: the last record while the login is not gone,
+                // nothing once it is (both stores forget at the deadline).
                 let k = pick(login);
-                let got = store.get(&k.id).await.map_err(|e| e.to_string())?;
+                let got = store.get(&k.id, now).await.map_err(|e| e.to_string())?;
                 let l = model.login(&k.id).expect("created");
-                match got {
-                    Some(rec) => check!(what, rec, l.rec.clone()),
-                    None => check!(what, "collected", {
-                        if l.is_gone(now) {
-                            "collected"
-                        } else {
-                            "alive, so it must be readable"
-                        }
-                    }),
-                }
+                let want = if l.is_gone(now) {
+                    None
+                } else {
+                    Some(l.rec.clone())
+                };
+                check!(what, got, want);
             }
             Action::Bystander { login, call, cred } => {
                 let k = pick(login);
@@ -737,7 +733,6 @@ async fn run_http(h: &Http, acts: &[Action]) -> Result<(), String> {
             }
             Action::Status { login, events } => {
                 let k = pick(login);
-                let l = model.login(&k.id).expect("created").clone();
                 let visible = model.visible_state(&k.id, now);
                 let want = match visible {
                     None | Some(State::Expired) | Some(State::Consumed) => None,
@@ -772,14 +767,7 @@ async fn run_http(h: &Http, acts: &[Action]) -> Result<(), String> {
                     None
                 };
                 let want_state = want.map(|s| s.as_str().to_string());
-                // Known gap (see SECURITY.md): a final state is still read
-                // back after its purge deadline until the backend collects
-                // it, so a purged denied/cancelled login may still answer
-                // its state to its own browser.
-                let purged_final = visible.is_none()
-                    && matches!(l.rec.state, State::Denied | State::Cancelled)
-                    && got_state.as_deref() == Some(l.rec.state.as_str());
-                if got_state != want_state && !purged_final {
+                if got_state != want_state {
                     return Err(format!("{what}: state {got_state:?}, model {want_state:?}"));
                 }
             }

@@ -216,7 +216,7 @@ async fn live_sessions(s: &Stores, outs: &[Outcome], now: u64) -> usize {
 
 async fn state_of(s: &Stores, id: &LoginId) -> State {
     s.of(1)
-        .get(id)
+        .get(id, T0)
         .await
         .expect("get")
         .expect("login exists")
@@ -422,7 +422,7 @@ async fn trial(s: &Stores, race: Race) -> &'static str {
                 s.of(0).approve(&id, loser, T0 + 20).await.unwrap_err(),
                 TransitionError::WrongUser
             );
-            let rec = s.of(1).get(&id).await.unwrap().unwrap();
+            let rec = s.of(1).get(&id, T0).await.unwrap().unwrap();
             assert_eq!(rec.user.map(|u| u.id), Some(winner.clone()));
             if winner == "alice" {
                 "alice"

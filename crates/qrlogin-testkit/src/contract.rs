@@ -392,7 +392,7 @@ mod imp {
     }
 
     async fn state_of(s: &Sut, id: &LoginId) -> (State, u64) {
-        let rec = s.get(id).await.expect("get").expect("login exists");
+        let rec = s.get(id, T0).await.expect("get").expect("login exists");
         (rec.state, rec.version)
     }
 
@@ -408,7 +408,7 @@ mod imp {
         assert_eq!(rec.browser, new.browser);
         assert_eq!(rec.match_code, Some(42));
         assert_eq!(rec.user, None);
-        assert_eq!(s.get(&new.id).await.expect("get"), Some(rec.clone()));
+        assert_eq!(s.get(&new.id, T0).await.expect("get"), Some(rec.clone()));
         assert_eq!(rec.state_at(E_PENDING - 1), State::Pending);
         assert_eq!(rec.state_at(E_PENDING), State::Expired);
 
@@ -419,13 +419,13 @@ mod imp {
         assert_eq!(rec2.match_code, None);
         assert_eq!(rec2.browser, BrowserContext::default());
         assert_eq!(rec2.created_at_ms, T0 + 5);
-        assert_eq!(s.get(&new2.id).await.expect("get"), Some(rec2));
+        assert_eq!(s.get(&new2.id, T0).await.expect("get"), Some(rec2));
 
         // Match code edge values survive.
         for code in [0u8, 99, 255] {
             let (new3, _) = new_login(Some(code));
             let rec3 = s.create(new3.clone(), T0).await.expect("create");
-            let got = s.get(&new3.id).await.expect("get").expect("exists");
+            let got = s.get(&new3.id, T0).await.expect("get").expect("exists");
             assert_eq!(got.match_code, Some(code));
             assert_eq!(got, rec3);
         }
@@ -442,14 +442,14 @@ mod imp {
         assert_eq!(sc.expires_at_ms, E_SCANNED, "scan extends expiry once");
         assert_eq!(sc.created_at_ms, T0);
         assert_eq!(sc.browser, rec.browser);
-        assert_eq!(s.get(&id).await.expect("get"), Some(sc.clone()));
+        assert_eq!(s.get(&id, T0).await.expect("get"), Some(sc.clone()));
 
         let ap = s.approve(&id, "alice", T0 + 2000).await.expect("approve");
         assert_eq!(ap.state, State::Approved);
         assert_eq!(ap.version, 3);
         assert_eq!(ap.user, Some(alice()));
         assert_eq!(ap.expires_at_ms, E_SCANNED, "approve does not extend");
-        assert_eq!(s.get(&id).await.expect("get"), Some(ap.clone()));
+        assert_eq!(s.get(&id, T0).await.expect("get"), Some(ap.clone()));
 
         let token = SessionToken::new_for(id);
         let user = s
@@ -457,7 +457,11 @@ mod imp {
             .await
             .expect("redeem");
         assert_eq!(user, alice());
-        let done = s.get(&id).await.expect("get").expect("kept after final");
+        let done = s
+            .get(&id, T0)
+            .await
+            .expect("get")
+            .expect("kept after final");
         assert_eq!(done.state, State::Consumed);
         assert_eq!(done.version, 4);
         assert_eq!(done.user, Some(alice()));
@@ -477,13 +481,16 @@ mod imp {
         );
         assert_eq!(again.version, 2);
         assert_eq!(again.expires_at_ms, E_SCANNED);
-        assert_eq!(s.get(&first.id).await.expect("get"), Some(first));
+        assert_eq!(s.get(&first.id, T0).await.expect("get"), Some(first));
     }
 
     pub async fn scan_by_other_user_is_refused(s: Sut) {
         let (first, _) = scanned(&s).await;
         assert_eq!(s.scan(&first.id, &bob(), T0 + 1500).await, Err(WrongUser));
-        assert_eq!(s.get(&first.id).await.expect("get"), Some(first.clone()));
+        assert_eq!(
+            s.get(&first.id, T0).await.expect("get"),
+            Some(first.clone())
+        );
         // Still refused after approval: the login is alice's.
         s.approve(&first.id, "alice", T0 + 2000)
             .await
@@ -500,7 +507,10 @@ mod imp {
         let (first, _) = scanned(&s).await;
         assert_eq!(s.approve(&first.id, "bob", T0 + 2000).await, Err(WrongUser));
         assert_eq!(s.deny(&first.id, "bob", T0 + 2000).await, Err(WrongUser));
-        assert_eq!(s.get(&first.id).await.expect("get"), Some(first.clone()));
+        assert_eq!(
+            s.get(&first.id, T0).await.expect("get"),
+            Some(first.clone())
+        );
         // Alice still can.
         let ap = s
             .approve(&first.id, "alice", T0 + 3000)
@@ -521,7 +531,7 @@ mod imp {
             s.deny(&rec.id, "alice", T0 + 10).await,
             Err(WrongState(State::Pending))
         );
-        assert_eq!(s.get(&rec.id).await.expect("get"), Some(rec));
+        assert_eq!(s.get(&rec.id, T0).await.expect("get"), Some(rec));
     }
 
     /// A login with match code 42 scanned by alice with matching required.
@@ -539,7 +549,7 @@ mod imp {
 
     pub async fn match_code_right_pick_approves(s: Sut) {
         let (sc, secret) = scanned_matching(&s).await;
-        let got = s.get(&sc.id).await.expect("get").expect("exists");
+        let got = s.get(&sc.id, T0).await.expect("get").expect("exists");
         assert!(got.match_required, "requirement is stored");
         let a = s
             .approve_with(&sc.id, "alice", Some(42), T0 + 2000)
@@ -721,7 +731,7 @@ mod imp {
                 s.cancel(&rec.id, &wrong.hash(), T0 + 5000).await,
                 Err(NotFound)
             );
-            assert_eq!(s.get(&rec.id).await.expect("get"), Some(rec.clone()));
+            assert_eq!(s.get(&rec.id, T0).await.expect("get"), Some(rec.clone()));
             s.cancel(&rec.id, &secret.hash(), T0 + 5000)
                 .await
                 .expect("right secret");
@@ -742,7 +752,7 @@ mod imp {
             Err(NotFound)
         );
         assert_eq!(s.session(&token, T0 + 3000).await.expect("session"), None);
-        assert_eq!(s.get(&ap.id).await.expect("get"), Some(ap.clone()));
+        assert_eq!(s.get(&ap.id, T0).await.expect("get"), Some(ap.clone()));
         s.redeem(&ap.id, &secret.hash(), &token, T0 + 3001)
             .await
             .expect("right secret");
@@ -769,8 +779,8 @@ mod imp {
         );
         assert_eq!(s.session(&token, T0 + 1500).await.expect("session"), None);
         assert_eq!(s.session(&token2, T0 + 1500).await.expect("session"), None);
-        assert_eq!(s.get(&p.id).await.expect("get"), Some(p));
-        assert_eq!(s.get(&sc.id).await.expect("get"), Some(sc));
+        assert_eq!(s.get(&p.id, T0).await.expect("get"), Some(p));
+        assert_eq!(s.get(&sc.id, T0).await.expect("get"), Some(sc));
     }
 
     pub async fn redeem_twice_is_wrong_state(s: Sut) {
@@ -851,7 +861,7 @@ mod imp {
         assert_eq!(s.scan(&b.id, &alice(), E_PENDING + 1).await, Err(Expired));
         // Nothing was written: the stored state is still pending, which
         // reads as expired from then on.
-        let got = s.get(&b.id).await.expect("get").expect("kept");
+        let got = s.get(&b.id, T0).await.expect("get").expect("kept");
         assert_eq!((got.state, got.version), (State::Pending, 1));
         assert_eq!(got.state_at(E_PENDING), State::Expired);
     }
@@ -922,6 +932,9 @@ mod imp {
         let t = T0 + 2000;
         s.deny(&sc.id, "alice", t).await.expect("deny");
         let gone = t + TTLS.final_keep_ms;
+        // Reads forget at the same moment as transitions do.
+        assert!(s.get(&sc.id, gone - 1).await.expect("get").is_some());
+        assert_eq!(s.get(&sc.id, gone).await.expect("get"), None);
         assert_eq!(
             s.approve(&sc.id, "alice", gone - 1).await,
             Err(WrongState(State::Denied))
@@ -960,6 +973,8 @@ mod imp {
     pub async fn expired_login_purged_after_keep(s: Sut) {
         let (p, _) = pending(&s).await;
         let gone = E_PENDING + TTLS.final_keep_ms;
+        assert!(s.get(&p.id, gone - 1).await.expect("get").is_some());
+        assert_eq!(s.get(&p.id, gone).await.expect("get"), None);
         assert_eq!(s.scan(&p.id, &alice(), gone - 1).await, Err(Expired));
         assert_eq!(s.scan(&p.id, &alice(), gone).await, Err(NotFound));
         // Scanning extends the purge deadline along with the expiry.
@@ -1108,7 +1123,7 @@ mod imp {
         let id = LoginId::random();
         let h = BrowserSecret::random().hash();
         let t = T0 + 100;
-        assert_eq!(s.get(&id).await.expect("get"), None);
+        assert_eq!(s.get(&id, T0).await.expect("get"), None);
         assert_eq!(s.scan(&id, &alice(), t).await, Err(NotFound));
         assert_eq!(s.approve(&id, "alice", t).await, Err(NotFound));
         assert_eq!(s.deny(&id, "alice", t).await, Err(NotFound));
@@ -1117,7 +1132,11 @@ mod imp {
         assert_eq!(s.redeem(&id, &h, &token, t).await, Err(NotFound));
         assert_eq!(s.session(&token, t).await.expect("session"), None);
         s.revoke_session(&token).await.expect("revoke unknown");
-        assert_eq!(s.get(&id).await.expect("get"), None, "nothing was created");
+        assert_eq!(
+            s.get(&id, T0).await.expect("get"),
+            None,
+            "nothing was created"
+        );
     }
 
     const RACERS: usize = 50;
@@ -1301,7 +1320,7 @@ mod imp {
             }
         }
         let winner = winner.expect("one scanner");
-        let got = s.get(&p.id).await.expect("get").expect("exists");
+        let got = s.get(&p.id, T0).await.expect("get").expect("exists");
         assert_eq!((got.state, got.version), (State::Scanned, 2));
         assert_eq!(got.user, Some(winner));
         assert_eq!(got.expires_at_ms, E_SCANNED);

@@ -119,7 +119,11 @@ local function scanner_check(rec, user_id)
   if s == 'pending' then
     return { 'wrong_state', 'pending' }
   end
-  if rec.uid == nil or rec.uid ~= user_id then
+  if rec.uid == nil then
+    -- Finished (e.g. cancelled) before anyone scanned it.
+    return { 'wrong_state', s }
+  end
+  if rec.uid ~= user_id then
     return { 'wrong_user' }
   end
   if s ~= 'scanned' then

@@ -108,8 +108,12 @@ pub struct BrowserAuth(pub Option<BrowserSecret>);
 impl<S: Send + Sync> FromRequestParts<S> for BrowserAuth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let raw = bearer(&parts.headers).or_else(|| cookie(&parts.headers, BROWSER_COOKIE));
-        Ok(BrowserAuth(raw.and_then(|s| s.parse().ok())))
+        // A bearer that is not a browser secret (say, the site's own
+        // Authorization header) must not hide a valid cookie.
+        let parsed = bearer(&parts.headers)
+            .and_then(|s| s.parse().ok())
+            .or_else(|| cookie(&parts.headers, BROWSER_COOKIE).and_then(|s| s.parse().ok()));
+        Ok(BrowserAuth(parsed))
     }
 }
 
@@ -125,8 +129,10 @@ pub struct SessionAuth(pub Option<SessionToken>);
 impl<S: Send + Sync> FromRequestParts<S> for SessionAuth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let raw = bearer(&parts.headers).or_else(|| cookie(&parts.headers, SESSION_COOKIE));
-        Ok(SessionAuth(raw.and_then(|s| s.parse().ok())))
+        let parsed = bearer(&parts.headers)
+            .and_then(|s| s.parse().ok())
+            .or_else(|| cookie(&parts.headers, SESSION_COOKIE).and_then(|s| s.parse().ok()));
+        Ok(SessionAuth(parsed))
     }
 }
 
