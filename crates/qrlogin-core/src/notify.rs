@@ -14,7 +14,9 @@ use crate::state::State;
 use crate::store::User;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// What a watcher is told.
@@ -41,6 +43,13 @@ const SHARDS: usize = 64;
 
 struct Inner {
     shards: Vec<Mutex<HashMap<LoginId, Slot>>>,
+    /// In-process delivery cannot lose a hint; delivery over a network
+    /// (Redis pub/sub) can, while its connection is down.
+    lossless: bool,
+    /// When the remote hint feed last proved alive (a message or a pong),
+    /// in ms since `epoch`.
+    alive_ms: AtomicU64,
+    epoch: Instant,
 }
 
 /// The process-wide registry of watchers, keyed by login id. Cheap to clone.
@@ -68,12 +77,47 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Notifier {
+    /// A notifier fed in-process (the memory store): hints cannot be lost.
     pub fn new() -> Self {
+        Self::with_delivery(true)
+    }
+
+    /// A notifier fed over a network (Redis pub/sub): the feed must keep
+    /// proving it is alive ([`mark_alive`](Self::mark_alive)), or watchers
+    /// fall back to re-reading the store on their backstop timer.
+    pub fn remote() -> Self {
+        Self::with_delivery(false)
+    }
+
+    fn with_delivery(lossless: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+                lossless,
+                alive_ms: AtomicU64::new(0),
+                epoch: Instant::now(),
             }),
         }
+    }
+
+    /// The remote feed is alive now (it delivered a message or a pong).
+    pub fn mark_alive(&self) {
+        let ms = self.inner.epoch.elapsed().as_millis() as u64;
+        self.inner.alive_ms.store(ms.max(1), Ordering::Relaxed);
+    }
+
+    /// Whether no hint can have been lost in the last `window`: always for
+    /// in-process delivery; for a remote feed, when it proved alive within
+    /// the window (a feed that reconnects sends [`Hint::Reread`] anyway).
+    /// Watchers skip their backstop re-read when this holds, so waiting
+    /// costs no store reads while the feed is healthy.
+    pub fn reliable_within(&self, window: Duration) -> bool {
+        if self.inner.lossless {
+            return true;
+        }
+        let alive = self.inner.alive_ms.load(Ordering::Relaxed);
+        let now = self.inner.epoch.elapsed().as_millis() as u64;
+        alive != 0 && now.saturating_sub(alive) <= window.as_millis() as u64
     }
 
     fn shard(&self, id: &LoginId) -> &Mutex<HashMap<LoginId, Slot>> {
@@ -184,5 +228,19 @@ mod tests {
         // Notifying a login nobody watches is a no-op.
         n.notify(&id, Hint::Reread);
         assert_eq!(n.watched(), 0);
+    }
+
+    #[test]
+    fn remote_feeds_are_reliable_only_while_alive() {
+        assert!(Notifier::new().reliable_within(Duration::ZERO));
+        let r = Notifier::remote();
+        assert!(
+            !r.reliable_within(Duration::from_secs(3600)),
+            "never alive yet"
+        );
+        r.mark_alive();
+        assert!(r.reliable_within(Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(!r.reliable_within(Duration::from_millis(5)));
     }
 }

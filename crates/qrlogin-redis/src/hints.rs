@@ -160,16 +160,20 @@ async fn run(
 /// Delivers messages until the connection ends or stops answering PING.
 async fn listen(pubsub: PubSub, notifier: &Notifier, timeout: Duration, health_every: Duration) {
     let (mut sink, mut stream) = pubsub.split();
+    notifier.mark_alive();
     let mut health =
         tokio::time::interval_at(tokio::time::Instant::now() + health_every, health_every);
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             msg = stream.next() => match msg {
-                Some(msg) => match parse(msg.get_payload_bytes()) {
-                    Some((id, hint)) => notifier.notify(&id, hint),
-                    None => tracing::warn!(channel = msg.get_channel_name(), "ignoring a malformed hint"),
-                },
+                Some(msg) => {
+                    notifier.mark_alive();
+                    match parse(msg.get_payload_bytes()) {
+                        Some((id, hint)) => notifier.notify(&id, hint),
+                        None => tracing::warn!(channel = msg.get_channel_name(), "ignoring a malformed hint"),
+                    }
+                }
                 None => return,
             },
             _ = health.tick() => {
@@ -178,6 +182,7 @@ async fn listen(pubsub: PubSub, notifier: &Notifier, timeout: Duration, health_e
                     tracing::warn!("hint subscription does not answer PING");
                     return;
                 }
+                notifier.mark_alive();
             }
         }
     }
@@ -215,7 +220,7 @@ mod tests {
     #[tokio::test]
     async fn health_pings_keep_a_live_subscription() {
         let server = RedisServer::start();
-        let notifier = Notifier::new();
+        let notifier = Notifier::remote();
         let client = Client::open(server.url()).unwrap();
         let _task = start_with(
             client,
@@ -242,7 +247,7 @@ mod tests {
     #[tokio::test]
     async fn a_killed_subscription_is_restored_and_watchers_reread() {
         let server = RedisServer::start();
-        let notifier = Notifier::new();
+        let notifier = Notifier::remote();
         let client = Client::open(server.url()).unwrap();
         let _task = start(client, notifier.clone(), Duration::from_millis(500))
             .await
@@ -273,7 +278,7 @@ mod tests {
     #[tokio::test]
     async fn malformed_messages_do_not_stop_the_subscriber() {
         let server = RedisServer::start();
-        let notifier = Notifier::new();
+        let notifier = Notifier::remote();
         let client = Client::open(server.url()).unwrap();
         let _task = start(client, notifier.clone(), Duration::from_millis(500))
             .await

@@ -136,7 +136,7 @@ impl RedisStore {
             ConnectionManager::new_with_config(client.clone(), config),
         )
         .await?;
-        let notifier = Notifier::new();
+        let notifier = Notifier::remote();
         let hints = hints::start(client, notifier.clone(), op_timeout).await?;
         Ok(Self {
             conn,

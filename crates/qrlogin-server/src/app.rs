@@ -56,12 +56,24 @@ impl AppState {
         public_url: String,
         demo: Option<DemoIdentity>,
     ) -> Self {
+        let verifier: Arc<dyn MobileVerifier> =
+            Arc::new(StoreTokenVerifier::new(store.clone(), clock.clone()));
+        Self::with_verifier(cfg, store, clock, public_url, demo, verifier)
+    }
+
+    /// Like [`new`](Self::new) with your own phone-credential verifier
+    /// (your app's sessions or JWTs) instead of the demo tokens; pass
+    /// `demo: None` to switch the demo sign-in off.
+    pub fn with_verifier(
+        cfg: &ServeConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        public_url: String,
+        demo: Option<DemoIdentity>,
+        verifier: Arc<dyn MobileVerifier>,
+    ) -> Self {
         let public_url = public_url.trim_end_matches('/').to_string();
         let public_origin = origin_of(&public_url);
-        let verifier: Arc<dyn MobileVerifier> = Arc::new(StoreTokenVerifier {
-            store: store.clone(),
-            clock: clock.clone(),
-        });
         Self(Arc::new(Inner {
             store,
             clock,

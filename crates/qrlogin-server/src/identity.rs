@@ -16,7 +16,8 @@ use qrlogin_core::{Clock, MobileToken, Store, StoreError, User};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Why a mobile token was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -136,18 +137,61 @@ impl DemoIdentity {
 
 /// Verifies demo mobile tokens against the store (so any instance sharing
 /// the store accepts a token issued by another).
+///
+/// Verified tokens are remembered in-process for a short while
+/// ([`TOKEN_CACHE_TTL`]): a phone calls scan and approve within seconds, and
+/// without the cache each call would cost a store round trip before the
+/// transition itself. The price: a token that expires is still accepted by
+/// this instance for at most that long.
 pub struct StoreTokenVerifier {
-    pub store: Arc<dyn Store>,
-    pub clock: Arc<dyn Clock>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// token hash → (user, verified at, by `clock`)
+    cache: Mutex<HashMap<[u8; 32], (User, u64)>>,
+}
+
+/// How long a verified demo token is trusted without asking the store.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Cache entries before it is cleared (bounds memory under token spraying).
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+impl StoreTokenVerifier {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            clock,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, key: &[u8; 32]) -> Option<User> {
+        let now = self.clock.now_ms();
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(key)
+            .filter(|(_, at)| now >= *at && now - at < TOKEN_CACHE_TTL.as_millis() as u64)
+            .map(|(u, _)| u.clone())
+    }
 }
 
 #[async_trait]
 impl MobileVerifier for StoreTokenVerifier {
     async fn verify(&self, bearer: &str) -> Result<User, VerifyError> {
         let token: MobileToken = bearer.parse().map_err(|_| VerifyError::Invalid)?;
-        self.store
-            .mobile_token_user(&token.hash(), self.clock.now_ms())
+        let hash = token.hash();
+        if let Some(user) = self.cached(hash.as_bytes()) {
+            return Ok(user);
+        }
+        let user = self
+            .store
+            .mobile_token_user(&hash, self.clock.now_ms())
             .await?
-            .ok_or(VerifyError::Invalid)
+            .ok_or(VerifyError::Invalid)?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= TOKEN_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(*hash.as_bytes(), (user.clone(), self.clock.now_ms()));
+        Ok(user)
     }
 }

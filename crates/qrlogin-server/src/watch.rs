@@ -5,7 +5,8 @@
 //! that the common case costs no store reads at all: hints carry the new
 //! state and version. The store is read again only when a hint says so
 //! (pub/sub reconnected), at the expiry deadline (to confirm it, since a scan
-//! may have extended it), and on a backstop timer in case a hint was lost.
+//! may have extended it), and on a backstop timer when the hint feed has not
+//! proved alive within the backstop interval (a hint may have been lost).
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -96,7 +97,13 @@ impl Watcher {
                     Hint::Reread | Hint::None => self.reread().await?,
                 },
                 _ = tokio::time::sleep(until_expiry) => self.reread().await?,
-                _ = tokio::time::sleep(self.app.backstop) => self.reread().await?,
+                _ = tokio::time::sleep(self.app.backstop) => {
+                    // Only when hints may have been lost: a healthy feed
+                    // makes waiting free of store reads.
+                    if !self.app.store.notifier().reliable_within(self.app.backstop) {
+                        self.reread().await?;
+                    }
+                }
             }
         }
     }

@@ -710,8 +710,11 @@ mod imp {
             s.approve(&sc.id, "alice", t2).await,
             Err(WrongState(State::Cancelled))
         );
-        // Cancelled before anyone scanned: there is no scanner to match.
-        assert_eq!(s.approve(&p.id, "alice", t2).await, Err(WrongUser));
+        // Cancelled before anyone scanned: the answer is its state.
+        assert_eq!(
+            s.approve(&p.id, "alice", t2).await,
+            Err(WrongState(State::Cancelled))
+        );
         assert_eq!(
             s.scan(&p.id, &alice(), t2).await,
             Err(WrongState(State::Cancelled))

@@ -191,7 +191,9 @@ impl Model {
         match s {
             State::Expired => Err(TransitionError::Expired),
             State::Pending => Err(TransitionError::WrongState(State::Pending)),
-            _ if l.rec.user.as_ref().is_none_or(|u| u.id != user_id) => {
+            // Finished before anyone scanned: no scanner to match.
+            _ if l.rec.user.is_none() => Err(TransitionError::WrongState(s)),
+            _ if l.rec.user.as_ref().is_some_and(|u| u.id != user_id) => {
                 Err(TransitionError::WrongUser)
             }
             State::Scanned => Ok(()),
