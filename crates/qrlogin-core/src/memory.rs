@@ -345,17 +345,17 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn mobile_token_user(
+    async fn mobile_token(
         &self,
         hash: &SecretHash,
         now_ms: u64,
-    ) -> Result<Option<User>, StoreError> {
+    ) -> Result<Option<(User, u64)>, StoreError> {
         Ok(self
             .lock()
             .mobile
             .get(hash.as_bytes())
             .filter(|(_, at)| *at > now_ms)
-            .map(|(u, _)| u.clone()))
+            .cloned())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

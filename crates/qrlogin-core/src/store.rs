@@ -300,12 +300,22 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
     ) -> Result<(), StoreError>;
 
+    /// The user of a demo phone-app token and when the token expires, if it
+    /// is known and alive (the expiry lets callers cache it exactly).
+    async fn mobile_token(
+        &self,
+        hash: &SecretHash,
+        now_ms: u64,
+    ) -> Result<Option<(User, u64)>, StoreError>;
+
     /// The user of a demo phone-app token, if it is known and alive.
     async fn mobile_token_user(
         &self,
         hash: &SecretHash,
         now_ms: u64,
-    ) -> Result<Option<User>, StoreError>;
+    ) -> Result<Option<User>, StoreError> {
+        Ok(self.mobile_token(hash, now_ms).await?.map(|(u, _)| u))
+    }
 
     /// Cheap liveness probe of the backend, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

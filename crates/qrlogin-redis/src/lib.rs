@@ -405,11 +405,11 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn mobile_token_user(
+    async fn mobile_token(
         &self,
         hash: &SecretHash,
         now_ms: u64,
-    ) -> Result<Option<User>, StoreError> {
+    ) -> Result<Option<(User, u64)>, StoreError> {
         let mut conn = self.conn.clone();
         let key = keys::mobile_token_key(hash);
         let value: Option<String> = self.run(async move { conn.get(key).await }).await?;
@@ -418,10 +418,13 @@ impl Store for RedisStore {
         };
         let entry: MobileEntry = serde_json::from_str(&value)
             .map_err(|e| StoreError::Corrupt(format!("mobile token entry: {e}")))?;
-        Ok((entry.exp > now_ms).then_some(User {
-            id: entry.id,
-            name: entry.name,
-        }))
+        Ok((entry.exp > now_ms).then_some((
+            User {
+                id: entry.id,
+                name: entry.name,
+            },
+            entry.exp,
+        )))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -139,14 +139,15 @@ impl DemoIdentity {
 /// the store accepts a token issued by another).
 ///
 /// Verified tokens are remembered in-process for a short while
-/// ([`TOKEN_CACHE_TTL`]): a phone calls scan and approve within seconds, and
-/// without the cache each call would cost a store round trip before the
-/// transition itself. The price: a token that expires is still accepted by
-/// this instance for at most that long.
+/// ([`TOKEN_CACHE_TTL`], never past the token's own expiry): a phone calls
+/// scan and approve within seconds, and without the cache each call would
+/// cost a store round trip before the transition itself. The price: a demo
+/// token deleted from the store (there is no revocation call today) would
+/// still be accepted by an instance that verified it for at most that long.
 pub struct StoreTokenVerifier {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    /// token hash → (user, verified at, by `clock`)
+    /// token hash → (user, trusted until, by `clock`)
     cache: Mutex<HashMap<[u8; 32], (User, u64)>>,
 }
 
@@ -169,7 +170,7 @@ impl StoreTokenVerifier {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .get(key)
-            .filter(|(_, at)| now >= *at && now - at < TOKEN_CACHE_TTL.as_millis() as u64)
+            .filter(|(_, until)| now < *until)
             .map(|(u, _)| u.clone())
     }
 }
@@ -182,16 +183,18 @@ impl MobileVerifier for StoreTokenVerifier {
         if let Some(user) = self.cached(hash.as_bytes()) {
             return Ok(user);
         }
-        let user = self
+        let now = self.clock.now_ms();
+        let (user, expires_at) = self
             .store
-            .mobile_token_user(&hash, self.clock.now_ms())
+            .mobile_token(&hash, now)
             .await?
             .ok_or(VerifyError::Invalid)?;
+        let until = expires_at.min(now + TOKEN_CACHE_TTL.as_millis() as u64);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= TOKEN_CACHE_MAX {
             cache.clear();
         }
-        cache.insert(*hash.as_bytes(), (user.clone(), self.clock.now_ms()));
+        cache.insert(*hash.as_bytes(), (user.clone(), until));
         Ok(user)
     }
 }
