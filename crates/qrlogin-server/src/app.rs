@@ -37,6 +37,7 @@ pub struct Inner {
     pub trusted_proxies: Vec<IpAddr>,
     pub limits: Limits,
     pub match_mode: MatchMode,
+    pub max_body: usize,
 }
 
 impl std::ops::Deref for AppState {
@@ -89,6 +90,7 @@ impl AppState {
             trusted_proxies: cfg.trusted_proxies.clone(),
             limits: Limits::new(cfg.rate_limits, Rates::default()),
             match_mode: cfg.match_code,
+            max_body: cfg.max_body,
         }))
     }
 
@@ -159,6 +161,10 @@ pub fn router(state: AppState, max_body: usize) -> Router {
             routes::guard::cross_site_guard,
         ))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            routes::guard::refuse_large_bodies,
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

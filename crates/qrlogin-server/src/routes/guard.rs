@@ -50,3 +50,33 @@ pub async fn rate_limit_any(
     }
     next.run(req).await
 }
+
+/// Most a refused body is read (and thrown away) before answering 413.
+const DRAIN_LIMIT: u64 = 1024 * 1024;
+
+/// Refuses a declared-too-large body with a clean 413. The body is read and
+/// discarded first (up to [`DRAIN_LIMIT`]): closing a socket with unread
+/// bytes makes the kernel reset the connection, and the client would then
+/// lose the 413 itself. Bodies without a length are limited by the
+/// extractors (`DefaultBodyLimit`).
+pub async fn refuse_large_bodies(
+    AxState(app): AxState<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > app.max_body as u64 => {
+            if len <= DRAIN_LIMIT {
+                let mut body = req.into_body().into_data_stream();
+                while let Some(Ok(_)) = futures_util::StreamExt::next(&mut body).await {}
+            }
+            ApiError::PayloadTooLarge.into_response()
+        }
+        _ => next.run(req).await,
+    }
+}
