@@ -4,60 +4,18 @@
 //! `cargo bench -p qrlogin-core --bench store`; figures in BENCHMARKS.md.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use qrlogin_core::{
-    BrowserContext, BrowserSecret, LoginId, MemoryStore, NewLogin, SecretHash, SessionToken, Store,
-    Ttls, User,
-};
+use qrlogin_core::{LoginId, MemoryStore, SecretHash, SessionToken, Store, Ttls};
+use qrlogin_testkit::bench::{login as new_login, staged_login, user, Stage};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 const NOW: u64 = 1_700_000_000_000;
 
-fn user() -> User {
-    User {
-        id: "alice".into(),
-        name: "Alice".into(),
-    }
-}
-
-fn new_login() -> (NewLogin, SecretHash) {
-    let hash = BrowserSecret::random().hash();
-    (
-        NewLogin {
-            id: LoginId::random(),
-            secret_hash: hash,
-            browser: BrowserContext {
-                ip: "127.0.0.1".into(),
-                user_agent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0".into(),
-            },
-            match_code: None,
-        },
-        hash,
-    )
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Stage {
-    Pending,
-    Scanned,
-    Approved,
-}
-
 /// `n` logins brought to `stage`, untimed.
 async fn prepare<S: Store>(store: &S, n: u64, stage: Stage) -> Vec<(LoginId, SecretHash)> {
-    let u = user();
     let mut out = Vec::with_capacity(n as usize);
     for _ in 0..n {
-        let (login, hash) = new_login();
-        let id = login.id;
-        store.create(login, NOW).await.expect("create");
-        if stage >= Stage::Scanned {
-            store.scan(&id, &u, NOW).await.expect("scan");
-        }
-        if stage >= Stage::Approved {
-            store.approve(&id, &u.id, NOW).await.expect("approve");
-        }
-        out.push((id, hash));
+        out.push(staged_login(store, stage, NOW).await);
     }
     out
 }

@@ -13,10 +13,9 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures_util::stream::{self, StreamExt};
-use qrlogin_core::{
-    BrowserContext, BrowserSecret, LoginId, NewLogin, SecretHash, SessionToken, Store, Ttls, User,
-};
+use qrlogin_core::{LoginId, SecretHash, SessionToken, Store, Ttls};
 use qrlogin_redis::RedisStore;
+use qrlogin_testkit::bench::{login as new_login, staged_login, user, Stage};
 use qrlogin_testkit::RedisServer;
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,53 +27,11 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn user() -> User {
-    User {
-        id: "alice".into(),
-        name: "Alice".into(),
-    }
-}
-
-fn new_login() -> (NewLogin, SecretHash) {
-    let hash = BrowserSecret::random().hash();
-    (
-        NewLogin {
-            id: LoginId::random(),
-            secret_hash: hash,
-            browser: BrowserContext {
-                ip: "127.0.0.1".into(),
-                user_agent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0".into(),
-            },
-            match_code: None,
-        },
-        hash,
-    )
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Stage {
-    Pending,
-    Scanned,
-    Approved,
-}
-
 /// `n` logins brought to `stage`, untimed (32 in flight to keep set-up short).
 async fn prepare(store: &RedisStore, n: u64, stage: Stage) -> Vec<(LoginId, SecretHash)> {
     let now = now_ms();
     stream::iter(0..n)
-        .map(|_| async move {
-            let u = user();
-            let (login, hash) = new_login();
-            let id = login.id;
-            store.create(login, now).await.expect("create");
-            if stage >= Stage::Scanned {
-                store.scan(&id, &u, now).await.expect("scan");
-            }
-            if stage >= Stage::Approved {
-                store.approve(&id, &u.id, now).await.expect("approve");
-            }
-            (id, hash)
-        })
+        .map(|_| staged_login(store, stage, now))
         .buffer_unordered(32)
         .collect()
         .await

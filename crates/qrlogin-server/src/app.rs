@@ -113,7 +113,8 @@ pub fn origin_of(url: &str) -> String {
     }
 }
 
-pub fn router(state: AppState, max_body: usize) -> Router {
+pub fn router(state: AppState) -> Router {
+    let max_body = state.max_body;
     let api = Router::new()
         .route("/v1/logins", post(routes::browser::create))
         .route(

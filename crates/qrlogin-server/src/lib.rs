@@ -112,8 +112,7 @@ pub async fn spawn_with(
     };
     routes::ops::prometheus();
     let state = AppState::new(&cfg, store, clock, public_url.clone(), Some(demo));
-    let app =
-        router(state.clone(), cfg.max_body).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     spawn_limit_sweeper(&state);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {

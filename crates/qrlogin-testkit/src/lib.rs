@@ -9,6 +9,7 @@
 //! * [`model`] — a reference model of the login state machine, for
 //!   property tests that compare a store's (or the API's) every answer.
 
+pub mod bench;
 pub mod contract;
 pub mod model;
 mod redis_server;
