@@ -7,8 +7,8 @@
 //!
 //! | key | type | holds | Redis TTL |
 //! |---|---|---|---|
-//! | `qrl:{<id>}:login` | hash | state, version, secret (hash hex), created, expires, purge, ip, ua, net, match?, mreq?, uid?, uname? | until `purge` |
-//! | `qrl:{<id>}:sess:<token hash hex>` | hash | uid, uname, exp | `session_ms` |
+//! | `qrl:{<id>}:login` | string | JSON object of strings: state, version, secret (hash hex), created, expires, purge, ip, ua, net, match?, mreq?, uid?, uname? | until `purge` |
+//! | `qrl:{<id>}:sess:<token hash hex>` | string | JSON `{"uid","uname","exp"}` | `session_ms` |
 //! | `qrl:mtok:<token hash hex>` | string | JSON `{"id","name","exp"}` | the token's ttl |
 //!
 //! Wake-up hints are published on [`HINT_CHANNEL`].
@@ -20,12 +20,12 @@ use qrlogin_core::{LoginId, SecretHash, SessionToken};
 /// however many browsers it serves.
 pub const HINT_CHANNEL: &str = "qrl:hints";
 
-/// The hash holding one login.
+/// The key holding one login (a JSON string).
 pub fn login_key(id: &LoginId) -> String {
     format!("qrl:{{{id}}}:login")
 }
 
-/// The hash holding one web session; under its login's hash tag (the token
+/// The key holding one web session (a JSON string); under its login's hash tag (the token
 /// carries its login id) so redeem creates it in the login's slot.
 pub fn session_key(token: &SessionToken) -> String {
     format!(

@@ -183,7 +183,7 @@ impl RedisStore {
         record::outcome(reply)
     }
 
-    /// A transition whose success reply is the whole record.
+    /// A transition whose success reply is the record's JSON.
     async fn transition(
         &self,
         script: &Script,
@@ -191,8 +191,11 @@ impl RedisStore {
         now_ms: u64,
         extra: &[&str],
     ) -> TransitionResult<LoginRecord> {
-        let fields = self.eval(script, id, None, now_ms, extra).await?;
-        Ok(record::login(*id, &record::pairs(fields)?)?)
+        let reply = self.eval(script, id, None, now_ms, extra).await?;
+        let json = reply
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("script reply without a record".into()))?;
+        Ok(record::login(*id, json)?.0)
     }
 }
 
@@ -202,53 +205,42 @@ impl Store for RedisStore {
         &self.notifier
     }
 
+    /// A new login needs no check (its id is fresh from the CSPRNG), so it
+    /// is one plain `SET ... PX`, not a script; like the memory store, a
+    /// (practically impossible) id collision replaces the old login. No
+    /// hint: nobody can be watching a login not yet created.
     async fn create(&self, login: NewLogin, now_ms: u64) -> Result<LoginRecord, StoreError> {
-        let pending = self.ttls.pending_ms.to_string();
-        let secret = login.secret_hash.to_hex();
-        let code = login.match_code.map(|c| c.to_string()).unwrap_or_default();
         let net = network_of(&login.browser.ip);
-        self.eval(
-            &self.scripts.create,
-            &login.id,
-            None,
-            now_ms,
-            &[
-                &pending,
-                &secret,
-                &login.browser.ip,
-                &login.browser.user_agent,
-                &code,
-                &net,
-            ],
-        )
-        .await
-        .map_err(|e| match e {
-            TransitionError::Store(e) => e,
-            other => StoreError::Corrupt(format!("create refused: {other}")),
-        })?;
-        Ok(LoginRecord::pending(login, now_ms, self.ttls.pending_ms))
+        let rec = LoginRecord::pending(login, now_ms, self.ttls.pending_ms);
+        let purge = rec.expires_at_ms + self.ttls.final_keep_ms;
+        let json = record::to_json(&rec, &net, purge)?;
+        let mut conn = self.conn.clone();
+        let key = keys::login_key(&rec.id);
+        let ttl = (purge - now_ms).max(1);
+        self.run(async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(json)
+                .arg("PX")
+                .arg(ttl)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await?;
+        Ok(rec)
     }
 
     async fn get(&self, id: &LoginId, now_ms: u64) -> Result<Option<LoginRecord>, StoreError> {
         let mut conn = self.conn.clone();
         let key = keys::login_key(id);
-        let fields: Vec<String> = self
-            .run(async move { redis::cmd("HGETALL").arg(key).query_async(&mut conn).await })
-            .await?;
-        if fields.is_empty() {
+        let json: Option<String> = self.run(async move { conn.get(key).await }).await?;
+        let Some(json) = json else {
             return Ok(None);
-        }
-        let map = record::pairs(fields)?;
+        };
+        let (rec, purge) = record::login(*id, &json)?;
         // Past its purge deadline the login is gone, as the scripts' load()
         // says, even if Redis has not evicted the key yet.
-        if map
-            .get("purge")
-            .and_then(|p| p.parse::<u64>().ok())
-            .is_some_and(|purge| now_ms >= purge)
-        {
-            return Ok(None);
-        }
-        record::login(*id, &map).map(Some)
+        Ok((now_ms < purge).then_some(rec))
     }
 
     async fn scan_with(
@@ -342,21 +334,14 @@ impl Store for RedisStore {
     ) -> Result<Option<Session>, StoreError> {
         let mut conn = self.conn.clone();
         let key = keys::session_key(token);
-        let (uid, uname, exp): (Option<String>, Option<String>, Option<String>) = self
-            .run(async move {
-                redis::cmd("HMGET")
-                    .arg(key)
-                    .arg("uid")
-                    .arg("uname")
-                    .arg("exp")
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        let (Some(uid), Some(exp)) = (uid, exp) else {
+        let json: Option<String> = self.run(async move { conn.get(key).await }).await?;
+        let Some(json) = json else {
             return Ok(None);
         };
-        let exp: u64 = exp
+        let stored: record::StoredSession = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(format!("session entry: {e}")))?;
+        let exp: u64 = stored
+            .exp
             .parse()
             .map_err(|_| StoreError::Corrupt("session field `exp` is not a number".into()))?;
         if exp <= now_ms {
@@ -364,8 +349,8 @@ impl Store for RedisStore {
         }
         Ok(Some(Session {
             user: User {
-                id: uid,
-                name: uname.unwrap_or_default(),
+                id: stored.uid,
+                name: stored.uname,
             },
             expires_at_ms: exp,
         }))
@@ -471,7 +456,6 @@ mod tests {
     #[test]
     fn every_script_is_prelude_plus_its_own_file() {
         for (name, src) in [
-            ("create.lua", scripts::CREATE),
             ("scan.lua", scripts::SCAN),
             ("approve.lua", scripts::APPROVE),
             ("deny.lua", scripts::DENY),

@@ -3,57 +3,116 @@
 use qrlogin_core::{
     BrowserContext, LoginId, LoginRecord, SecretHash, State, StoreError, TransitionError, User,
 };
-use std::collections::HashMap;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
 }
 
-fn field<'a>(m: &'a HashMap<String, String>, name: &str) -> Result<&'a str, StoreError> {
-    m.get(name)
-        .map(String::as_str)
-        .ok_or_else(|| corrupt(format!("login field `{name}` missing")))
+/// A login as stored: one JSON object of strings (numbers in decimal text,
+/// so neither Lua's doubles nor cjson's number formatting can round them).
+///
+/// One string value instead of a hash because Redis's cost per script is
+/// dominated by the elements that cross between Redis and Lua: a 13-field
+/// `HGETALL` into a Lua table plus a 27-element reply cost ~2× the CPU of a
+/// `GET`, `cjson.decode`/`encode` and a one-string reply (callgrind,
+/// BENCHMARKS.md §2).
+#[derive(Serialize, Deserialize)]
+struct Stored<'a> {
+    state: Cow<'a, str>,
+    version: Cow<'a, str>,
+    secret: Cow<'a, str>,
+    created: Cow<'a, str>,
+    expires: Cow<'a, str>,
+    purge: Cow<'a, str>,
+    ip: Cow<'a, str>,
+    ua: Cow<'a, str>,
+    net: Cow<'a, str>,
+    #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
+    match_code: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mreq: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uid: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uname: Option<Cow<'a, str>>,
 }
 
-fn number(m: &HashMap<String, String>, name: &str) -> Result<u64, StoreError> {
-    field(m, name)?
+fn number(value: &str, name: &str) -> Result<u64, StoreError> {
+    value
         .parse()
         .map_err(|_| corrupt(format!("login field `{name}` is not a number")))
 }
 
-/// A login hash (from `HGETALL` or a script's `ok` reply) as a record.
-pub(crate) fn login(id: LoginId, m: &HashMap<String, String>) -> Result<LoginRecord, StoreError> {
-    let state: State = field(m, "state")?
+/// The JSON text `create` stores for a new login, with its purge deadline.
+pub(crate) fn to_json(rec: &LoginRecord, net: &str, purge_ms: u64) -> Result<String, StoreError> {
+    let stored = Stored {
+        state: Cow::Borrowed(rec.state.as_str()),
+        version: Cow::Owned(rec.version.to_string()),
+        secret: Cow::Owned(rec.secret_hash.to_hex()),
+        created: Cow::Owned(rec.created_at_ms.to_string()),
+        expires: Cow::Owned(rec.expires_at_ms.to_string()),
+        purge: Cow::Owned(purge_ms.to_string()),
+        ip: Cow::Borrowed(&rec.browser.ip),
+        ua: Cow::Borrowed(&rec.browser.user_agent),
+        net: Cow::Borrowed(net),
+        match_code: rec.match_code.map(|c| Cow::Owned(c.to_string())),
+        mreq: None,
+        uid: rec.user.as_ref().map(|u| Cow::Borrowed(u.id.as_str())),
+        uname: rec.user.as_ref().map(|u| Cow::Borrowed(u.name.as_str())),
+    };
+    serde_json::to_string(&stored).map_err(|e| corrupt(format!("login record: {e}")))
+}
+
+/// A stored login (from `GET` or a script's `ok` reply) as a record, and
+/// its purge deadline (after which it counts as gone).
+pub(crate) fn login(id: LoginId, json: &str) -> Result<(LoginRecord, u64), StoreError> {
+    let m: Stored = serde_json::from_str(json)
+        .map_err(|e| corrupt(format!("login record is not valid JSON: {e}")))?;
+    let state: State = m
+        .state
         .parse()
         .map_err(|_| corrupt("login field `state` unknown"))?;
-    let secret_hash = SecretHash::from_hex(field(m, "secret")?)
+    let secret_hash = SecretHash::from_hex(&m.secret)
         .ok_or_else(|| corrupt("login field `secret` is not a hash"))?;
-    let match_code = match m.get("match") {
+    let match_code = match &m.match_code {
         None => None,
         Some(s) => Some(
             s.parse::<u8>()
                 .map_err(|_| corrupt("login field `match` is not a code"))?,
         ),
     };
-    let user = m.get("uid").map(|uid| User {
-        id: uid.clone(),
-        name: m.get("uname").cloned().unwrap_or_default(),
+    let purge = number(&m.purge, "purge")?;
+    let user = m.uid.map(|uid| User {
+        id: uid.into_owned(),
+        name: m.uname.map(Cow::into_owned).unwrap_or_default(),
     });
-    Ok(LoginRecord {
+    let rec = LoginRecord {
         id,
         state,
-        version: number(m, "version")?,
+        version: number(&m.version, "version")?,
         secret_hash,
-        created_at_ms: number(m, "created")?,
-        expires_at_ms: number(m, "expires")?,
+        created_at_ms: number(&m.created, "created")?,
+        expires_at_ms: number(&m.expires, "expires")?,
         browser: BrowserContext {
-            ip: field(m, "ip")?.to_owned(),
-            user_agent: field(m, "ua")?.to_owned(),
+            ip: m.ip.into_owned(),
+            user_agent: m.ua.into_owned(),
         },
         match_code,
-        match_required: m.get("mreq").is_some_and(|v| v == "1"),
+        match_required: m.mreq.as_deref() == Some("1"),
         user,
-    })
+    };
+    Ok((rec, purge))
+}
+
+/// A web session as stored under its token's key.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StoredSession {
+    pub uid: String,
+    #[serde(default)]
+    pub uname: String,
+    pub exp: String,
 }
 
 /// A script reply, checked: `Ok(rest)` for `ok`, else the transition error
@@ -78,21 +137,6 @@ pub(crate) fn outcome(mut reply: Vec<String>) -> Result<Vec<String>, TransitionE
         }
         "corrupt" => Err(corrupt(rest.first().cloned().unwrap_or_default()).into()),
         other => Err(corrupt(format!("unknown script reply `{other}`")).into()),
-    }
-}
-
-/// Field/value pairs as a map.
-pub(crate) fn pairs(flat: Vec<String>) -> Result<HashMap<String, String>, StoreError> {
-    let mut m = HashMap::with_capacity(flat.len() / 2);
-    let mut it = flat.into_iter();
-    loop {
-        match (it.next(), it.next()) {
-            (Some(k), Some(v)) => {
-                m.insert(k, v);
-            }
-            (None, _) => return Ok(m),
-            (Some(_), None) => return Err(corrupt("odd number of hash fields")),
-        }
     }
 }
 
@@ -129,15 +173,42 @@ mod tests {
     }
 
     #[test]
-    fn malformed_records_are_corrupt_not_panics() {
+    fn records_round_trip_and_malformed_ones_are_corrupt_not_panics() {
         let id = LoginId::random();
-        assert!(login(id, &HashMap::new()).is_err());
-        let m = pairs(s(&[
-            "state", "pending", "version", "x", "secret", "00", "created", "1", "expires", "2",
-            "ip", "", "ua", "",
-        ]))
-        .unwrap();
-        assert!(matches!(login(id, &m), Err(StoreError::Corrupt(_))));
-        assert!(pairs(s(&["odd"])).is_err());
+        let rec = LoginRecord {
+            id,
+            state: State::Scanned,
+            version: 7,
+            secret_hash: SecretHash::of(b"s"),
+            created_at_ms: 1_795_474_019_000,
+            expires_at_ms: 1_795_474_079_000,
+            browser: BrowserContext {
+                ip: "127.0.0.1".into(),
+                user_agent: "Mozilla/5.0 \"quoted\" / ünïcode".into(),
+            },
+            match_code: Some(42),
+            match_required: false,
+            user: Some(User {
+                id: "u-alice".into(),
+                name: "Alice".into(),
+            }),
+        };
+        let json = to_json(&rec, "127.0.0.0/24", 1_795_474_199_000).unwrap();
+        let (back, purge) = login(id, &json).unwrap();
+        assert_eq!(back, rec);
+        assert_eq!(purge, 1_795_474_199_000);
+
+        for bad in [
+            "",
+            "not json",
+            "{}",
+            r#"{"state":"pending","version":"x","secret":"00","created":"1","expires":"2","purge":"3","ip":"","ua":"","net":""}"#,
+            r#"{"state":"nonsense","version":"1","secret":"00","created":"1","expires":"2","purge":"3","ip":"","ua":"","net":""}"#,
+        ] {
+            assert!(
+                matches!(login(id, bad), Err(StoreError::Corrupt(_))),
+                "{bad}"
+            );
+        }
     }
 }

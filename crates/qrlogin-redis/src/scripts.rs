@@ -1,6 +1,6 @@
-//! The transition scripts, one per transition, each its own file under
-//! `src/lua/`, with the shared prelude `common.lua` prepended at compile
-//! time. `redis::Script` sends `EVALSHA` and falls back to loading the
+//! The transition scripts, one per checked transition, each its own file
+//! under `src/lua/`, with the shared prelude `common.lua` prepended at
+//! compile time. (`create` checks nothing, so it is a plain `SET ... PX`.) `redis::Script` sends `EVALSHA` and falls back to loading the
 //! script when Redis does not have it (first use, or after a restart).
 
 use redis::Script;
@@ -18,7 +18,6 @@ macro_rules! lua {
 }
 
 /// Source texts, exposed for tests that check the scripts' shape.
-pub(crate) const CREATE: &str = lua!("create.lua");
 pub(crate) const SCAN: &str = lua!("scan.lua");
 pub(crate) const APPROVE: &str = lua!("approve.lua");
 pub(crate) const DENY: &str = lua!("deny.lua");
@@ -27,7 +26,6 @@ pub(crate) const REDEEM: &str = lua!("redeem.lua");
 
 /// The loaded scripts (each carries its SHA-1 for `EVALSHA`).
 pub(crate) struct Scripts {
-    pub create: Script,
     pub scan: Script,
     pub approve: Script,
     pub deny: Script,
@@ -38,7 +36,6 @@ pub(crate) struct Scripts {
 impl Scripts {
     pub fn new() -> Self {
         Self {
-            create: Script::new(CREATE),
             scan: Script::new(SCAN),
             approve: Script::new(APPROVE),
             deny: Script::new(DENY),

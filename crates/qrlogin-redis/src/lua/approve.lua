@@ -3,9 +3,9 @@
 -- When the scan made number matching required and the pick is wrong, the
 -- login is denied instead (a wrong pick means "this was not me").
 
-local rec = load()
-if rec == nil then
-  return { 'not_found' }
+local rec, raw = load()
+if not rec then
+  return raw or { 'not_found' }
 end
 local err = scanner_check(rec, ARGV[5])
 if err ~= nil then
@@ -15,4 +15,4 @@ if rec.mreq == '1' and ARGV[6] ~= rec.match then
   commit(rec, { state = 'denied' })
   return { 'wrong_match' }
 end
-return reply(commit(rec, { state = 'approved' }))
+return { 'ok', commit(rec, { state = 'approved' }) }

@@ -5,15 +5,20 @@
 -- The semantics mirror qrlogin_core::MemoryStore exactly; the store
 -- contract suite (qrlogin-testkit) holds both to the same behaviour.
 --
+-- The login is ONE string value: a JSON object of strings (see record.rs
+-- for why: crossing a 13-field hash between Redis and Lua, and back as a
+-- 27-element reply, cost twice the CPU of a GET and cjson). `create` needs
+-- no check, so it is a plain `SET ... PX` from Rust, not a script.
+--
 -- Calling convention, the same for every script:
---   KEYS[1]   the login hash, qrl:{<login id>}:login
+--   KEYS[1]   the login key, qrl:{<login id>}:login
 --   ARGV[1]   now: ms since the epoch, from the caller's clock
 --   ARGV[2]   final_keep_ms: how long a final state is kept
 --   ARGV[3]   the login id (text), for the hint
 --   ARGV[4]   the hint channel
 --   ARGV[5..] script-specific
 --
--- Replies: { 'ok', field, value, ... } (the whole record) on success, or
+-- Replies: { 'ok', <the record's JSON> } on success, or
 -- { 'not_found' }, { 'expired' }, { 'wrong_state', <state> },
 -- { 'wrong_user' }, { 'corrupt', <why> }.
 --
@@ -38,21 +43,25 @@ local function int(n)
   return string.format('%d', n)
 end
 
--- The login as a table, or nil when unknown or past its purge deadline.
+-- The login as a table and its JSON text; nil when unknown or past its
+-- purge deadline; false and an error reply when it is not a record.
+-- Scripts start with:  local rec, raw = load()
+--                      if not rec then return raw or { 'not_found' } end
 local function load()
-  local flat = redis.call('HGETALL', key)
-  if #flat == 0 then
+  local raw = redis.call('GET', key)
+  if not raw then
     return nil
   end
-  local rec = {}
-  for i = 1, #flat, 2 do
-    rec[flat[i]] = flat[i + 1]
+  local ok, rec = pcall(cjson.decode, raw)
+  if not ok or type(rec) ~= 'table' or type(rec.state) ~= 'string'
+      or tonumber(rec.expires) == nil or tonumber(rec.version) == nil then
+    return false, { 'corrupt', 'login record is not valid' }
   end
   local purge = tonumber(rec.purge)
   if purge ~= nil and now >= purge then
     return nil
   end
-  return rec
+  return rec, raw
 end
 
 -- The state as of now: a non-final login past its expiry is expired even
@@ -64,26 +73,14 @@ local function state_at(rec)
   return rec.state
 end
 
--- The success reply: 'ok' and the record's fields.
-local function reply(rec)
-  local out = { 'ok' }
-  for k, v in pairs(rec) do
-    out[#out + 1] = k
-    out[#out + 1] = v
-  end
-  return out
-end
-
 -- Writes a transition: applies `changes`, bumps the version, moves the
 -- purge deadline (non-final: expires + final_keep; final: now + final_keep)
--- and the key's TTL with it, and publishes the wake-up hint, all inside
--- this one script so no watcher can see the state without the hint.
+-- and the key's TTL with it (one SET ... PX), and publishes the wake-up
+-- hint, all inside this one script so no watcher can see the state without
+-- the hint. Returns the record's new JSON text.
 local function commit(rec, changes)
-  local args = {}
   for k, v in pairs(changes) do
     rec[k] = v
-    args[#args + 1] = k
-    args[#args + 1] = v
   end
   rec.version = int(tonumber(rec.version) + 1)
   local purge
@@ -93,12 +90,8 @@ local function commit(rec, changes)
     purge = tonumber(rec.expires) + final_keep
   end
   rec.purge = int(purge)
-  args[#args + 1] = 'version'
-  args[#args + 1] = rec.version
-  args[#args + 1] = 'purge'
-  args[#args + 1] = rec.purge
-  redis.call('HSET', key, unpack(args))
-  redis.call('PEXPIRE', key, math.max(1, purge - now))
+  local json = cjson.encode(rec)
+  redis.call('SET', key, json, 'PX', int(math.max(1, purge - now)))
   redis.call('PUBLISH', channel, cjson.encode({
     id = login_id,
     v = tonumber(rec.version),
@@ -106,7 +99,7 @@ local function commit(rec, changes)
     uid = rec.uid,
     un = rec.uname,
   }))
-  return rec
+  return json
 end
 
 -- Phone-side checks after scan (MemoryStore's scanner_check): not expired,

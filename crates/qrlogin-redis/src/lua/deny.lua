@@ -1,12 +1,12 @@
 -- deny: scanned -> denied, only by the user who scanned.
 --   ARGV[5] user id
 
-local rec = load()
-if rec == nil then
-  return { 'not_found' }
+local rec, raw = load()
+if not rec then
+  return raw or { 'not_found' }
 end
 local err = scanner_check(rec, ARGV[5])
 if err ~= nil then
   return err
 end
-return reply(commit(rec, { state = 'denied' }))
+return { 'ok', commit(rec, { state = 'denied' }) }

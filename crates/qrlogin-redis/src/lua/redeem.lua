@@ -1,13 +1,13 @@
 -- redeem: approved -> consumed, by the browser, creating the web session in
 -- the same atomic step (so a login yields at most one session).
---   KEYS[2] the session hash, qrl:{<login id>}:sess:<token hash hex>
+--   KEYS[2] the session key (a JSON string: uid, uname, exp), qrl:{<login id>}:sess:<token hash hex>
 --           (same hash tag as the login: one slot on Redis Cluster)
 --   ARGV[5] browser secret hash (hex)   ARGV[6] session_ms
 -- Reply: { 'ok', user id, user name } or an error reply.
 
-local rec = load()
-if rec == nil then
-  return { 'not_found' }
+local rec, raw = load()
+if not rec then
+  return raw or { 'not_found' }
 end
 local s, err = browser_check(rec, ARGV[5])
 if err ~= nil then
@@ -22,7 +22,7 @@ end
 commit(rec, { state = 'consumed' })
 local session_ms = tonumber(ARGV[6])
 local uname = rec.uname or ''
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], 'uid', rec.uid, 'uname', uname, 'exp', int(now + session_ms))
-redis.call('PEXPIRE', KEYS[2], math.max(1, session_ms))
+redis.call('SET', KEYS[2],
+  cjson.encode({ uid = rec.uid, uname = uname, exp = int(now + session_ms) }),
+  'PX', int(math.max(1, session_ms)))
 return { 'ok', rec.uid, uname }

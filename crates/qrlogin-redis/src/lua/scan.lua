@@ -6,9 +6,9 @@
 -- The same user scanning again gets the record unchanged (a reloaded
 -- phone page); another user gets wrong_user.
 
-local rec = load()
-if rec == nil then
-  return { 'not_found' }
+local rec, raw = load()
+if not rec then
+  return raw or { 'not_found' }
 end
 local uid = ARGV[6]
 local s = state_at(rec)
@@ -25,16 +25,16 @@ if s == 'pending' then
       mreq = '1'
     end
   end
-  return reply(commit(rec, {
+  return { 'ok', commit(rec, {
     state = 'scanned',
     uid = uid,
     uname = ARGV[7],
     expires = int(tonumber(rec.expires) + tonumber(ARGV[5])),
     mreq = mreq,
-  }))
+  }) }
 end
 if rec.uid ~= nil and rec.uid == uid and s == 'scanned' then
-  return reply(rec)
+  return { 'ok', raw }
 end
 if rec.uid ~= nil and rec.uid ~= uid then
   return { 'wrong_user' }
