@@ -6,14 +6,12 @@ use crate::identity::{DemoIdentity, MobileVerifier, StoreTokenVerifier};
 use crate::limit::{Limits, Rates};
 use crate::routes;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderName, HeaderValue};
 use axum::routing::{get, post};
 use axum::Router;
 use qrlogin_core::{Clock, Store, SystemClock};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Everything a handler needs; cheap to clone (one `Arc`).
 #[derive(Clone)]
@@ -137,13 +135,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))
-        .route("/openapi.json", get(crate::openapi::openapi_json))
-        // API answers are per-user and short-lived: never cached, unless a
-        // handler says otherwise (the QR images are public and immutable).
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ));
+        .route("/openapi.json", get(crate::openapi::openapi_json));
 
     let pages = Router::new()
         .route("/", get(routes::pages::login_page))
@@ -151,46 +143,17 @@ pub fn router(state: AppState) -> Router {
         .route("/phone", get(routes::pages::phone_page))
         .route("/assets/{*path}", get(routes::pages::asset));
 
-    let secure = state.secure_cookies;
-    let router = Router::new()
+    // Two layers only (see routes::guard for why): the body limit the
+    // extractors read, and the front door doing everything else.
+    Router::new()
         .merge(pages)
         .merge(api)
         .fallback(routes::ops::not_found)
         .method_not_allowed_fallback(routes::ops::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            routes::guard::cross_site_guard,
-        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            routes::guard::refuse_large_bodies,
+            routes::guard::front_door,
         ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("x-frame-options"),
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            routes::guard::rate_limit_any,
-        ))
-        .layer(axum::middleware::from_fn(routes::ops::track_metrics))
-        .with_state(state);
-    if secure {
-        // Served over https: tell browsers never to try plain http.
-        router.layer(SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        ))
-    } else {
-        router
-    }
+        .with_state(state)
 }

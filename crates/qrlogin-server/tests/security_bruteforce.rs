@@ -187,6 +187,18 @@ fn assert_limited(r: &Reply, code: &str) {
         .parse()
         .expect("Retry-After in seconds");
     assert!(ra >= 1, "Retry-After {ra}");
+    // Refusals carry the same security headers as every other answer.
+    for (name, want) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("cache-control", "no-store"),
+    ] {
+        assert_eq!(
+            r.headers.get(name).and_then(|v| v.to_str().ok()),
+            Some(want),
+            "429 {name}"
+        );
+    }
 }
 
 async fn parallel_scan_guessing_is_rate_limited(kind: StoreKind) {

@@ -1,25 +1,112 @@
-//! Refuses cross-site state-changing requests that ride on cookies.
+//! The front door: every request passes [`front_door`], one middleware that
+//! rate-limits, refuses oversized and cross-site requests, sets the security
+//! headers and records metrics.
 //!
-//! Cookies are SameSite already; this is the second lock. A browser sends
-//! `Origin` on every POST/DELETE; when a request carries cookies and an
-//! `Origin` that is not ours (or `Sec-Fetch-Site: cross-site`), it did not
-//! come from our pages and is refused. Non-browser clients (no cookies) are
-//! unaffected.
+//! One middleware instead of a stack of eight layers because axum clones a
+//! route's whole layer stack (a boxed service per layer) and boxes a future
+//! per `from_fn` layer on every request; folding them saves those
+//! allocations on the hot path (BENCHMARKS.md §2) without changing what is
+//! checked or in which order.
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::limit::IpBucket;
-use crate::routes::extract::ClientIp;
-use axum::extract::{Request, State as AxState};
-use axum::http::{header, Method};
+use crate::routes::extract::client_ip;
+use crate::routes::ops::record_request;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State as AxState};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
-pub async fn cross_site_guard(
-    AxState(app): AxState<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// Most a refused body is read (and thrown away) before answering 413.
+const DRAIN_LIMIT: u64 = 1024 * 1024;
+
+/// Routes that are web pages: they choose their own caching; everything
+/// else (the API, errors) is per-user and short-lived, so `no-store`.
+const PAGES: [&str; 4] = ["/", "/m/{id}", "/phone", "/assets/{*path}"];
+
+/// Every request, in this order: the catch-all per-IP rate limit, the
+/// declared-body-size check, the cross-site check, the handler; then the
+/// security headers (on every answer, refusals included) and the metrics.
+pub async fn front_door(AxState(app): AxState<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let page = PAGES.contains(&route.as_str());
+
+    let mut resp = match refusal(&app, req).await {
+        Ok(req) => next.run(req).await,
+        Err(refused) => refused,
+    };
+
+    let h = resp.headers_mut();
+    set_default(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set_default(h, header::REFERRER_POLICY, "no-referrer");
+    set_default(h, HeaderName::from_static("x-frame-options"), "DENY");
+    if !page {
+        set_default(h, header::CACHE_CONTROL, "no-store");
+    }
+    if app.secure_cookies {
+        // Served over https: tell browsers never to try plain http.
+        set_default(
+            h,
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        );
+    }
+    record_request(&method, route, resp.status(), start.elapsed());
+    resp
+}
+
+fn set_default(h: &mut HeaderMap, name: HeaderName, value: &'static str) {
+    if !h.contains_key(&name) {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+}
+
+/// The request back when it may proceed, or the answer refusing it.
+async fn refusal(app: &AppState, req: Request) -> Result<Request, Response> {
+    // The catch-all per-IP limit every request passes.
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let ip = client_ip(peer, req.headers(), &app.trusted_proxies);
+    if let Err(e) = app.limits.check_ip(IpBucket::Any, ip) {
+        return Err(e.into_response());
+    }
+
+    // A declared-too-large body gets a clean 413. The body is read and
+    // discarded first (up to DRAIN_LIMIT): closing a socket with unread
+    // bytes makes the kernel reset the connection, and the client would
+    // then lose the 413 itself. Bodies without a length are limited by the
+    // extractors (`DefaultBodyLimit`).
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|len| *len > app.max_body as u64) {
+        if len <= DRAIN_LIMIT {
+            let mut body = req.into_body().into_data_stream();
+            while let Some(Ok(_)) = futures_util::StreamExt::next(&mut body).await {}
+        }
+        return Err(ApiError::PayloadTooLarge.into_response());
+    }
+
+    // Cross-site state-changing requests that ride on cookies are refused.
+    // Cookies are SameSite already; this is the second lock. A browser
+    // sends `Origin` on every POST/DELETE; when a request carries cookies
+    // and an `Origin` that is not ours (or `Sec-Fetch-Site: cross-site`),
+    // it did not come from our pages. Non-browser clients (no cookies) are
+    // unaffected.
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if unsafe_method && req.headers().contains_key(header::COOKIE) {
         let h = req.headers();
@@ -32,51 +119,8 @@ pub async fn cross_site_guard(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v == "cross-site");
         if foreign_origin || cross_site {
-            return ApiError::Forbidden("cross-site request refused").into_response();
+            return Err(ApiError::Forbidden("cross-site request refused").into_response());
         }
     }
-    next.run(req).await
-}
-
-/// The catch-all per-IP limit every request passes.
-pub async fn rate_limit_any(
-    AxState(app): AxState<AppState>,
-    ClientIp(ip): ClientIp,
-    req: Request,
-    next: Next,
-) -> Response {
-    if let Err(e) = app.limits.check_ip(IpBucket::Any, ip) {
-        return e.into_response();
-    }
-    next.run(req).await
-}
-
-/// Most a refused body is read (and thrown away) before answering 413.
-const DRAIN_LIMIT: u64 = 1024 * 1024;
-
-/// Refuses a declared-too-large body with a clean 413. The body is read and
-/// discarded first (up to [`DRAIN_LIMIT`]): closing a socket with unread
-/// bytes makes the kernel reset the connection, and the client would then
-/// lose the 413 itself. Bodies without a length are limited by the
-/// extractors (`DefaultBodyLimit`).
-pub async fn refuse_large_bodies(
-    AxState(app): AxState<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(len) if len > app.max_body as u64 => {
-            if len <= DRAIN_LIMIT {
-                let mut body = req.into_body().into_data_stream();
-                while let Some(Ok(_)) = futures_util::StreamExt::next(&mut body).await {}
-            }
-            ApiError::PayloadTooLarge.into_response()
-        }
-        _ => next.run(req).await,
-    }
+    Ok(req)
 }

@@ -2,13 +2,12 @@
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
-use axum::extract::{MatchedPath, Request, State as AxState};
+use axum::extract::State as AxState;
 use axum::http::{header, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::Duration;
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -54,27 +53,32 @@ pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Counts requests by route and status and times them. The method label is
-/// a static string, so no per-request allocation is spent on it.
-pub async fn track_metrics(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method: &'static str = match *req.method() {
+/// Counts a finished request by route and status and records its time.
+/// Labels are static strings where they can be (method, common statuses),
+/// so the hot path allocates only the route label.
+pub fn record_request(method: &Method, route: String, status: StatusCode, elapsed: Duration) {
+    let method: &'static str = match *method {
         Method::GET => "GET",
         Method::POST => "POST",
         Method::DELETE => "DELETE",
         Method::HEAD => "HEAD",
         _ => "other",
     };
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
+    let status: metrics::SharedString = match status.as_u16() {
+        200 => "200".into(),
+        204 => "204".into(),
+        400 => "400".into(),
+        401 => "401".into(),
+        403 => "403".into(),
+        404 => "404".into(),
+        409 => "409".into(),
+        410 => "410".into(),
+        429 => "429".into(),
+        503 => "503".into(),
+        other => other.to_string().into(),
+    };
     metrics::counter!("qrlogin_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("qrlogin_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
-    resp
+        .record(elapsed.as_secs_f64());
 }
