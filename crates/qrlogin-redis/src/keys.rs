@@ -7,11 +7,16 @@
 //!
 //! | key | type | holds | Redis TTL |
 //! |---|---|---|---|
-//! | `qrl:{<id>}:login` | string | JSON object of strings: state, version, secret (hash hex), created, expires, purge, ip, ua, net, match?, mreq?, uid?, uname? | until `purge` |
-//! | `qrl:{<id>}:sess:<token hash hex>` | string | JSON `{"uid","uname","exp"}` | `session_ms` |
+//! | `qrl:{<id>}:rec` | string | JSON object of strings: state, version, secret (hash hex), created, expires, purge, ip, ua, net, match?, mreq?, uid?, uname? | until `purge` |
+//! | `qrl:{<id>}:session:<token hash hex>` | string | JSON `{"uid","uname","exp"}` | `session_ms` |
 //! | `qrl:mtok:<token hash hex>` | string | JSON `{"id","name","exp"}` | the token's ttl |
 //!
 //! Wake-up hints are published on [`HINT_CHANNEL`].
+//!
+//! The names differ from the earlier hash layout (`:login`, `:sess:`) on
+//! purpose: after an upgrade, an old key is simply not found (a login in
+//! flight must be restarted, an old session signs in again) instead of
+//! failing with `WRONGTYPE`.
 
 use qrlogin_core::{LoginId, SecretHash, SessionToken};
 
@@ -22,14 +27,14 @@ pub const HINT_CHANNEL: &str = "qrl:hints";
 
 /// The key holding one login (a JSON string).
 pub fn login_key(id: &LoginId) -> String {
-    format!("qrl:{{{id}}}:login")
+    format!("qrl:{{{id}}}:rec")
 }
 
 /// The key holding one web session (a JSON string); under its login's hash tag (the token
 /// carries its login id) so redeem creates it in the login's slot.
 pub fn session_key(token: &SessionToken) -> String {
     format!(
-        "qrl:{{{}}}:sess:{}",
+        "qrl:{{{}}}:session:{}",
         token.login_id(),
         token.hash().to_hex()
     )
@@ -49,9 +54,9 @@ mod tests {
         let id = LoginId::random();
         let token = SessionToken::new_for(id);
         let tag = format!("{{{id}}}");
-        assert_eq!(login_key(&id), format!("qrl:{tag}:login"));
+        assert_eq!(login_key(&id), format!("qrl:{tag}:rec"));
         let sk = session_key(&token);
-        assert!(sk.starts_with(&format!("qrl:{tag}:sess:")));
+        assert!(sk.starts_with(&format!("qrl:{tag}:session:")));
         assert!(sk.ends_with(&token.hash().to_hex()));
         assert!(!sk.contains(&token.expose()[23..]));
     }

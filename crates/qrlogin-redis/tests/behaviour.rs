@@ -354,7 +354,7 @@ fn new2_id(entries: &[(String, String, i64)], id: &LoginId) -> LoginId {
     entries
         .iter()
         .filter_map(|(k, _, _)| {
-            let inner = k.strip_prefix("qrl:{")?.strip_suffix("}:login")?;
+            let inner = k.strip_prefix("qrl:{")?.strip_suffix("}:rec")?;
             inner.parse::<LoginId>().ok()
         })
         .find(|other| other != id)

@@ -11,7 +11,7 @@
 -- no check, so it is a plain `SET ... PX` from Rust, not a script.
 --
 -- Calling convention, the same for every script:
---   KEYS[1]   the login key, qrl:{<login id>}:login
+--   KEYS[1]   the login key, qrl:{<login id>}:rec
 --   ARGV[1]   now: ms since the epoch, from the caller's clock
 --   ARGV[2]   final_keep_ms: how long a final state is kept
 --   ARGV[3]   the login id (text), for the hint

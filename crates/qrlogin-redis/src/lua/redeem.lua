@@ -1,6 +1,6 @@
 -- redeem: approved -> consumed, by the browser, creating the web session in
 -- the same atomic step (so a login yields at most one session).
---   KEYS[2] the session key (a JSON string: uid, uname, exp), qrl:{<login id>}:sess:<token hash hex>
+--   KEYS[2] the session key (a JSON string: uid, uname, exp), qrl:{<login id>}:session:<token hash hex>
 --           (same hash tag as the login: one slot on Redis Cluster)
 --   ARGV[5] browser secret hash (hex)   ARGV[6] session_ms
 -- Reply: { 'ok', user id, user name } or an error reply.
