@@ -1,5 +1,6 @@
 //! QR rendering of a login's `qr_payload`: the module matrix alone
-//! (`fast_qr`), then the SVG and PNG the server sends. SPEC §6 asks for
+//! (`qrcode`'s low-level API with one fixed mask, no mask scoring), then the
+//! SVG and PNG the server sends. SPEC §6 asks for
 //! ≥ 20,000 SVG renders per second per core. Run with
 //! `cargo bench -p qrlogin-server --bench qr`; figures in BENCHMARKS.md.
 

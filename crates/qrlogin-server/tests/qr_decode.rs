@@ -286,3 +286,59 @@ async fn qr_of_a_malformed_id_is_a_400() {
         r.assert_error(StatusCode::BAD_REQUEST, "bad_request");
     }
 }
+
+/// `qr::svg` and `qr::png` of `PUBLIC_URL/m/{id}` decode to exactly that text
+/// for many random login ids and PUBLIC_URLs of several lengths (each of
+/// which lands in a different QR version), and a payload too long for any QR
+/// code is an error, not a panic.
+#[test]
+fn random_ids_and_public_url_lengths_decode_exactly() {
+    use qrlogin_core::LoginId;
+    use qrlogin_server::qr;
+
+    let long = format!("https://{}.example.com/qr", "sub".repeat(44));
+    assert!((145..=155).contains(&long.len()), "{}", long.len());
+    let urls = [
+        "http://a.io".to_string(),
+        "http://127.0.0.1:8080".to_string(),
+        "https://login.example.com".to_string(),
+        long,
+    ];
+    let mut sizes = std::collections::BTreeSet::new();
+    for url in &urls {
+        for _ in 0..15 {
+            let payload = format!("{url}/m/{}", LoginId::random());
+            let m = qr::encode(&payload).expect("encodes");
+            sizes.insert(m.size());
+            let png = qr::png(&payload).expect("png");
+            assert_eq!(decode_png(&png), vec![payload.clone()], "png of {payload}");
+            let svg = qr::svg(&payload).expect("svg");
+            assert_eq!(decode_svg(&svg), vec![payload.clone()], "svg of {payload}");
+        }
+    }
+    assert!(sizes.len() >= 3, "several QR versions exercised: {sizes:?}");
+
+    // Version 40 at level M holds 2,331 bytes.
+    let too_long = format!(
+        "https://{}.example.com/m/{}",
+        "x".repeat(2400),
+        LoginId::random()
+    );
+    assert!(matches!(qr::encode(&too_long), Err(qr::QrError::TooLong)));
+    assert!(matches!(qr::svg(&too_long), Err(qr::QrError::TooLong)));
+    assert!(matches!(qr::png(&too_long), Err(qr::QrError::TooLong)));
+}
+
+/// A PUBLIC_URL too long for any QR code makes the QR routes answer a JSON
+/// 500, not panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_long_public_url_is_a_500_not_a_panic() {
+    let mut cfg = config();
+    cfg.public_url = Some(format!("https://{}.example.com", "x".repeat(2400)));
+    let app = app_with(StoreKind::Memory, cfg, None).await;
+    let login = app.browser().create_header().await;
+    for ext in ["png", "svg"] {
+        let r = send(raw_client().get(app.url(&format!("/v1/logins/{}/qr.{ext}", login.id)))).await;
+        r.assert_error(StatusCode::INTERNAL_SERVER_ERROR, "internal");
+    }
+}
