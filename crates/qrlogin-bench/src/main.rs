@@ -4,6 +4,11 @@ use clap::{Args, Parser, Subcommand};
 use qrlogin_bench::{idle, run, Binding, IdleConfig, RunConfig, WaitMode};
 use std::time::Duration;
 
+/// mimalloc: the load generator shares the machine with the server it
+/// measures, so its own allocator time is taken from the server.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "qrlogin-bench",
