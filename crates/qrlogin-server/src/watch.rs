@@ -10,14 +10,53 @@
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use qrlogin_core::{BrowserSecret, Hint, LoginId, LoginRecord, Registration, State};
+use qrlogin_core::{BrowserSecret, Hint, LoginId, LoginRecord, Registration, State, User};
 use std::time::Duration;
+
+/// What a watcher keeps of its login: what the browser is shown, and the
+/// id to re-read it by.
+///
+/// Not the whole [`LoginRecord`]: its browser context (IP and User-Agent
+/// strings), secret hash and timestamps would sit in memory for every
+/// waiting browser, for nothing.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub id: LoginId,
+    /// The state as last written; [`Seen::state_at`] for the state as of now.
+    pub state: State,
+    pub version: u64,
+    pub expires_at_ms: u64,
+    /// Who scanned, once scanned.
+    pub user: Option<User>,
+}
+
+impl Seen {
+    fn of(rec: LoginRecord) -> Self {
+        Self {
+            id: rec.id,
+            state: rec.state,
+            version: rec.version,
+            expires_at_ms: rec.expires_at_ms,
+            user: rec.user,
+        }
+    }
+
+    /// Like [`LoginRecord::state_at`]: a pending login past its expiry is
+    /// expired even before anybody wrote that down.
+    pub fn state_at(&self, now_ms: u64) -> State {
+        if !self.state.is_final() && now_ms >= self.expires_at_ms {
+            State::Expired
+        } else {
+            self.state
+        }
+    }
+}
 
 pub struct Watcher {
     app: AppState,
     reg: Registration,
-    /// The last known record (updated from hints and re-reads).
-    pub rec: LoginRecord,
+    /// The last known state of the login (updated from hints and re-reads).
+    pub rec: Seen,
     /// The state last handed to the caller.
     reported: State,
 }
@@ -46,9 +85,14 @@ impl Watcher {
         Ok(Self {
             app: app.clone(),
             reg,
-            rec,
+            rec: Seen::of(rec),
             reported,
         })
+    }
+
+    /// The app's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.app.now_ms()
     }
 
     /// The state as of now.
@@ -75,6 +119,10 @@ impl Watcher {
             }
             let until_expiry =
                 Duration::from_millis(self.rec.expires_at_ms.saturating_sub(self.app.now_ms()) + 5);
+            // One timer for whichever comes first, expiry or backstop: a
+            // waiting browser holds this future for as long as it waits, and
+            // each timer is over a hundred bytes of it.
+            let expiry_first = until_expiry <= self.app.backstop;
             tokio::select! {
                 hint = self.reg.next() => match hint {
                     Hint::Changed { version, state, user } => {
@@ -96,11 +144,13 @@ impl Watcher {
                     }
                     Hint::Reread | Hint::None => self.reread().await?,
                 },
-                _ = tokio::time::sleep(until_expiry) => self.reread().await?,
-                _ = tokio::time::sleep(self.app.backstop) => {
-                    // Only when hints may have been lost: a healthy feed
-                    // makes waiting free of store reads.
-                    if !self.app.store.notifier().reliable_within(self.app.backstop) {
+                _ = tokio::time::sleep(until_expiry.min(self.app.backstop)) => {
+                    // At expiry: confirm it (a scan may have extended it).
+                    // At the backstop: only when hints may have been lost;
+                    // a healthy feed makes waiting free of store reads.
+                    if expiry_first
+                        || !self.app.store.notifier().reliable_within(self.app.backstop)
+                    {
                         self.reread().await?;
                     }
                 }
@@ -111,7 +161,7 @@ impl Watcher {
     async fn reread(&mut self) -> Result<(), ApiError> {
         metrics::counter!("qrlogin_watch_rereads_total").increment(1);
         match self.app.store.get(&self.rec.id, self.app.now_ms()).await? {
-            Some(rec) if rec.version >= self.rec.version => self.rec = rec,
+            Some(rec) if rec.version >= self.rec.version => self.rec = Seen::of(rec),
             Some(_) => {}
             // Purged after its grace period: whatever it was, it is over.
             None => {

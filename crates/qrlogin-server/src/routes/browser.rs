@@ -8,7 +8,7 @@ use crate::qr;
 use crate::routes::extract::{
     user_agent, BrowserAuth, ClientIp, LoginPath, OptionalJson, BROWSER_COOKIE, SESSION_COOKIE,
 };
-use crate::watch::Watcher;
+use crate::watch::{Seen, Watcher};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State as AxState};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -16,9 +16,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, Stream};
-use qrlogin_core::{
-    BrowserContext, BrowserSecret, LoginId, LoginRecord, NewLogin, SessionToken, State, User,
-};
+use qrlogin_core::{BrowserContext, BrowserSecret, LoginId, NewLogin, SessionToken, State, User};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use std::time::Duration;
@@ -162,7 +160,7 @@ pub struct StatusBody {
 }
 
 impl StatusBody {
-    fn of(rec: &LoginRecord, state: State, now_ms: u64) -> Self {
+    fn of(rec: &Seen, state: State, now_ms: u64) -> Self {
         Self {
             state,
             version: rec.version,
@@ -234,8 +232,26 @@ fn event_of(w: &Watcher, now_ms: u64) -> Event {
         .unwrap_or_else(|_| Event::default().event(state.as_str()))
 }
 
+/// What an SSE stream keeps between events: the watcher, whether the
+/// current state is still to be sent, and the waiter gauge.
+///
+/// One struct, taken by reference inside the stream's future: moving it
+/// into a local of that future (as `let w = w?` would) keeps two copies of
+/// the watcher for as long as the browser waits.
+struct SseState {
+    w: Watcher,
+    send_now: bool,
+    _gauge: SseGauge,
+}
+
 /// Decrements the SSE waiter gauge when the stream is dropped.
 struct SseGauge;
+impl SseGauge {
+    fn new() -> Self {
+        metrics::gauge!("qrlogin_waiting_browsers", "via" => "sse").increment(1.0);
+        SseGauge
+    }
+}
 impl Drop for SseGauge {
     fn drop(&mut self) {
         metrics::gauge!("qrlogin_waiting_browsers", "via" => "sse").decrement(1.0);
@@ -263,29 +279,30 @@ pub async fn events(
         .and_then(|v| v.trim().parse().ok());
     let w = Watcher::open(&app, id, &secret).await?;
     let send_now = last_seen.is_none_or(|seen| w.rec.version > seen);
-    metrics::gauge!("qrlogin_waiting_browsers", "via" => "sse").increment(1.0);
-    let stream = stream::unfold(
-        (Some(w), send_now, app, SseGauge),
-        |(w, send_now, app, gauge)| async move {
-            let mut w = w?;
-            if send_now {
-                let ev = event_of(&w, app.now_ms());
-                return Some((Ok(ev), (Some(w), false, app, gauge)));
+    let state = SseState {
+        w,
+        send_now,
+        _gauge: SseGauge::new(),
+    };
+    let stream = stream::unfold(state, |mut st| async move {
+        if st.send_now {
+            st.send_now = false;
+            let ev = event_of(&st.w, st.w.now_ms());
+            return Some((Ok(ev), st));
+        }
+        if st.w.reported().is_final() {
+            return None;
+        }
+        match st.w.next().await {
+            Ok(_) => {
+                let ev = event_of(&st.w, st.w.now_ms());
+                Some((Ok(ev), st))
             }
-            if w.reported().is_final() {
-                return None;
-            }
-            match w.next().await {
-                Ok(_) => {
-                    let ev = event_of(&w, app.now_ms());
-                    Some((Ok(ev), (Some(w), false, app, gauge)))
-                }
-                // The store failed while re-reading: end the stream; the
-                // client reconnects with Last-Event-ID.
-                Err(_) => None,
-            }
-        },
-    );
+            // The store failed while re-reading: end the stream; the
+            // client reconnects with Last-Event-ID.
+            Err(_) => None,
+        }
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
