@@ -128,6 +128,13 @@ pub struct ServeConfig {
 
     #[arg(long, env = "QRLOGIN_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Runtime worker threads; 0 means one per CPU core. Fewer than the cores
+    /// pays off when Redis (and, in a benchmark, the load generator) share the
+    /// machine: threads that would compete with them for the same cores cost
+    /// more in cross-thread wake-ups than they add (BENCHMARKS.md §2).
+    #[arg(long, env = "QRLOGIN_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
 }
 
 impl ServeConfig {
@@ -153,6 +160,7 @@ impl ServeConfig {
             match_code: MatchMode::OnRisk,
             rate_limits: true,
             log_format: LogFormat::Text,
+            worker_threads: 0,
         }
     }
 
@@ -163,5 +171,27 @@ impl ServeConfig {
             final_keep_ms: self.final_keep * 1000,
             session_ms: self.session_ttl * 1000,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[test]
+    fn worker_threads_default_to_one_per_core_and_can_be_set() {
+        let cli = Cli::try_parse_from(["qrlogin", "serve"]).expect("parse");
+        let Some(Command::Serve(cfg)) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(cfg.worker_threads, 0);
+        let cli =
+            Cli::try_parse_from(["qrlogin", "serve", "--worker-threads", "1"]).expect("parse");
+        let Some(Command::Serve(cfg)) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(cfg.worker_threads, 1);
+        assert!(Cli::try_parse_from(["qrlogin", "serve", "--worker-threads", "x"]).is_err());
     }
 }

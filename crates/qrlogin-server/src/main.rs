@@ -17,9 +17,20 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let threads = match &cli.command {
+        Some(Command::Serve(cfg)) => cfg.worker_threads,
+        _ => cli.serve.worker_threads,
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if threads > 0 {
+        rt.worker_threads(threads);
+    }
+    rt.enable_all().build()?.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::HashPassword) => {
             let mut pw = String::new();
