@@ -3,7 +3,8 @@
 #
 #   crates/qrlogin-bench/scripts/measure.sh [OUT_DIR] [SECTION...]
 #
-# SECTION is any of: throughput wake redis idle (default: all). Each run
+# SECTION is any of: throughput repeat wake redis idle (default: all but
+# repeat). Each run
 # starts a fresh `qrlogin serve` (rate limits off: one client IP is exactly
 # what they stop) and, for Redis runs, uses a private redis-server on a unix
 # socket in a temporary directory (never a shared one), emptied and its stats
@@ -52,7 +53,8 @@ REDIS_URL="redis+unix://$SOCK"
 start_server() {
   local store=$1
   shift
-  "$QRLOGIN" serve --listen 127.0.0.1:0 --store "$store" --rate-limits false "$@" \
+  # shellcheck disable=SC2086 # SERVER_FLAGS: extra flags, split on spaces
+  "$QRLOGIN" serve --listen 127.0.0.1:0 --store "$store" --rate-limits false ${SERVER_FLAGS:-} "$@" \
     >"$TMP/server.out" 2>"$TMP/server.err" &
   SERVER_PID=$!
   URL=
@@ -127,6 +129,18 @@ for section in $SECTIONS; do
       done
       for c in 256 1024; do
         run "$store-poll1s-c$c" $store --wait poll1s --concurrency $c --duration "$DURATION"
+      done
+    done
+    ;;
+  repeat)
+    # The headline figure again, REPEATS times (default 5), alternating the
+    # stores and the server's worker threads (default: one per core; 1: the
+    # server leaves the other core to Redis and the load generator): on a
+    # shared VM one run is not a figure, the spread is.
+    for i in $(seq "${REPEATS:-5}"); do
+      for store in redis memory; do
+        run "$store-sse-c64-r$i" $store --wait sse --concurrency 64 --duration "$DURATION"
+        SERVER_FLAGS="--worker-threads 1" run "$store-sse-c64-w1-r$i" $store --wait sse --concurrency 64 --duration "$DURATION"
       done
     done
     ;;
