@@ -183,6 +183,22 @@ impl RedisStore {
         record::outcome(reply)
     }
 
+    /// `SET key value PX ttl`: a value and its garbage-collection TTL in one
+    /// command (at least 1 ms: Redis refuses 0).
+    async fn set_px(&self, key: String, value: String, ttl_ms: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.run(async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(ttl_ms.max(1))
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
     /// A transition whose success reply is the record's JSON.
     async fn transition(
         &self,
@@ -214,19 +230,8 @@ impl Store for RedisStore {
         let rec = LoginRecord::pending(login, now_ms, self.ttls.pending_ms);
         let purge = rec.expires_at_ms + self.ttls.final_keep_ms;
         let json = record::to_json(&rec, &net, purge)?;
-        let mut conn = self.conn.clone();
-        let key = keys::login_key(&rec.id);
-        let ttl = (purge - now_ms).max(1);
-        self.run(async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(json)
-                .arg("PX")
-                .arg(ttl)
-                .query_async::<()>(&mut conn)
-                .await
-        })
-        .await?;
+        self.set_px(keys::login_key(&rec.id), json, purge - now_ms)
+            .await?;
         Ok(rec)
     }
 
@@ -375,19 +380,8 @@ impl Store for RedisStore {
             exp: now_ms + ttl_ms,
         })
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut conn = self.conn.clone();
-        let key = keys::mobile_token_key(hash);
-        let ttl = ttl_ms.max(1);
-        self.run(async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg(ttl)
-                .query_async::<()>(&mut conn)
-                .await
-        })
-        .await
+        self.set_px(keys::mobile_token_key(hash), value, ttl_ms)
+            .await
     }
 
     async fn mobile_token(

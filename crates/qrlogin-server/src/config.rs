@@ -177,7 +177,6 @@ impl ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser as _;
 
     #[test]
     fn worker_threads_default_to_one_per_core_and_can_be_set() {
