@@ -211,6 +211,26 @@ mod tests {
         format!(r#"{{"id":"{id}","v":{v},"s":"scanned","uid":"a","un":"A"}}"#)
     }
 
+    /// A subscriber on `server` (health checks every `health_every`) and a
+    /// watcher registered for a fresh login id.
+    async fn watching(
+        server: &RedisServer,
+        health_every: Duration,
+    ) -> (HintTask, qrlogin_core::Registration, LoginId) {
+        let notifier = Notifier::remote();
+        let client = Client::open(server.url()).unwrap();
+        let task = start_with(
+            client,
+            notifier.clone(),
+            Duration::from_millis(500),
+            health_every,
+        )
+        .await
+        .unwrap();
+        let id = LoginId::random();
+        (task, notifier.register(id), id)
+    }
+
     async fn next(reg: &mut qrlogin_core::Registration) -> Hint {
         tokio::time::timeout(Duration::from_secs(5), reg.next())
             .await
@@ -220,18 +240,7 @@ mod tests {
     #[tokio::test]
     async fn health_pings_keep_a_live_subscription() {
         let server = RedisServer::start();
-        let notifier = Notifier::remote();
-        let client = Client::open(server.url()).unwrap();
-        let _task = start_with(
-            client,
-            notifier.clone(),
-            Duration::from_millis(500),
-            Duration::from_millis(50),
-        )
-        .await
-        .unwrap();
-        let id = LoginId::random();
-        let mut reg = notifier.register(id);
+        let (_task, mut reg, id) = watching(&server, Duration::from_millis(50)).await;
         // Twenty health checks: a PING that failed would resubscribe and
         // send a Reread.
         tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -247,13 +256,7 @@ mod tests {
     #[tokio::test]
     async fn a_killed_subscription_is_restored_and_watchers_reread() {
         let server = RedisServer::start();
-        let notifier = Notifier::remote();
-        let client = Client::open(server.url()).unwrap();
-        let _task = start(client, notifier.clone(), Duration::from_millis(500))
-            .await
-            .unwrap();
-        let id = LoginId::random();
-        let mut reg = notifier.register(id);
+        let (_task, mut reg, id) = watching(&server, HEALTH_EVERY).await;
         let mut c = Client::open(server.url())
             .unwrap()
             .get_multiplexed_async_connection()
@@ -278,13 +281,7 @@ mod tests {
     #[tokio::test]
     async fn malformed_messages_do_not_stop_the_subscriber() {
         let server = RedisServer::start();
-        let notifier = Notifier::remote();
-        let client = Client::open(server.url()).unwrap();
-        let _task = start(client, notifier.clone(), Duration::from_millis(500))
-            .await
-            .unwrap();
-        let id = LoginId::random();
-        let mut reg = notifier.register(id);
+        let (_task, mut reg, id) = watching(&server, HEALTH_EVERY).await;
         publish(&server, "garbage").await;
         publish(&server, &hint(id, 5)).await;
         assert!(matches!(

@@ -183,6 +183,12 @@ impl RedisStore {
         record::outcome(reply)
     }
 
+    /// `GET key`: the string value, if any.
+    async fn get_string(&self, key: String) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        self.run(async move { conn.get(key).await }).await
+    }
+
     /// `SET key value PX ttl`: a value and its garbage-collection TTL in one
     /// command (at least 1 ms: Redis refuses 0).
     async fn set_px(&self, key: String, value: String, ttl_ms: u64) -> Result<(), StoreError> {
@@ -236,10 +242,7 @@ impl Store for RedisStore {
     }
 
     async fn get(&self, id: &LoginId, now_ms: u64) -> Result<Option<LoginRecord>, StoreError> {
-        let mut conn = self.conn.clone();
-        let key = keys::login_key(id);
-        let json: Option<String> = self.run(async move { conn.get(key).await }).await?;
-        let Some(json) = json else {
+        let Some(json) = self.get_string(keys::login_key(id)).await? else {
             return Ok(None);
         };
         let (rec, purge) = record::login(*id, &json)?;
@@ -337,28 +340,10 @@ impl Store for RedisStore {
         token: &SessionToken,
         now_ms: u64,
     ) -> Result<Option<Session>, StoreError> {
-        let mut conn = self.conn.clone();
-        let key = keys::session_key(token);
-        let json: Option<String> = self.run(async move { conn.get(key).await }).await?;
-        let Some(json) = json else {
-            return Ok(None);
-        };
-        let stored: record::StoredSession = serde_json::from_str(&json)
-            .map_err(|e| StoreError::Corrupt(format!("session entry: {e}")))?;
-        let exp: u64 = stored
-            .exp
-            .parse()
-            .map_err(|_| StoreError::Corrupt("session field `exp` is not a number".into()))?;
-        if exp <= now_ms {
-            return Ok(None);
+        match self.get_string(keys::session_key(token)).await? {
+            Some(json) => record::session(&json, now_ms),
+            None => Ok(None),
         }
-        Ok(Some(Session {
-            user: User {
-                id: stored.uid,
-                name: stored.uname,
-            },
-            expires_at_ms: exp,
-        }))
     }
 
     async fn revoke_session(&self, token: &SessionToken) -> Result<(), StoreError> {
@@ -389,10 +374,7 @@ impl Store for RedisStore {
         hash: &SecretHash,
         now_ms: u64,
     ) -> Result<Option<(User, u64)>, StoreError> {
-        let mut conn = self.conn.clone();
-        let key = keys::mobile_token_key(hash);
-        let value: Option<String> = self.run(async move { conn.get(key).await }).await?;
-        let Some(value) = value else {
+        let Some(value) = self.get_string(keys::mobile_token_key(hash)).await? else {
             return Ok(None);
         };
         let entry: MobileEntry = serde_json::from_str(&value)

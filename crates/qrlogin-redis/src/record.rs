@@ -1,7 +1,8 @@
 //! Turning Redis replies into domain values.
 
 use qrlogin_core::{
-    BrowserContext, LoginId, LoginRecord, SecretHash, State, StoreError, TransitionError, User,
+    BrowserContext, LoginId, LoginRecord, SecretHash, Session, State, StoreError, TransitionError,
+    User,
 };
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -106,13 +107,27 @@ pub(crate) fn login(id: LoginId, json: &str) -> Result<(LoginRecord, u64), Store
     Ok((rec, purge))
 }
 
-/// A web session as stored under its token's key.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct StoredSession {
-    pub uid: String,
+/// A web session as stored under its token's key (written by redeem.lua).
+#[derive(Deserialize)]
+struct StoredSession {
+    uid: String,
     #[serde(default)]
-    pub uname: String,
-    pub exp: String,
+    uname: String,
+    exp: String,
+}
+
+/// A stored web session, or `None` once past its expiry.
+pub(crate) fn session(json: &str, now_ms: u64) -> Result<Option<Session>, StoreError> {
+    let stored: StoredSession =
+        serde_json::from_str(json).map_err(|e| corrupt(format!("session entry: {e}")))?;
+    let exp = number(&stored.exp, "exp")?;
+    Ok((exp > now_ms).then_some(Session {
+        user: User {
+            id: stored.uid,
+            name: stored.uname,
+        },
+        expires_at_ms: exp,
+    }))
 }
 
 /// A script reply, checked: `Ok(rest)` for `ok`, else the transition error
