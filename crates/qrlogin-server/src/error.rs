@@ -146,9 +146,10 @@ impl IntoResponse for ApiError {
         if let ApiError::RateLimited { retry_after_secs }
         | ApiError::SlowDown { retry_after_secs } = self
         {
-            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(1).to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs.max(1)),
+            );
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()

@@ -94,6 +94,20 @@ impl Default for Rates {
     }
 }
 
+impl IpBucket {
+    /// The metrics label (the variant's name), without formatting one on
+    /// every refusal: refusals are the hot path of a flood.
+    fn label(self) -> &'static str {
+        match self {
+            IpBucket::Any => "Any",
+            IpBucket::Create => "Create",
+            IpBucket::Poll => "Poll",
+            IpBucket::SignIn => "SignIn",
+            IpBucket::Scan => "Scan",
+        }
+    }
+}
+
 /// One client's key: the address, or its /64 for IPv6.
 fn key(ip: IpAddr) -> IpAddr {
     match ip {
@@ -120,8 +134,7 @@ impl Limits {
 
     fn limited(wait: Duration, bucket: IpBucket) -> ApiError {
         let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        metrics::counter!("qrlogin_rate_limited_total", "bucket" => format!("{bucket:?}"))
-            .increment(1);
+        metrics::counter!("qrlogin_rate_limited_total", "bucket" => bucket.label()).increment(1);
         if bucket == IpBucket::Poll {
             ApiError::SlowDown { retry_after_secs }
         } else {

@@ -6,12 +6,13 @@ use crate::error::{ApiError, ErrorBody};
 use crate::limit::IpBucket;
 use crate::qr;
 use crate::routes::extract::{
-    user_agent, BrowserAuth, ClientIp, LoginPath, OptionalJson, BROWSER_COOKIE, SESSION_COOKIE,
+    BrowserAuth, ClientIp, LastEventId, LoginPath, OptionalJson, UserAgent, BROWSER_COOKIE,
+    SESSION_COOKIE,
 };
 use crate::watch::{Seen, Watcher};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State as AxState};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -32,8 +33,14 @@ pub fn rfc3339(ms: u64) -> String {
         .unwrap_or_default()
 }
 
-fn secs_until(now_ms: u64, at_ms: u64) -> u64 {
+/// Whole seconds from `now_ms` until `at_ms` (rounded up; 0 once past).
+pub(crate) fn secs_until(now_ms: u64, at_ms: u64) -> u64 {
     at_ms.saturating_sub(now_ms).div_ceil(1000)
+}
+
+/// What the QR code of login `id` holds: the phone's confirm page.
+fn qr_payload(app: &AppState, id: LoginId) -> String {
+    format!("{}/m/{id}", app.public_url)
 }
 
 /// Builds a `Set-Cookie` value with the attributes qrlogin always uses.
@@ -87,7 +94,7 @@ pub struct Created {
 pub async fn create(
     AxState(app): AxState<AppState>,
     ClientIp(ip): ClientIp,
-    headers: HeaderMap,
+    UserAgent(user_agent): UserAgent,
     OptionalJson(body): OptionalJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     app.limits.check_ip(IpBucket::Create, ip)?;
@@ -107,7 +114,7 @@ pub async fn create(
                 secret_hash: secret.hash(),
                 browser: BrowserContext {
                     ip: ip.to_string(),
-                    user_agent: user_agent(&headers),
+                    user_agent,
                 },
                 match_code,
             },
@@ -117,13 +124,14 @@ pub async fn create(
     metrics::counter!("qrlogin_logins_created_total").increment(1);
     let base = format!("/v1/logins/{id}");
     let header_binding = matches!(body.binding, Binding::Header);
+    let expires_in = secs_until(now, rec.expires_at_ms);
     let created = Created {
         login_id: id.to_string(),
-        qr_payload: format!("{}/m/{id}", app.public_url),
+        qr_payload: qr_payload(&app, id),
         qr_svg: format!("{base}/qr.svg"),
         qr_png: format!("{base}/qr.png"),
         expires_at: rfc3339(rec.expires_at_ms),
-        expires_in: secs_until(now, rec.expires_at_ms),
+        expires_in,
         events: format!("{base}/events"),
         status: base.clone(),
         browser_secret: header_binding.then(|| secret.expose()),
@@ -131,8 +139,8 @@ pub async fn create(
     };
     let mut resp = (StatusCode::CREATED, Json(created)).into_response();
     if !header_binding {
-        let max_age = secs_until(now, rec.expires_at_ms)
-            + (app.store.ttls().scan_extension_ms + app.store.ttls().final_keep_ms) / 1000;
+        let ttls = app.store.ttls();
+        let max_age = expires_in + (ttls.scan_extension_ms + ttls.final_keep_ms) / 1000;
         resp.headers_mut().insert(
             header::SET_COOKIE,
             set_cookie(
@@ -269,14 +277,10 @@ pub async fn events(
     LoginPath(id): LoginPath,
     ClientIp(ip): ClientIp,
     auth: BrowserAuth,
-    headers: HeaderMap,
+    LastEventId(last_seen): LastEventId,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     app.limits.check_ip(IpBucket::Poll, ip)?;
     let secret = auth.require()?;
-    let last_seen: Option<u64> = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
     let w = Watcher::open(&app, id, &secret).await?;
     let send_now = last_seen.is_none_or(|seen| w.rec.version > seen);
     let state = SseState {
@@ -330,16 +334,17 @@ pub async fn redeem(
         .map_err(ApiError::for_browser)?;
     metrics::counter!("qrlogin_logins_redeemed_total").increment(1);
     let expires_in = app.store.ttls().session_ms / 1000;
+    let token = token.expose();
     let cookie = set_cookie(
         SESSION_COOKIE,
-        &token.expose(),
+        &token,
         "/",
         expires_in,
         "Lax",
         app.secure_cookies,
     )?;
     let mut resp = Json(Redeemed {
-        token: token.expose(),
+        token,
         token_type: "Bearer",
         expires_in,
         user,
@@ -386,7 +391,7 @@ pub async fn qr_svg(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,
 ) -> Result<Response, ApiError> {
-    let svg = qr::svg(&format!("{}/m/{id}", app.public_url)).map_err(|_| ApiError::Internal)?;
+    let svg = qr::svg(&qr_payload(&app, id)).map_err(|_| ApiError::Internal)?;
     Ok(qr_response(&app, "image/svg+xml", svg.into_bytes()))
 }
 
@@ -396,6 +401,6 @@ pub async fn qr_png(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,
 ) -> Result<Response, ApiError> {
-    let png = qr::png(&format!("{}/m/{id}", app.public_url)).map_err(|_| ApiError::Internal)?;
+    let png = qr::png(&qr_payload(&app, id)).map_err(|_| ApiError::Internal)?;
     Ok(qr_response(&app, "image/png", png))
 }

@@ -6,10 +6,11 @@ use crate::error::ApiError;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, Extensions, HeaderMap, StatusCode};
 use qrlogin_core::{BrowserSecret, LoginId, SessionToken, User};
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
 
 /// Cookie holding the browser secret, scoped to `/v1/logins/{id}`.
 pub const BROWSER_COOKIE: &str = "qrl_bs";
@@ -100,6 +101,15 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// A credential from the bearer header if that parses as `T`, else from
+/// cookie `name`. A bearer that is not a `T` (say, the site's own
+/// Authorization header) must not hide a valid cookie.
+fn bearer_or_cookie<T: FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
+    bearer(headers)
+        .and_then(|s| s.parse().ok())
+        .or_else(|| cookie(headers, name).and_then(|s| s.parse().ok()))
+}
+
 /// The browser secret (cookie, or bearer for header binding). Missing or
 /// malformed secrets are not a distinct error: the handler answers 404 like
 /// for a wrong secret.
@@ -108,12 +118,10 @@ pub struct BrowserAuth(pub Option<BrowserSecret>);
 impl<S: Send + Sync> FromRequestParts<S> for BrowserAuth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        // A bearer that is not a browser secret (say, the site's own
-        // Authorization header) must not hide a valid cookie.
-        let parsed = bearer(&parts.headers)
-            .and_then(|s| s.parse().ok())
-            .or_else(|| cookie(&parts.headers, BROWSER_COOKIE).and_then(|s| s.parse().ok()));
-        Ok(BrowserAuth(parsed))
+        Ok(BrowserAuth(bearer_or_cookie(
+            &parts.headers,
+            BROWSER_COOKIE,
+        )))
     }
 }
 
@@ -129,10 +137,10 @@ pub struct SessionAuth(pub Option<SessionToken>);
 impl<S: Send + Sync> FromRequestParts<S> for SessionAuth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let parsed = bearer(&parts.headers)
-            .and_then(|s| s.parse().ok())
-            .or_else(|| cookie(&parts.headers, SESSION_COOKIE).and_then(|s| s.parse().ok()));
-        Ok(SessionAuth(parsed))
+        Ok(SessionAuth(bearer_or_cookie(
+            &parts.headers,
+            SESSION_COOKIE,
+        )))
     }
 }
 
@@ -159,34 +167,64 @@ pub struct ClientIp(pub IpAddr);
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
         Ok(ClientIp(client_ip(
-            peer,
+            peer_ip(&parts.extensions),
             &parts.headers,
             &state.trusted_proxies,
         )))
     }
 }
 
+/// The socket peer's address (from [`ConnectInfo`]); loopback when absent
+/// (a router driven without a listener, as in tests).
+pub fn peer_ip(extensions: &Extensions) -> IpAddr {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
     if !trusted.contains(&peer) {
         return peer;
     }
-    let hops: Vec<IpAddr> = headers
+    // Walked from the right (the hop nearest us) without collecting.
+    headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    hops.into_iter()
         .rev()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.rsplit(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
         .find(|ip| !trusted.contains(ip))
         .unwrap_or(peer)
+}
+
+/// The request's User-Agent (see [`user_agent`]), read without cloning the
+/// whole header map as a `HeaderMap` extractor would.
+pub struct UserAgent(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserAgent {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(UserAgent(user_agent(&parts.headers)))
+    }
+}
+
+/// `Last-Event-ID` as a version, when present and a number.
+pub struct LastEventId(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(LastEventId(
+            parts
+                .headers
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok()),
+        ))
+    }
 }
 
 /// The request's User-Agent, truncated; what the phone shows about the browser.
@@ -215,6 +253,12 @@ mod tests {
             "203.0.113.9".parse::<IpAddr>().unwrap()
         );
         assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+        // Several headers read as one list, in order: the last one is nearest.
+        h.append("x-forwarded-for", "198.51.100.1, 10.0.0.2".parse().unwrap());
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

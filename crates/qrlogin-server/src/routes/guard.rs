@@ -11,13 +11,14 @@
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::limit::IpBucket;
-use crate::routes::extract::client_ip;
+use crate::routes::extract::{client_ip, peer_ip};
 use crate::routes::ops::record_request;
-use axum::extract::{ConnectInfo, MatchedPath, Request, State as AxState};
+use axum::extract::{MatchedPath, Request, State as AxState};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::net::{IpAddr, SocketAddr};
+use metrics::SharedString;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Most a refused body is read (and thrown away) before answering 413.
@@ -33,12 +34,12 @@ const PAGES: [&str; 4] = ["/", "/m/{id}", "/phone", "/assets/{*path}"];
 pub async fn front_door(AxState(app): AxState<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let page = PAGES.contains(&route.as_str());
+    // Shared (`Arc`), so the two metrics that carry it do not each copy it.
+    let route: SharedString = match req.extensions().get::<MatchedPath>() {
+        Some(p) => Arc::<str>::from(p.as_str()).into(),
+        None => SharedString::const_str("unmatched"),
+    };
+    let page = PAGES.contains(&&*route);
 
     let mut resp = match refusal(&app, req).await {
         Ok(req) => next.run(req).await,
@@ -73,12 +74,14 @@ fn set_default(h: &mut HeaderMap, name: HeaderName, value: &'static str) {
 /// The request back when it may proceed, or the answer refusing it.
 async fn refusal(app: &AppState, req: Request) -> Result<Request, Response> {
     // The catch-all per-IP limit every request passes.
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let ip = client_ip(peer, req.headers(), &app.trusted_proxies);
+    // Handlers with their own bucket extract `ClientIp` again rather than
+    // read it from here: with no trusted proxies that is one extension
+    // lookup, cheaper than the allocation of inserting it as an extension.
+    let ip = client_ip(
+        peer_ip(req.extensions()),
+        req.headers(),
+        &app.trusted_proxies,
+    );
     if let Err(e) = app.limits.check_ip(IpBucket::Any, ip) {
         return Err(e.into_response());
     }

@@ -55,8 +55,14 @@ pub async fn method_not_allowed() -> ApiError {
 
 /// Counts a finished request by route and status and records its time.
 /// Labels are static strings where they can be (method, common statuses),
-/// so the hot path allocates only the route label.
-pub fn record_request(method: &Method, route: String, status: StatusCode, elapsed: Duration) {
+/// so the hot path allocates only the route label (once, shared by both
+/// metrics).
+pub fn record_request(
+    method: &Method,
+    route: metrics::SharedString,
+    status: StatusCode,
+    elapsed: Duration,
+) {
     let method: &'static str = match *method {
         Method::GET => "GET",
         Method::POST => "POST",

@@ -5,7 +5,7 @@ use crate::app::AppState;
 use crate::config::MatchMode;
 use crate::error::{ApiError, ErrorBody};
 use crate::limit::IpBucket;
-use crate::routes::browser::rfc3339;
+use crate::routes::browser::{rfc3339, secs_until};
 use crate::routes::extract::{ApiJson, ClientIp, LoginPath, OptionalJson, PhoneUser};
 use axum::extract::State as AxState;
 use axum::Json;
@@ -114,10 +114,7 @@ fn context_of(app: &AppState, rec: &LoginRecord) -> ScanContext {
         },
         created_at: rfc3339(rec.created_at_ms),
         expires_at: rfc3339(rec.expires_at_ms),
-        expires_in: rec
-            .expires_at_ms
-            .saturating_sub(app.now_ms())
-            .div_ceil(1000),
+        expires_in: secs_until(app.now_ms(), rec.expires_at_ms),
         match_choices: if rec.match_required {
             crate::matching::choices(rec)
         } else {
