@@ -1051,21 +1051,41 @@ mod imp {
         );
         s.scan(&p.id, &alice(), T0 + 1500).await.expect("rescan");
         assert_no_hint(&mut reg, "an idempotent rescan").await;
-        let _ = s.scan(&p.id, &bob(), T0 + 1500).await;
-        let _ = s.approve(&p.id, "bob", T0 + 1500).await;
-        let _ = s
-            .cancel(&p.id, &BrowserSecret::random().hash(), T0 + 1500)
-            .await;
-        let _ = s
-            .redeem(
+        assert_eq!(
+            s.scan(&p.id, &bob(), T0 + 1500).await.err(),
+            Some(TransitionError::WrongUser)
+        );
+        assert_eq!(
+            s.approve(&p.id, "bob", T0 + 1500).await.err(),
+            Some(TransitionError::WrongUser)
+        );
+        assert_eq!(
+            s.cancel(&p.id, &BrowserSecret::random().hash(), T0 + 1500)
+                .await
+                .err(),
+            Some(TransitionError::NotFound)
+        );
+        assert_eq!(
+            s.redeem(
                 &p.id,
                 &secret.hash(),
                 &SessionToken::new_for(p.id),
                 T0 + 1500,
             )
-            .await;
-        let _ = s.approve(&p.id, "alice", E_SCANNED).await;
-        let _ = s.approve(&LoginId::random(), "alice", T0 + 1500).await;
+            .await
+            .err(),
+            Some(TransitionError::WrongState(State::Scanned))
+        );
+        assert_eq!(
+            s.approve(&p.id, "alice", E_SCANNED).await.err(),
+            Some(TransitionError::Expired)
+        );
+        assert_eq!(
+            s.approve(&LoginId::random(), "alice", T0 + 1500)
+                .await
+                .err(),
+            Some(TransitionError::NotFound)
+        );
         assert_no_hint(&mut reg, "refused transitions").await;
         assert_eq!(state_of(&s, &p.id).await, (State::Scanned, 2));
         // And then a real one does arrive.
