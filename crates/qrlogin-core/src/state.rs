@@ -58,6 +58,17 @@ impl State {
             State::Consumed | State::Denied | State::Cancelled | State::Expired
         )
     }
+
+    /// This state as of `now_ms` for a login expiring at `expires_at_ms`: a
+    /// non-final login past its expiry is expired even though nobody has
+    /// written that down (expiry is not a write).
+    pub fn at(self, expires_at_ms: u64, now_ms: u64) -> State {
+        if !self.is_final() && now_ms >= expires_at_ms {
+            State::Expired
+        } else {
+            self
+        }
+    }
 }
 
 impl fmt::Display for State {

@@ -146,11 +146,7 @@ impl LoginRecord {
     }
 
     pub fn state_at(&self, now_ms: u64) -> State {
-        if !self.state.is_final() && now_ms >= self.expires_at_ms {
-            State::Expired
-        } else {
-            self.state
-        }
+        self.state.at(self.expires_at_ms, now_ms)
     }
 }
 

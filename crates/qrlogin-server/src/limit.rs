@@ -132,10 +132,12 @@ impl Limits {
         }
     }
 
-    fn limited(wait: Duration, bucket: IpBucket) -> ApiError {
+    /// The refusal for a limit hit in the bucket labelled `label` (the
+    /// metrics label); polls get `slow_down`, everything else `rate_limited`.
+    fn limited(wait: Duration, label: &'static str, poll: bool) -> ApiError {
         let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        metrics::counter!("qrlogin_rate_limited_total", "bucket" => bucket.label()).increment(1);
-        if bucket == IpBucket::Poll {
+        metrics::counter!("qrlogin_rate_limited_total", "bucket" => label).increment(1);
+        if poll {
             ApiError::SlowDown { retry_after_secs }
         } else {
             ApiError::RateLimited { retry_after_secs }
@@ -153,9 +155,13 @@ impl Limits {
             IpBucket::SignIn => &self.sign_in,
             IpBucket::Scan => &self.scan,
         };
-        limiter
-            .check_key(&key(ip))
-            .map_err(|nu| Self::limited(nu.wait_time_from(DefaultClock::default().now()), bucket))
+        limiter.check_key(&key(ip)).map_err(|nu| {
+            Self::limited(
+                nu.wait_time_from(DefaultClock::default().now()),
+                bucket.label(),
+                bucket == IpBucket::Poll,
+            )
+        })
     }
 
     /// Per signed-in phone user, on every phone call.
@@ -168,7 +174,8 @@ impl Limits {
             .map_err(|nu| {
                 Self::limited(
                     nu.wait_time_from(DefaultClock::default().now()),
-                    IpBucket::Any,
+                    "PhoneUser",
+                    false,
                 )
             })
     }

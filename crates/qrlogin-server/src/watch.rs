@@ -44,11 +44,7 @@ impl Seen {
     /// Like [`LoginRecord::state_at`]: a pending login past its expiry is
     /// expired even before anybody wrote that down.
     pub fn state_at(&self, now_ms: u64) -> State {
-        if !self.state.is_final() && now_ms >= self.expires_at_ms {
-            State::Expired
-        } else {
-            self.state
-        }
+        self.state.at(self.expires_at_ms, now_ms)
     }
 }
 

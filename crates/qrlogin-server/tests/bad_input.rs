@@ -521,6 +521,15 @@ async fn scan_guessing_is_429_per_ip_and_phone_calls_per_user() {
         limited,
         "200 phone calls by one user were never rate limited"
     );
+    // Counted under its own metrics label, not the catch-all IP bucket's.
+    let metrics = send(raw_client().get(app.url("/metrics"))).await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("qrlogin_rate_limited_total")
+                && l.contains(r#"bucket="PhoneUser""#)),
+        "no PhoneUser refusal in /metrics:\n{metrics}"
+    );
     // Another user from the same address is not affected.
     bob.deny(&LoginId::random().to_string())
         .await
