@@ -705,3 +705,97 @@ fn random_credentials_never_5xx() {
         prop_assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     });
 }
+
+/// One HTTP/1.1 exchange on a raw keep-alive connection: writes `request`,
+/// reads one reply head and its `Content-Length` body. Returns the head
+/// (lower-cased) and the body; the head is empty when the server closed.
+async fn exchange(conn: &mut tokio::net::TcpStream, request: &[u8]) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A write may fail once the server has closed; the read then says so.
+    let _ = conn.write_all(request).await;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match within("a reply head", conn.read(&mut chunk)).await {
+            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return (String::new(), String::new()),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().expect("a numeric content-length"))
+        .expect("a reply with content-length");
+    while buf.len() < head_end + len {
+        let n = within("a reply body", conn.read(&mut chunk))
+            .await
+            .expect("reading a reply body");
+        assert!(n > 0, "the connection closed inside a reply body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned();
+    (head, body)
+}
+
+/// A refused body leaves its keep-alive connection usable: the server reads
+/// the rest of it before the 413, so the next request on the same connection
+/// is answered. Chunked bodies (no `Content-Length`) were refused with the
+/// rest unread, and a client that reused the connection lost its next
+/// request. Over the drain limit the server closes, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_bodies_leave_the_connection_usable() {
+    let mut cfg = config();
+    cfg.rate_limits = false;
+    cfg.max_body = 1024;
+    let app = app_with(StoreKind::Memory, cfg, None).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connecting");
+    let health = format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+
+    let password = "x".repeat(4096);
+    let big = format!(r#"{{"username":"alice","password":"{password}"}}"#);
+    let mut chunked = format!(
+        "POST /v1/mobile/session HTTP/1.1\r\nhost: {addr}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    for part in big.as_bytes().chunks(256) {
+        chunked.push_str(&format!(
+            "{:x}\r\n{}\r\n",
+            part.len(),
+            String::from_utf8_lossy(part)
+        ));
+    }
+    chunked.push_str("0\r\n\r\n");
+    let declared = format!(
+        "POST /v1/mobile/session HTTP/1.1\r\nhost: {addr}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{big}",
+        big.len()
+    );
+
+    for (what, request) in [("chunked", &chunked), ("declared", &declared)] {
+        let (head, body) = exchange(&mut conn, request.as_bytes()).await;
+        assert!(head.starts_with("http/1.1 413"), "{what}: {head}");
+        assert!(body.contains("payload_too_large"), "{what}: {body}");
+        assert!(!head.contains("connection: close"), "{what}: {head}");
+        let (head, body) = exchange(&mut conn, health.as_bytes()).await;
+        assert!(
+            head.starts_with("http/1.1 200"),
+            "after a {what} 413 the same connection must still answer, got {head:?} {body:?}"
+        );
+    }
+
+    // Declared far over the drain limit: refused unread, and closed.
+    let huge = format!(
+        "POST /v1/mobile/session HTTP/1.1\r\nhost: {addr}\r\n\
+         content-type: application/json\r\ncontent-length: 50000000\r\n\r\n"
+    );
+    let (head, _) = exchange(&mut conn, huge.as_bytes()).await;
+    assert!(head.starts_with("http/1.1 413"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+}

@@ -13,10 +13,13 @@ use crate::error::ApiError;
 use crate::limit::IpBucket;
 use crate::routes::extract::{client_ip, peer_ip};
 use crate::routes::ops::record_request;
+use axum::body::{Body, BodyDataStream, HttpBody};
 use axum::extract::{MatchedPath, Request, State as AxState};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use metrics::SharedString;
 use std::sync::Arc;
 use std::time::Instant;
@@ -65,6 +68,54 @@ pub async fn front_door(AxState(app): AxState<AppState>, req: Request, next: Nex
     resp
 }
 
+/// Reads a body of unknown length, at most `max` bytes. Over that, the rest
+/// is drained (up to DRAIN_LIMIT) and the answer is the 413.
+async fn read_capped(body: Body, max: usize) -> Result<Bytes, Response> {
+    let mut stream = body.into_data_stream();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return Err(
+                ApiError::BadRequest("the request body could not be read".into()).into_response(),
+            );
+        };
+        if buf.len() + chunk.len() > max {
+            let seen = (buf.len() + chunk.len()) as u64;
+            let drained = drain_stream(&mut stream, DRAIN_LIMIT.saturating_sub(seen)).await;
+            return Err(too_large(drained));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads and discards a body, at most `limit` bytes; true when it ended.
+async fn drain(body: Body, limit: u64) -> bool {
+    drain_stream(&mut body.into_data_stream(), limit).await
+}
+
+async fn drain_stream(stream: &mut BodyDataStream, limit: u64) -> bool {
+    let mut left = limit;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) if (c.len() as u64) <= left => left -= c.len() as u64,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The 413; when the body was not read to its end the connection cannot be
+/// reused, and `Connection: close` tells the client so.
+fn too_large(drained: bool) -> Response {
+    let mut resp = ApiError::PayloadTooLarge.into_response();
+    if !drained {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
 fn set_default(h: &mut HeaderMap, name: HeaderName, value: &'static str) {
     if !h.contains_key(&name) {
         h.insert(name, HeaderValue::from_static(value));
@@ -97,12 +148,20 @@ async fn refusal(app: &AppState, req: Request) -> Result<Request, Response> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(len) = declared.filter(|len| *len > app.max_body as u64) {
-        if len <= DRAIN_LIMIT {
-            let mut body = req.into_body().into_data_stream();
-            while let Some(Ok(_)) = futures_util::StreamExt::next(&mut body).await {}
-        }
-        return Err(ApiError::PayloadTooLarge.into_response());
+        let drained = len <= DRAIN_LIMIT && drain(req.into_body(), DRAIN_LIMIT).await;
+        return Err(too_large(drained));
     }
+    // A body without a declared length (chunked) is read here, up to the
+    // limit, for the same reason: refused only after it has been drained,
+    // so the connection stays usable. Left to the extractors, the rest of
+    // it would be unread when the 413 goes out, and the client could reuse
+    // a keep-alive connection the server is about to close.
+    let req = if declared.is_none() && !req.body().is_end_stream() {
+        let (parts, body) = req.into_parts();
+        Request::from_parts(parts, Body::from(read_capped(body, app.max_body).await?))
+    } else {
+        req
+    };
 
     // Cross-site state-changing requests that ride on cookies are refused.
     // Cookies are SameSite already; this is the second lock. A browser
