@@ -7,7 +7,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{header, Extensions, HeaderMap, StatusCode};
-use qrlogin_core::{BrowserSecret, LoginId, SessionToken, User};
+use qrlogin_core::{BrowserSecret, LoginId, SessionRef, SessionToken, User};
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -131,16 +131,17 @@ impl BrowserAuth {
     }
 }
 
-/// The web session token (cookie or bearer), if well formed.
-pub struct SessionAuth(pub Option<SessionToken>);
+/// The web session token (cookie or bearer), if well formed, as the
+/// reference to its session record (what the store looks up).
+pub struct SessionAuth(pub Option<SessionRef>);
 
 impl<S: Send + Sync> FromRequestParts<S> for SessionAuth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        Ok(SessionAuth(bearer_or_cookie(
-            &parts.headers,
-            SESSION_COOKIE,
-        )))
+        Ok(SessionAuth(
+            bearer_or_cookie::<SessionToken>(&parts.headers, SESSION_COOKIE)
+                .map(|t| t.session_ref()),
+        ))
     }
 }
 
