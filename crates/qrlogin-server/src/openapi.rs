@@ -26,10 +26,10 @@ impl Modify for MobileTokenScheme {
         browser::create, browser::status, browser::events, browser::redeem, browser::cancel,
         browser::qr_svg, browser::qr_png,
         phone::sign_in, phone::scan, phone::approve, phone::deny,
-        session::whoami, session::logout,
+        session::whoami, session::logout, session::jwks,
         ops::healthz, ops::readyz, ops::metrics,
     ),
-    components(schemas(ErrorBody, qrlogin_core::State, qrlogin_core::User)),
+    components(schemas(ErrorBody, qrlogin_core::State, qrlogin_core::User, session::JwkSetDoc, session::JwkDoc)),
     modifiers(&MobileTokenScheme)
 )]
 pub struct ApiDoc;
