@@ -240,6 +240,80 @@ impl fmt::Debug for SessionToken {
     }
 }
 
+/// Which web session a credential points at, without the credential: the
+/// login id and the SHA-256 of the session token, i.e. exactly what the
+/// store's session record is keyed by.
+///
+/// Why it exists: a signed JWT (JWT session mode) must name its server-side
+/// session record so that `GET /v1/session` can check revocation, but it
+/// must not carry the opaque token's secret (a JWT is readable by anyone who
+/// holds it and is meant to be passed on to other services). The hash alone
+/// opens nothing: an opaque-token lookup hashes a presented secret, and a
+/// JWT naming this reference must still carry our signature.
+///
+/// Text form (the JWT's `sid`): `<login id>.<64 lower-case hex digits>`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionRef {
+    login: LoginId,
+    hash: SecretHash,
+}
+
+impl SessionRef {
+    /// Text length: 22 + 1 + 64.
+    pub const TEXT_LEN: usize = LoginId::TEXT_LEN + 1 + 64;
+
+    pub fn new(login: LoginId, hash: SecretHash) -> Self {
+        Self { login, hash }
+    }
+    pub fn login_id(&self) -> LoginId {
+        self.login
+    }
+    pub fn hash(&self) -> SecretHash {
+        self.hash
+    }
+}
+
+impl SessionToken {
+    /// The reference to this token's session record (drops the secret).
+    pub fn session_ref(&self) -> SessionRef {
+        SessionRef::new(self.login, self.hash())
+    }
+}
+
+impl FromStr for SessionRef {
+    type Err = ParseError;
+    /// Only the canonical spelling (lower-case hex) is accepted, so one
+    /// session has one text, the one the store's key is built from.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != Self::TEXT_LEN {
+            return Err(ParseError::Length);
+        }
+        let (id, hex) = s.split_once('.').ok_or(ParseError::Encoding)?;
+        if !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(ParseError::Encoding);
+        }
+        Ok(Self {
+            login: id.parse()?,
+            hash: SecretHash::from_hex(hex).ok_or(ParseError::Length)?,
+        })
+    }
+}
+
+impl fmt::Display for SessionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.login, self.hash.to_hex())
+    }
+}
+
+impl fmt::Debug for SessionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionRef({}.{})", self.login, self.hash.to_hex())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +369,22 @@ mod tests {
     }
 
     #[test]
+    fn session_ref_round_trips_and_holds_no_secret() {
+        let t = SessionToken::new_for(LoginId::random());
+        let r = t.session_ref();
+        assert_eq!(r.login_id(), t.login_id());
+        assert_eq!(r.hash(), t.hash());
+        let text = r.to_string();
+        assert_eq!(text.len(), SessionRef::TEXT_LEN);
+        assert!(!text.contains(&t.expose()[23..]));
+        assert_eq!(text.parse::<SessionRef>(), Ok(r));
+        // Upper-case hex names the same bytes but is not the canonical text.
+        let upper = format!("{}.{}", r.login_id(), r.hash().to_hex().to_uppercase());
+        assert!(upper.parse::<SessionRef>().is_err());
+        assert!(t.expose().parse::<SessionRef>().is_err());
+    }
+
+    #[test]
     fn hex_round_trips() {
         let h = BrowserSecret::random().hash();
         assert_eq!(SecretHash::from_hex(&h.to_hex()), Some(h));
@@ -307,6 +397,7 @@ mod tests {
             let _ = s.parse::<LoginId>();
             let _ = s.parse::<BrowserSecret>();
             let _ = s.parse::<SessionToken>();
+            let _ = s.parse::<SessionRef>();
             let _ = SecretHash::from_hex(&s);
         }
 

@@ -18,7 +18,9 @@ pub mod state;
 pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use id::{BrowserSecret, LoginId, MobileToken, ParseError, SecretHash, SessionToken};
+pub use id::{
+    BrowserSecret, LoginId, MobileToken, ParseError, SecretHash, SessionRef, SessionToken,
+};
 pub use memory::MemoryStore;
 pub use notify::{Hint, Notifier, Registration};
 pub use state::State;

@@ -6,7 +6,7 @@
 //! entries are purged from an ordered expiry set on every write, which keeps
 //! memory bounded without a background task.
 
-use crate::id::{LoginId, SecretHash, SessionToken};
+use crate::id::{LoginId, SecretHash, SessionRef, SessionToken};
 use crate::notify::{Hint, Notifier};
 use crate::state::State;
 use crate::store::{
@@ -20,14 +20,16 @@ use std::sync::{Mutex, MutexGuard};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {
     Login(LoginId),
-    Session([u8; 32]),
+    Session(LoginId, [u8; 32]),
     Mobile([u8; 32]),
 }
 
 #[derive(Default)]
 struct Inner {
     logins: HashMap<LoginId, (LoginRecord, u64)>,
-    sessions: HashMap<[u8; 32], (Session, u64)>,
+    /// Keyed by (login id, token hash), like the Redis key, so a reference
+    /// naming another login finds nothing in either store.
+    sessions: HashMap<(LoginId, [u8; 32]), (Session, u64)>,
     mobile: HashMap<[u8; 32], (User, u64)>,
     /// (purge at, key): what to delete when.
     expiry: BTreeSet<(u64, Key)>,
@@ -46,9 +48,9 @@ impl Inner {
                         self.logins.remove(&id);
                     }
                 }
-                Key::Session(h) => {
-                    if self.sessions.get(&h).is_some_and(|(_, p)| *p == at) {
-                        self.sessions.remove(&h);
+                Key::Session(id, h) => {
+                    if self.sessions.get(&(id, h)).is_some_and(|(_, p)| *p == at) {
+                        self.sessions.remove(&(id, h));
                     }
                 }
                 Key::Mobile(h) => {
@@ -296,7 +298,7 @@ impl Store for MemoryStore {
             .user
             .ok_or_else(|| StoreError::Corrupt("approved login without a user".into()))?;
         let expires = now_ms + self.ttls.session_ms;
-        let key = *token.hash().as_bytes();
+        let key = (token.login_id(), *token.hash().as_bytes());
         let mut inner = self.lock();
         inner.sessions.insert(
             key,
@@ -308,25 +310,27 @@ impl Store for MemoryStore {
                 expires,
             ),
         );
-        inner.expiry.insert((expires, Key::Session(key)));
+        inner.expiry.insert((expires, Key::Session(key.0, key.1)));
         Ok(user)
     }
 
     async fn session(
         &self,
-        token: &SessionToken,
+        session: &SessionRef,
         now_ms: u64,
     ) -> Result<Option<Session>, StoreError> {
         let inner = self.lock();
         Ok(inner
             .sessions
-            .get(token.hash().as_bytes())
+            .get(&(session.login_id(), *session.hash().as_bytes()))
             .filter(|(s, _)| s.expires_at_ms > now_ms)
             .map(|(s, _)| s.clone()))
     }
 
-    async fn revoke_session(&self, token: &SessionToken) -> Result<(), StoreError> {
-        self.lock().sessions.remove(token.hash().as_bytes());
+    async fn revoke_session(&self, session: &SessionRef) -> Result<(), StoreError> {
+        self.lock()
+            .sessions
+            .remove(&(session.login_id(), *session.hash().as_bytes()));
         Ok(())
     }
 

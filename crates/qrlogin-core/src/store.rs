@@ -8,7 +8,7 @@
 //! backend's own timers, which only garbage-collect. That keeps both stores
 //! exact at the TTL edge and lets tests move time instead of sleeping.
 
-use crate::id::{LoginId, SecretHash, SessionToken};
+use crate::id::{LoginId, SecretHash, SessionRef, SessionToken};
 use crate::notify::Notifier;
 use crate::state::State;
 use async_trait::async_trait;
@@ -276,16 +276,18 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
     ) -> TransitionResult<User>;
 
-    /// Looks a web session up by its token; `None` when unknown, revoked or
-    /// past its expiry.
+    /// Looks a web session up by its record's reference (from an opaque
+    /// token, [`SessionToken::session_ref`], or from a verified JWT's `sid`);
+    /// `None` when unknown, revoked or past its expiry. A reference, not the
+    /// token, so JWT sessions can be looked up without carrying the secret.
     async fn session(
         &self,
-        token: &SessionToken,
+        session: &SessionRef,
         now_ms: u64,
     ) -> Result<Option<Session>, StoreError>;
 
     /// Revokes a web session. Revoking an unknown session is not an error.
-    async fn revoke_session(&self, token: &SessionToken) -> Result<(), StoreError>;
+    async fn revoke_session(&self, session: &SessionRef) -> Result<(), StoreError>;
 
     /// Remembers a demo phone-app token (by hash) for `ttl_ms`.
     async fn put_mobile_token(

@@ -18,7 +18,9 @@
 //! flight must be restarted, an old session signs in again) instead of
 //! failing with `WRONGTYPE`.
 
-use qrlogin_core::{LoginId, SecretHash, SessionToken};
+#[cfg(test)]
+use qrlogin_core::SessionToken;
+use qrlogin_core::{LoginId, SecretHash, SessionRef};
 
 /// The pub/sub channel every transition script publishes its hint on. One
 /// channel for all logins, so each process needs exactly one subscription
@@ -31,12 +33,13 @@ pub fn login_key(id: &LoginId) -> String {
 }
 
 /// The key holding one web session (a JSON string); under its login's hash tag (the token
-/// carries its login id) so redeem creates it in the login's slot.
-pub fn session_key(token: &SessionToken) -> String {
+/// carries its login id) so redeem creates it in the login's slot. Built from a
+/// [`SessionRef`] (login id and token hash), so a JWT session's `sid` finds it too.
+pub fn session_key(session: &SessionRef) -> String {
     format!(
         "qrl:{{{}}}:session:{}",
-        token.login_id(),
-        token.hash().to_hex()
+        session.login_id(),
+        session.hash().to_hex()
     )
 }
 
@@ -55,7 +58,11 @@ mod tests {
         let token = SessionToken::new_for(id);
         let tag = format!("{{{id}}}");
         assert_eq!(login_key(&id), format!("qrl:{tag}:rec"));
-        let sk = session_key(&token);
+        let sk = session_key(&token.session_ref());
+        assert_eq!(
+            sk,
+            format!("qrl:{tag}:session:{}", token.session_ref().hash().to_hex())
+        );
         assert!(sk.starts_with(&format!("qrl:{tag}:session:")));
         assert!(sk.ends_with(&token.hash().to_hex()));
         assert!(!sk.contains(&token.expose()[23..]));

@@ -25,7 +25,7 @@ pub use keys::HINT_CHANNEL;
 use async_trait::async_trait;
 use qrlogin_core::{
     network_of, LoginId, LoginRecord, MatchPolicy, NewLogin, Notifier, SecretHash, Session,
-    SessionToken, Store, StoreError, TransitionError, Ttls, User,
+    SessionRef, SessionToken, Store, StoreError, TransitionError, Ttls, User,
 };
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Client, ErrorKind, RedisError, RedisResult, Script};
@@ -324,7 +324,7 @@ impl Store for RedisStore {
             .eval(
                 &self.scripts.redeem,
                 id,
-                Some(keys::session_key(token)),
+                Some(keys::session_key(&token.session_ref())),
                 now_ms,
                 &[&secret.to_hex(), &session_ms],
             )
@@ -337,18 +337,18 @@ impl Store for RedisStore {
 
     async fn session(
         &self,
-        token: &SessionToken,
+        session: &SessionRef,
         now_ms: u64,
     ) -> Result<Option<Session>, StoreError> {
-        match self.get_string(keys::session_key(token)).await? {
+        match self.get_string(keys::session_key(session)).await? {
             Some(json) => record::session(&json, now_ms),
             None => Ok(None),
         }
     }
 
-    async fn revoke_session(&self, token: &SessionToken) -> Result<(), StoreError> {
+    async fn revoke_session(&self, session: &SessionRef) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let key = keys::session_key(token);
+        let key = keys::session_key(session);
         self.run(async move { conn.del::<_, ()>(key).await }).await
     }
 

@@ -147,10 +147,13 @@ async fn a_dead_redis_gives_fast_errors_and_the_store_recovers() {
         "redeem",
         within_3s("redeem", s.redeem(&id, &secret.hash(), &token, T0 + 1)).await,
     );
-    unavailable("session", within_3s("session", s.session(&token, T0)).await);
+    unavailable(
+        "session",
+        within_3s("session", s.session(&token.session_ref(), T0)).await,
+    );
     unavailable(
         "revoke",
-        within_3s("revoke", s.revoke_session(&token)).await,
+        within_3s("revoke", s.revoke_session(&token.session_ref())).await,
     );
     let mh = MobileToken::random().hash();
     unavailable(
@@ -342,12 +345,12 @@ async fn redis_holds_no_plaintext_secrets() {
     let mut want = [
         keys::login_key(&id),
         keys::login_key(&new2_id(&entries, &id)),
-        keys::session_key(&token),
+        keys::session_key(&token.session_ref()),
         keys::mobile_token_key(&mobile.hash()),
     ];
     want.sort();
     assert_eq!(names, want.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(keys::session_key(&token).starts_with(&format!("qrl:{{{id}}}:")));
+    assert!(keys::session_key(&token.session_ref()).starts_with(&format!("qrl:{{{id}}}:")));
     for (k, _, pttl) in &entries {
         assert!(*pttl > 0, "{k} has no TTL ({pttl})");
     }
@@ -407,7 +410,7 @@ async fn redis_ttls_follow_the_callers_clock_and_only_collect_garbage() {
         t > 0 && t as u64 <= TTLS.final_keep_ms && t as u64 > TTLS.final_keep_ms - 5_000,
         "final pttl {t}"
     );
-    let t = pttl(keys::session_key(&token)).await;
+    let t = pttl(keys::session_key(&token.session_ref())).await;
     assert!(
         t > 0 && t as u64 <= TTLS.session_ms && t as u64 > TTLS.session_ms - 5_000,
         "session pttl {t}"

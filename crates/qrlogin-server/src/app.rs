@@ -3,6 +3,7 @@
 
 use crate::config::{MatchMode, ServeConfig};
 use crate::identity::{DemoIdentity, MobileVerifier, StoreTokenVerifier};
+use crate::jwt::JwtSessions;
 use crate::limit::{Limits, Rates};
 use crate::routes;
 use axum::extract::DefaultBodyLimit;
@@ -36,6 +37,8 @@ pub struct Inner {
     pub limits: Limits,
     pub match_mode: MatchMode,
     pub max_body: usize,
+    /// JWT session mode's key and rules; `None` in opaque mode (the default).
+    pub jwt: Option<Arc<JwtSessions>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -71,6 +74,33 @@ impl AppState {
         demo: Option<DemoIdentity>,
         verifier: Arc<dyn MobileVerifier>,
     ) -> Self {
+        Self::build(cfg, store, clock, public_url, demo, verifier, None)
+    }
+
+    /// Like [`with_verifier`](Self::with_verifier), issuing JWT web sessions
+    /// signed with `jwt` (JWT mode) when it is `Some`. Separate from
+    /// `with_verifier` so embedders of the opaque default need no key.
+    pub fn with_sessions(
+        cfg: &ServeConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        public_url: String,
+        demo: Option<DemoIdentity>,
+        verifier: Arc<dyn MobileVerifier>,
+        jwt: Option<Arc<JwtSessions>>,
+    ) -> Self {
+        Self::build(cfg, store, clock, public_url, demo, verifier, jwt)
+    }
+
+    fn build(
+        cfg: &ServeConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        public_url: String,
+        demo: Option<DemoIdentity>,
+        verifier: Arc<dyn MobileVerifier>,
+        jwt: Option<Arc<JwtSessions>>,
+    ) -> Self {
         let public_url = public_url.trim_end_matches('/').to_string();
         let public_origin = origin_of(&public_url);
         Self(Arc::new(Inner {
@@ -89,6 +119,7 @@ impl AppState {
             limits: Limits::new(cfg.rate_limits, Rates::default()),
             match_mode: cfg.match_code,
             max_body: cfg.max_body,
+            jwt,
         }))
     }
 
@@ -132,6 +163,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/mobile/logins/{id}/deny", post(routes::phone::deny))
         .route("/v1/session", get(routes::session::whoami))
         .route("/v1/session/logout", post(routes::session::logout))
+        .route("/.well-known/jwks.json", get(routes::session::jwks))
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))

@@ -41,6 +41,17 @@ pub enum MatchMode {
     OnRisk,
 }
 
+/// What the browser's web session is (SPEC §1 "web session").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SessionFormat {
+    /// An opaque token (`<login id>.<256-bit secret>`); only qrlogin can
+    /// check it (`GET /v1/session`).
+    Opaque,
+    /// A signed JWT (ES256) that other services can verify offline with the
+    /// keys at `/.well-known/jwks.json`.
+    Jwt,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -77,6 +88,31 @@ pub struct ServeConfig {
     /// Seconds a web session lives.
     #[arg(long, env = "QRLOGIN_SESSION_TTL", default_value_t = 43_200)]
     pub session_ttl: u64,
+
+    /// The web session a redeem issues: `opaque` (a token only qrlogin can
+    /// check) or `jwt` (signed, verifiable with /.well-known/jwks.json).
+    #[arg(
+        long,
+        env = "QRLOGIN_SESSION_FORMAT",
+        value_enum,
+        default_value = "opaque"
+    )]
+    pub session_format: SessionFormat,
+
+    /// PEM file with the EC P-256 private key that signs session JWTs
+    /// (ES256). Without it, JWT mode makes a key at start-up that only this
+    /// process knows: several instances need one shared key file.
+    #[arg(long, env = "QRLOGIN_JWT_KEY_FILE")]
+    pub jwt_key_file: Option<PathBuf>,
+
+    /// The JWT `iss` claim. Default: the public URL.
+    #[arg(long, env = "QRLOGIN_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// The JWT `aud` claim, when the services that verify the JWTs want one
+    /// (then required on every presented JWT). Default: no `aud`.
+    #[arg(long, env = "QRLOGIN_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
 
     /// Seconds a demo phone-app token lives.
     #[arg(long, env = "QRLOGIN_MOBILE_TOKEN_TTL", default_value_t = 86_400)]
@@ -149,6 +185,10 @@ impl ServeConfig {
             scan_extension: 60,
             final_keep: 30,
             session_ttl: 43_200,
+            session_format: SessionFormat::Opaque,
+            jwt_key_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
             mobile_token_ttl: 86_400,
             site_name: "qrlogin demo".into(),
             users_file: None,
@@ -177,6 +217,34 @@ impl ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_format_defaults_to_opaque_and_takes_jwt_flags() {
+        let cli = Cli::try_parse_from(["qrlogin"]).expect("parse");
+        assert_eq!(cli.serve.session_format, SessionFormat::Opaque);
+        assert_eq!(cli.serve.jwt_key_file, None);
+        let cli = Cli::try_parse_from([
+            "qrlogin",
+            "--session-format",
+            "jwt",
+            "--jwt-key-file",
+            "/etc/qrlogin/jwt.pem",
+            "--jwt-issuer",
+            "https://login.example",
+            "--jwt-audience",
+            "shop",
+        ])
+        .expect("parse");
+        let cfg = cli.serve;
+        assert_eq!(cfg.session_format, SessionFormat::Jwt);
+        assert_eq!(
+            cfg.jwt_key_file,
+            Some(PathBuf::from("/etc/qrlogin/jwt.pem"))
+        );
+        assert_eq!(cfg.jwt_issuer.as_deref(), Some("https://login.example"));
+        assert_eq!(cfg.jwt_audience.as_deref(), Some("shop"));
+        assert!(Cli::try_parse_from(["qrlogin", "--session-format", "paseto"]).is_err());
+    }
 
     #[test]
     fn worker_threads_default_to_one_per_core_and_can_be_set() {

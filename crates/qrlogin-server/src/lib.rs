@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod jwt;
 pub mod limit;
 pub mod matching;
 pub mod openapi;
@@ -56,6 +57,43 @@ pub async fn open_store(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
         "unsupported --store {:?}: use `memory`, redis://, rediss:// or redis+unix://",
         redact_url(&cfg.store)
     )
+}
+
+/// JWT mode's keys from `--session-format`, `--jwt-key-file`, `--jwt-issuer`
+/// and `--jwt-audience`; `None` in opaque mode. Without a key file a key is
+/// made now, with a warning: it dies with the process, and other instances
+/// would refuse this one's JWTs.
+pub fn jwt_sessions(
+    cfg: &ServeConfig,
+    public_url: &str,
+) -> anyhow::Result<Option<Arc<jwt::JwtSessions>>> {
+    if cfg.session_format != config::SessionFormat::Jwt {
+        return Ok(None);
+    }
+    let issuer = cfg
+        .jwt_issuer
+        .clone()
+        .unwrap_or_else(|| public_url.trim_end_matches('/').to_string());
+    let audience = cfg.jwt_audience.clone();
+    let keys = match &cfg.jwt_key_file {
+        Some(path) => jwt::JwtSessions::from_file(path, issuer, audience)?,
+        None => {
+            let keys = jwt::JwtSessions::generate(issuer, audience)?;
+            tracing::warn!(
+                kid = keys.kid(),
+                "JWT sessions are signed with a key made at start-up that only this process \
+                 knows: its JWTs stop verifying when it restarts, and other instances refuse \
+                 them. Give every instance the same --jwt-key-file."
+            );
+            keys
+        }
+    };
+    tracing::info!(
+        kid = keys.kid(),
+        issuer = keys.issuer(),
+        "JWT web sessions (ES256)"
+    );
+    Ok(Some(Arc::new(keys)))
 }
 
 /// A store URL without its password, for messages.
@@ -116,7 +154,20 @@ pub async fn spawn_with(
         None => DemoIdentity::seeded()?,
     };
     routes::ops::prometheus();
-    let state = AppState::new(&cfg, store, clock, public_url.clone(), Some(demo));
+    let jwt = jwt_sessions(&cfg, &public_url)?;
+    let verifier: Arc<dyn identity::MobileVerifier> = Arc::new(identity::StoreTokenVerifier::new(
+        store.clone(),
+        clock.clone(),
+    ));
+    let state = AppState::with_sessions(
+        &cfg,
+        store,
+        clock,
+        public_url.clone(),
+        Some(demo),
+        verifier,
+        jwt,
+    );
     let app = router(state.clone());
     spawn_limit_sweeper(&state);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

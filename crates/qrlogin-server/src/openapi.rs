@@ -21,15 +21,15 @@ impl Modify for MobileTokenScheme {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "qrlogin", description = "Scan a QR code with your phone to log in."),
+    info(title = "qrlogin", description = "Scan a QR code with your phone to log in.\n\nWeb sessions (`--session-format`): `opaque` (default) tokens that only `GET /v1/session` checks, or `jwt`: ES256 JWTs (claims iss, sub, name, iat, exp, sid, jti, and aud with `--jwt-audience`; key from `--jwt-key-file`) that anyone can verify with the keys at `/.well-known/jwks.json`."),
     paths(
         browser::create, browser::status, browser::events, browser::redeem, browser::cancel,
         browser::qr_svg, browser::qr_png,
         phone::sign_in, phone::scan, phone::approve, phone::deny,
-        session::whoami, session::logout,
+        session::whoami, session::logout, session::jwks,
         ops::healthz, ops::readyz, ops::metrics,
     ),
-    components(schemas(ErrorBody, qrlogin_core::State, qrlogin_core::User)),
+    components(schemas(ErrorBody, qrlogin_core::State, qrlogin_core::User, session::JwkSetDoc, session::JwkDoc)),
     modifiers(&MobileTokenScheme)
 )]
 pub struct ApiDoc;

@@ -18,6 +18,7 @@
 //!
 //! The WebDriver client is a few calls over reqwest (no extra crates).
 //! Screenshots of every step land in `CARGO_TARGET_TMPDIR/browser_e2e/`.
+//! The whole run is repeated with JWT web sessions (`browser_e2e_jwt/`).
 //! Chromium is required: without it the test fails (it does not skip).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -96,10 +97,11 @@ fn free_port() -> u16 {
 }
 
 /// Starts `qrlogin serve` on a random port; returns the guard and the base URL.
-fn start_server(log_path: &Path) -> Result<(ChildGuard, String)> {
+fn start_server(log_path: &Path, extra_args: &[&str]) -> Result<(ChildGuard, String)> {
     let log = std::fs::File::create(log_path)?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_qrlogin"))
         .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory"])
+        .args(extra_args)
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -882,12 +884,37 @@ impl Ctx {
     }
 }
 
+/// One Chromium at a time: the two runs below would otherwise compete for
+/// the cores and make each other's waits flaky.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_qr_login_end_to_end() {
+    let _one = ONE_BROWSER.lock().await;
+    end_to_end("browser_e2e", &[]).await;
+}
+
+/// The same run with JWT web sessions (`--session-format jwt`): the pages
+/// only ever see the `qrl_session` cookie and `GET /v1/session`, so they
+/// must work unchanged when the cookie holds a JWT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_qr_login_end_to_end_with_jwt_sessions() {
+    let _one = ONE_BROWSER.lock().await;
+    let log = end_to_end("browser_e2e_jwt", &["--session-format", "jwt"]).await;
+    assert!(
+        log.contains("JWT web sessions"),
+        "the server did not run in JWT mode; log:\n{log}"
+    );
+}
+
+/// The whole browser run against a server started with `extra_args`;
+/// screenshots and logs in `CARGO_TARGET_TMPDIR/<name>/`. Returns the
+/// server's log.
+async fn end_to_end(name: &str, extra_args: &[&str]) -> String {
     let chromium = find_exe("chromium", "/usr/bin/chromium").expect(MISSING);
     let driver = find_exe("chromedriver", "/usr/bin/chromedriver").expect(MISSING);
 
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser_e2e");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::create_dir_all(&out).unwrap();
     // Screenshots of an earlier run would only mislead.
     for entry in std::fs::read_dir(&out).unwrap().flatten() {
@@ -902,7 +929,7 @@ async fn browser_qr_login_end_to_end() {
         .unwrap();
 
     let server_log = out.join("server.log");
-    let (server, base) = start_server(&server_log).unwrap_or_else(|e| panic!("{e:#}"));
+    let (server, base) = start_server(&server_log, extra_args).unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!("[e2e] server at {base} (pid {})", server.id());
     let (chromedriver, driver_url) = start_chromedriver(&driver, &out.join("chromedriver.log"))
         .unwrap_or_else(|e| panic!("{e:#}"));
@@ -961,4 +988,5 @@ async fn browser_qr_login_end_to_end() {
     drop(chromedriver);
     drop(server);
     assert!(bad.is_empty(), "the browser console shows errors: {bad:#?}");
+    std::fs::read_to_string(&server_log).unwrap_or_default()
 }

@@ -759,6 +759,8 @@ async fn operations_endpoints(kind: StoreKind) {
         "/v1/mobile/logins/{id}/scan",
         "/v1/mobile/logins/{id}/approve",
         "/v1/session",
+        "/v1/session/logout",
+        "/.well-known/jwks.json",
     ] {
         assert!(api["paths"].get(path).is_some(), "openapi lacks {path}");
     }

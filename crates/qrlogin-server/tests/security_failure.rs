@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use common::*;
 use qrlogin_core::{
     LoginId, LoginRecord, MatchPolicy, MemoryStore, NewLogin, Notifier, SecretHash, Session,
-    SessionToken, Store, StoreError, TransitionError, Ttls, User,
+    SessionRef, SessionToken, Store, StoreError, TransitionError, Ttls, User,
 };
 use reqwest::StatusCode;
 use std::sync::{Arc, Mutex};
@@ -395,13 +395,18 @@ impl Store for Faulty {
     }
     async fn session(
         &self,
-        token: &SessionToken,
+        session: &SessionRef,
         now_ms: u64,
     ) -> Result<Option<Session>, StoreError> {
-        faulty!(self, Op::Session, self.inner.session(token, now_ms), lost())
+        faulty!(
+            self,
+            Op::Session,
+            self.inner.session(session, now_ms),
+            lost()
+        )
     }
-    async fn revoke_session(&self, token: &SessionToken) -> Result<(), StoreError> {
-        self.inner.revoke_session(token).await
+    async fn revoke_session(&self, session: &SessionRef) -> Result<(), StoreError> {
+        self.inner.revoke_session(session).await
     }
     async fn put_mobile_token(
         &self,

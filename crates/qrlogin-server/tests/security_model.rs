@@ -407,7 +407,7 @@ async fn run_store(store: &dyn Store, acts: &[Action]) -> Result<(), String> {
             Action::Sessions => {
                 for t in &tokens {
                     let got = store
-                        .session(t, now)
+                        .session(&t.session_ref(), now)
                         .await
                         .map_err(|e| e.to_string())?
                         .map(|s| (s.user, s.expires_at_ms));

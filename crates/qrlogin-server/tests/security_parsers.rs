@@ -10,11 +10,15 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
-use qrlogin_core::{BrowserSecret, LoginId, MobileToken, SecretHash, SessionToken};
+use qrlogin_core::{
+    BrowserSecret, LoginId, MobileToken, SecretHash, SessionRef, SessionToken, User,
+};
+use qrlogin_server::jwt::JwtSessions;
 use qrlogin_server::routes::browser::CreateBody;
 use qrlogin_server::routes::extract::{bearer, client_ip, cookie};
 use qrlogin_server::routes::phone::{describe_agent, Decision, SignIn};
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -93,6 +97,26 @@ fn header_map(name: &'static str, values: &[Vec<u8>]) -> HeaderMap {
     h
 }
 
+const JWT_NOW: u64 = 1_800_000_000_000;
+
+/// One signing key and one token it issued, shared by the property cases.
+fn jwt_fixture() -> &'static (JwtSessions, String) {
+    static FIXTURE: OnceLock<(JwtSessions, String)> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let keys = JwtSessions::generate("https://login.example".into(), None).expect("key");
+        let user = User {
+            id: "u-alice".into(),
+            name: "Alice".into(),
+        };
+        let session = SessionToken::new_for(LoginId::random()).session_ref();
+        let jwt = keys
+            .issue(&session, &user, JWT_NOW, JWT_NOW + 3_600_000)
+            .expect("sign");
+        assert!(keys.verify(&jwt, JWT_NOW).is_ok());
+        (keys, jwt)
+    })
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -113,6 +137,31 @@ proptest! {
         }
         if let Some(h) = SecretHash::from_hex(&s) {
             prop_assert_eq!(h.to_hex(), s.to_ascii_lowercase());
+        }
+        if let Ok(r) = s.parse::<SessionRef>() {
+            prop_assert_eq!(r.to_string(), s.clone());
+        }
+    }
+
+    #[test]
+    fn session_jwts_verify_exactly_or_not_at_all(
+        s in any_text(),
+        jws in "[A-Za-z0-9_-]{0,60}\\.[A-Za-z0-9_-]{0,200}\\.[A-Za-z0-9_-]{0,90}",
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+    ) {
+        let (keys, jwt) = jwt_fixture();
+        // Arbitrary text and JWS-shaped junk: refused, never a panic.
+        prop_assert!(keys.verify(&s, JWT_NOW).is_err());
+        prop_assert!(keys.verify(&jws, JWT_NOW).is_err());
+        // A real token with one byte changed anywhere: refused, unless the
+        // change left the token as it was.
+        let mut bytes = jwt.clone().into_bytes();
+        let i = at.index(bytes.len());
+        bytes[i] = byte;
+        let changed = String::from_utf8_lossy(&bytes).into_owned();
+        if changed != *jwt {
+            prop_assert!(keys.verify(&changed, JWT_NOW).is_err(), "{changed}");
         }
     }
 

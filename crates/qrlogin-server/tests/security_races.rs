@@ -206,7 +206,12 @@ async fn live_sessions(s: &Stores, outs: &[Outcome], now: u64) -> usize {
     let mut n = 0;
     for (a, _) in outs {
         if let Act::Redeem(t) = a {
-            if s.of(1).session(t, now).await.expect("session").is_some() {
+            if s.of(1)
+                .session(&t.session_ref(), now)
+                .await
+                .expect("session")
+                .is_some()
+            {
                 n += 1;
             }
         }
@@ -337,7 +342,12 @@ async fn trial(s: &Stores, race: Race) -> &'static str {
                 ),
                 "{race:?}: approve at expiry: {e:?}"
             );
-            assert!(s.of(0).session(&late, expires).await.unwrap().is_none());
+            assert!(s
+                .of(0)
+                .session(&late.session_ref(), expires)
+                .await
+                .unwrap()
+                .is_none());
             assert_eq!(live_sessions(s, &outs, expires).await, r);
             match (a, r) {
                 (0, _) => "expiry first",

@@ -664,7 +664,10 @@ mod imp {
             s.cancel(&id, &secret.hash(), t).await,
             Err(WrongState(State::Denied))
         );
-        assert_eq!(s.session(&token, t).await.expect("session"), None);
+        assert_eq!(
+            s.session(&token.session_ref(), t).await.expect("session"),
+            None
+        );
         assert_eq!(state_of(&s, &id).await, (State::Denied, 3));
     }
 
@@ -754,7 +757,12 @@ mod imp {
             s.redeem(&ap.id, &wrong.hash(), &token, T0 + 3000).await,
             Err(NotFound)
         );
-        assert_eq!(s.session(&token, T0 + 3000).await.expect("session"), None);
+        assert_eq!(
+            s.session(&token.session_ref(), T0 + 3000)
+                .await
+                .expect("session"),
+            None
+        );
         assert_eq!(s.get(&ap.id, T0).await.expect("get"), Some(ap.clone()));
         s.redeem(&ap.id, &secret.hash(), &token, T0 + 3001)
             .await
@@ -780,8 +788,18 @@ mod imp {
             s.redeem(&sc.id, &ss.hash(), &token2, T0 + 1500).await,
             Err(WrongState(State::Scanned))
         );
-        assert_eq!(s.session(&token, T0 + 1500).await.expect("session"), None);
-        assert_eq!(s.session(&token2, T0 + 1500).await.expect("session"), None);
+        assert_eq!(
+            s.session(&token.session_ref(), T0 + 1500)
+                .await
+                .expect("session"),
+            None
+        );
+        assert_eq!(
+            s.session(&token2.session_ref(), T0 + 1500)
+                .await
+                .expect("session"),
+            None
+        );
         assert_eq!(s.get(&p.id, T0).await.expect("get"), Some(p));
         assert_eq!(s.get(&sc.id, T0).await.expect("get"), Some(sc));
     }
@@ -798,8 +816,17 @@ mod imp {
             s.redeem(&ap.id, &secret.hash(), &t2, T0 + 3001).await,
             Err(WrongState(State::Consumed))
         );
-        assert_eq!(s.session(&t2, T0 + 3002).await.expect("session"), None);
-        assert!(s.session(&t1, T0 + 3002).await.expect("session").is_some());
+        assert_eq!(
+            s.session(&t2.session_ref(), T0 + 3002)
+                .await
+                .expect("session"),
+            None
+        );
+        assert!(s
+            .session(&t1.session_ref(), T0 + 3002)
+            .await
+            .expect("session")
+            .is_some());
         assert_eq!(
             s.approve(&ap.id, "alice", T0 + 3003).await,
             Err(WrongState(State::Consumed))
@@ -830,24 +857,43 @@ mod imp {
             expires_at_ms: expires,
         };
         assert_eq!(
-            s.session(&token, r).await.expect("session"),
+            s.session(&token.session_ref(), r).await.expect("session"),
             Some(want.clone())
         );
         // A token parsed back from its text finds the same session.
         let parsed: SessionToken = token.expose().parse().expect("parse");
         assert_eq!(
-            s.session(&parsed, expires - 1).await.expect("session"),
+            s.session(&parsed.session_ref(), expires - 1)
+                .await
+                .expect("session"),
             Some(want)
         );
-        assert_eq!(s.session(&token, expires).await.expect("session"), None);
+        assert_eq!(
+            s.session(&token.session_ref(), expires)
+                .await
+                .expect("session"),
+            None
+        );
         // Another token of the same login is not a session.
         let other = SessionToken::new_for(rec.id);
-        assert_eq!(s.session(&other, r).await.expect("session"), None);
+        assert_eq!(
+            s.session(&other.session_ref(), r).await.expect("session"),
+            None
+        );
         // Revoke: gone; revoking again or an unknown token is fine.
-        s.revoke_session(&token).await.expect("revoke");
-        assert_eq!(s.session(&token, r + 1).await.expect("session"), None);
-        s.revoke_session(&token).await.expect("revoke twice");
-        s.revoke_session(&SessionToken::new_for(LoginId::random()))
+        s.revoke_session(&token.session_ref())
+            .await
+            .expect("revoke");
+        assert_eq!(
+            s.session(&token.session_ref(), r + 1)
+                .await
+                .expect("session"),
+            None
+        );
+        s.revoke_session(&token.session_ref())
+            .await
+            .expect("revoke twice");
+        s.revoke_session(&SessionToken::new_for(LoginId::random()).session_ref())
             .await
             .expect("revoke unknown");
     }
@@ -904,7 +950,12 @@ mod imp {
             s.redeem(&b.id, &bsec.hash(), &tb, E_SCANNED).await,
             Err(Expired)
         );
-        assert_eq!(s.session(&tb, E_SCANNED).await.expect("session"), None);
+        assert_eq!(
+            s.session(&tb.session_ref(), E_SCANNED)
+                .await
+                .expect("session"),
+            None
+        );
         assert_eq!(s.cancel(&b.id, &bsec.hash(), E_SCANNED).await, Err(Expired));
         // The secret is checked first: a wrong one says nothing about expiry.
         let wrong = BrowserSecret::random();
@@ -970,7 +1021,11 @@ mod imp {
             Err(NotFound)
         );
         // The session outlives the login.
-        assert!(s.session(&token, gone).await.expect("session").is_some());
+        assert!(s
+            .session(&token.session_ref(), gone)
+            .await
+            .expect("session")
+            .is_some());
     }
 
     pub async fn expired_login_purged_after_keep(s: Sut) {
@@ -1153,8 +1208,13 @@ mod imp {
         assert_eq!(s.cancel(&id, &h, t).await, Err(NotFound));
         let token = SessionToken::new_for(id);
         assert_eq!(s.redeem(&id, &h, &token, t).await, Err(NotFound));
-        assert_eq!(s.session(&token, t).await.expect("session"), None);
-        s.revoke_session(&token).await.expect("revoke unknown");
+        assert_eq!(
+            s.session(&token.session_ref(), t).await.expect("session"),
+            None
+        );
+        s.revoke_session(&token.session_ref())
+            .await
+            .expect("revoke unknown");
         assert_eq!(
             s.get(&id, T0).await.expect("get"),
             None,
@@ -1215,7 +1275,7 @@ mod imp {
         assert_eq!(winners.len(), 1, "exactly one redeem wins");
         let mut sessions = Vec::new();
         for (i, token) in tokens.iter().enumerate() {
-            if s.session(token, T0 + 3001)
+            if s.session(&token.session_ref(), T0 + 3001)
                 .await
                 .expect("session")
                 .is_some()
@@ -1304,7 +1364,7 @@ mod imp {
             }
             let mut sessions = 0;
             for token in &tokens {
-                if s.session(token, T0 + 3001)
+                if s.session(&token.session_ref(), T0 + 3001)
                     .await
                     .expect("session")
                     .is_some()

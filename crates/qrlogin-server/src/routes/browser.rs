@@ -312,6 +312,9 @@ pub async fn events(
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Redeemed {
+    /// The web session: the opaque token, or in JWT mode the signed JWT
+    /// (ES256; verify with `/.well-known/jwks.json`). Also set as the
+    /// `qrl_session` cookie.
     pub token: String,
     pub token_type: &'static str,
     pub expires_in: u64,
@@ -326,15 +329,29 @@ pub async fn redeem(
     auth: BrowserAuth,
 ) -> Result<Response, ApiError> {
     let secret = auth.require()?;
+    // The store's session record is created in the same atomic step in
+    // both modes; JWT mode only changes what the browser is handed.
     let token = SessionToken::new_for(id);
+    let now = app.now_ms();
     let user = app
         .store
-        .redeem(&id, &secret.hash(), &token, app.now_ms())
+        .redeem(&id, &secret.hash(), &token, now)
         .await
         .map_err(ApiError::for_browser)?;
     metrics::counter!("qrlogin_logins_redeemed_total").increment(1);
-    let expires_in = app.store.ttls().session_ms / 1000;
-    let token = token.expose();
+    let session_ms = app.store.ttls().session_ms;
+    let expires_in = session_ms / 1000;
+    let token = match &app.jwt {
+        None => token.expose(),
+        // Signing with a loaded key does not fail in practice; if it did,
+        // the login is consumed without a usable session (fail closed).
+        Some(keys) => keys
+            .issue(&token.session_ref(), &user, now, now + session_ms)
+            .map_err(|e| {
+                tracing::error!(error = %e, "signing a session JWT");
+                ApiError::Internal
+            })?,
+    };
     let cookie = set_cookie(
         SESSION_COOKIE,
         &token,

@@ -7,7 +7,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{header, Extensions, HeaderMap, StatusCode};
-use qrlogin_core::{BrowserSecret, LoginId, SessionToken, User};
+use qrlogin_core::{BrowserSecret, LoginId, SessionRef, SessionToken, User};
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -131,16 +131,31 @@ impl BrowserAuth {
     }
 }
 
-/// The web session token (cookie or bearer), if well formed.
-pub struct SessionAuth(pub Option<SessionToken>);
+/// The web session a request presents (bearer, else the `qrl_session`
+/// cookie), checked as far as that is possible without the store: in opaque
+/// mode a well-formed token, in JWT mode a JWT that verifies (signature,
+/// algorithm, issuer, audience, expiry). Either way the result is the
+/// reference to the session record, which the handler then looks up.
+/// `None` for anything else; the handler answers 401.
+pub struct SessionAuth(pub Option<SessionRef>);
 
-impl<S: Send + Sync> FromRequestParts<S> for SessionAuth {
+impl FromRequestParts<AppState> for SessionAuth {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        Ok(SessionAuth(bearer_or_cookie(
-            &parts.headers,
-            SESSION_COOKIE,
-        )))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let found = match &state.jwt {
+            None => bearer_or_cookie::<SessionToken>(&parts.headers, SESSION_COOKIE)
+                .map(|t| t.session_ref()),
+            Some(keys) => {
+                let now = state.now_ms();
+                let check = |s: &str| keys.verify(s, now).ok().map(|v| v.session);
+                // As for opaque tokens: a bearer that is not ours (the
+                // site's own Authorization header) must not hide the cookie.
+                bearer(&parts.headers)
+                    .and_then(check)
+                    .or_else(|| cookie(&parts.headers, SESSION_COOKIE).and_then(check))
+            }
+        };
+        Ok(SessionAuth(found))
     }
 }
 
