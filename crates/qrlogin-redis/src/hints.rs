@@ -11,7 +11,23 @@
 //! is down are lost. So after every resubscribe the task tells all watchers
 //! to re-read ([`Notifier::reread_all`]); watchers also have a backstop
 //! timer. A lost message can delay a wake-up, never lose a login.
+//!
+//! Where the subscription lives ([`Source`]):
+//! * one Redis: that server;
+//! * Redis Cluster: any one node, because a classic `PUBLISH` (which the
+//!   scripts use, on whichever node holds the login's slot) is broadcast to
+//!   every node of the cluster over the cluster bus. The task starts on the
+//!   first seed node and moves to the next one whenever its node fails;
+//! * Sentinel: the master, asked of the Sentinels on every (re)subscribe.
+//!   A failover ends the subscription as soon as the Sentinels announce the
+//!   new master (`+switch-master`, see [`SentinelConn`]); the demoted
+//!   master's pub/sub clients are also killed by the Sentinels, and the
+//!   health PING notices a dead one. The next subscribe follows the new
+//!   master. (A subscriber left on a replica would still hear hints, since
+//!   `PUBLISH` is replicated; test `publish_on_the_master_reaches_replica_
+//!   subscribers` checks that, but the store does not rely on it.)
 
+use crate::conn::SentinelConn;
 use crate::{bounded, HINT_CHANNEL};
 use futures_util::StreamExt;
 use qrlogin_core::{Hint, LoginId, Notifier, State, StoreError, User};
@@ -19,7 +35,7 @@ use redis::aio::PubSub;
 use redis::Client;
 use serde::Deserialize;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// First delay before resubscribing after a failure; doubled up to
@@ -63,6 +79,70 @@ pub(crate) fn parse(payload: &[u8]) -> Option<(LoginId, Hint)> {
     ))
 }
 
+/// Where to subscribe.
+pub(crate) enum Source {
+    /// One Redis.
+    Single(Client),
+    /// Cluster seed nodes, tried in turn from `next`.
+    Nodes { nodes: Vec<Client>, next: usize },
+    /// The master named by the Sentinels.
+    Sentinel(SentinelConn),
+}
+
+impl Source {
+    /// A pub/sub connection subscribed to the hint channel. On a cluster,
+    /// the seed nodes are tried in turn (each bounded by `timeout`) from the
+    /// current one, which stays current while it works.
+    async fn subscribe(&mut self, timeout: Duration) -> Result<PubSub, StoreError> {
+        let client = match self {
+            Source::Single(c) => c.clone(),
+            Source::Nodes { nodes, next } => {
+                let mut last = None;
+                for _ in 0..nodes.len() {
+                    match subscribe_on(&nodes[*next % nodes.len()], timeout).await {
+                        Ok(pubsub) => return Ok(pubsub),
+                        Err(e) => last = Some(e),
+                    }
+                    *next = (*next + 1) % nodes.len();
+                }
+                return Err(last.unwrap_or_else(|| {
+                    StoreError::Unavailable("no cluster node to subscribe on".into())
+                }));
+            }
+            Source::Sentinel(s) => bounded(timeout, s.master_client()).await?,
+        };
+        subscribe_on(&client, timeout).await
+    }
+
+    /// How many `timeout`s one [`Source::subscribe`] may take: one per
+    /// seed node on a cluster, two (ask the Sentinels, subscribe) with
+    /// Sentinel.
+    fn steps(&self) -> u32 {
+        match self {
+            Source::Single(_) => 1,
+            Source::Nodes { nodes, .. } => u32::try_from(nodes.len()).unwrap_or(u32::MAX),
+            Source::Sentinel(_) => 2,
+        }
+    }
+
+    /// Changes when the subscription should move (Sentinel: a new master
+    /// was announced); `None` for sources that never move by themselves.
+    fn moves(&self) -> Option<watch::Receiver<u64>> {
+        match self {
+            Source::Sentinel(s) => Some(s.moves()),
+            _ => None,
+        }
+    }
+
+    /// After a subscription was lost: on a cluster, move to the next seed
+    /// node (the lost one may be failing).
+    fn lost(&mut self) {
+        if let Source::Nodes { nodes, next } = self {
+            *next = (*next + 1) % nodes.len();
+        }
+    }
+}
+
 /// The subscriber task; aborted when dropped, i.e. when its store is.
 pub(crate) struct HintTask(JoinHandle<()>);
 
@@ -73,31 +153,33 @@ impl Drop for HintTask {
 }
 
 /// Starts the subscriber and returns once it is subscribed, so a watcher
-/// that registers after `connect` cannot miss a hint. Bounded by `timeout`.
+/// that registers after `connect` cannot miss a hint. Bounded by `timeout`
+/// per connect step (one per seed node tried, see [`Source::subscribe`]).
 pub(crate) async fn start(
-    client: Client,
+    source: Source,
     notifier: Notifier,
     timeout: Duration,
 ) -> Result<HintTask, StoreError> {
-    start_with(client, notifier, timeout, HEALTH_EVERY).await
+    start_with(source, notifier, timeout, HEALTH_EVERY).await
 }
 
 /// [`start`] with a chosen health-check interval (tests use a short one).
 async fn start_with(
-    client: Client,
+    source: Source,
     notifier: Notifier,
     timeout: Duration,
     health_every: Duration,
 ) -> Result<HintTask, StoreError> {
     let (ready_tx, ready_rx) = oneshot::channel();
+    let start_timeout = timeout.saturating_mul(source.steps());
     let task = HintTask(tokio::spawn(run(
-        client,
+        source,
         notifier,
         timeout,
         health_every,
         ready_tx,
     )));
-    match tokio::time::timeout(timeout, ready_rx).await {
+    match tokio::time::timeout(start_timeout, ready_rx).await {
         Ok(Ok(Ok(()))) => Ok(task),
         Ok(Ok(Err(e))) => Err(e),
         Ok(Err(_)) => Err(StoreError::Unavailable(
@@ -109,7 +191,7 @@ async fn start_with(
     }
 }
 
-async fn subscribe(client: &Client, timeout: Duration) -> Result<PubSub, StoreError> {
+async fn subscribe_on(client: &Client, timeout: Duration) -> Result<PubSub, StoreError> {
     bounded(timeout, async {
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(HINT_CHANNEL).await?;
@@ -119,7 +201,7 @@ async fn subscribe(client: &Client, timeout: Duration) -> Result<PubSub, StoreEr
 }
 
 async fn run(
-    client: Client,
+    mut source: Source,
     notifier: Notifier,
     timeout: Duration,
     health_every: Duration,
@@ -128,7 +210,12 @@ async fn run(
     let mut ready = Some(ready);
     let mut backoff = MIN_BACKOFF;
     loop {
-        match subscribe(&client, timeout).await {
+        // Taken before subscribing, so a move announced meanwhile is seen.
+        let mut moves = source.moves();
+        if let Some(m) = moves.as_mut() {
+            m.mark_unchanged();
+        }
+        match source.subscribe(timeout).await {
             Ok(pubsub) => {
                 backoff = MIN_BACKOFF;
                 match ready.take() {
@@ -140,8 +227,9 @@ async fn run(
                         notifier.reread_all();
                     }
                 }
-                listen(pubsub, &notifier, timeout, health_every).await;
+                listen(pubsub, &notifier, timeout, health_every, moves).await;
                 tracing::warn!("hint subscription lost; resubscribing");
+                source.lost();
                 tokio::time::sleep(MIN_BACKOFF).await;
             }
             Err(e) => {
@@ -157,8 +245,25 @@ async fn run(
     }
 }
 
-/// Delivers messages until the connection ends or stops answering PING.
-async fn listen(pubsub: PubSub, notifier: &Notifier, timeout: Duration, health_every: Duration) {
+/// Completes when `moves` changes; never for `None` (or a closed channel).
+async fn moved(moves: &mut Option<watch::Receiver<u64>>) {
+    if let Some(m) = moves {
+        if m.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
+/// Delivers messages until the connection ends, stops answering PING, or
+/// the source moves (a new Sentinel master).
+async fn listen(
+    pubsub: PubSub,
+    notifier: &Notifier,
+    timeout: Duration,
+    health_every: Duration,
+    mut moves: Option<watch::Receiver<u64>>,
+) {
     let (mut sink, mut stream) = pubsub.split();
     notifier.mark_alive();
     let mut health =
@@ -176,6 +281,10 @@ async fn listen(pubsub: PubSub, notifier: &Notifier, timeout: Duration, health_e
                 }
                 None => return,
             },
+            _ = moved(&mut moves) => {
+                tracing::info!("the master moved; moving the hint subscription");
+                return;
+            }
             _ = health.tick() => {
                 let pong = tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await;
                 if !matches!(pong, Ok(Ok(_))) {
@@ -220,7 +329,7 @@ mod tests {
         let notifier = Notifier::remote();
         let client = Client::open(server.url()).unwrap();
         let task = start_with(
-            client,
+            Source::Single(client),
             notifier.clone(),
             Duration::from_millis(500),
             health_every,

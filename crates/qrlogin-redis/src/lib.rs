@@ -8,13 +8,21 @@
 //! * Expiry is decided inside the scripts by comparing the caller's `now`
 //!   with the stored expiry; Redis TTLs only garbage-collect.
 //! * Only SHA-256 hashes of browser secrets and session tokens are stored.
-//! * One multiplexed connection ([`ConnectionManager`], which reconnects by
-//!   itself) for commands, one pub/sub connection for hints (see
-//!   [`hints`](crate::hints)), and every operation bounded by a timeout, so
-//!   a dead Redis gives a fast [`StoreError::Unavailable`], never a hang.
+//! * One multiplexed connection for commands, one pub/sub connection for
+//!   hints (see [`hints`](crate::hints)), and every operation bounded by a
+//!   timeout, so a dead Redis gives a fast [`StoreError::Unavailable`],
+//!   never a hang.
+//! * Three deployments (SPEC §4), chosen by the URL scheme: one Redis
+//!   (`redis://`, `rediss://`, `redis+unix://`), Redis Cluster
+//!   (`redis+cluster://h1:p1,h2:p2`) and Sentinel
+//!   (`redis+sentinel://s1:p1,s2:p2/<master>`). They differ only in the
+//!   command connection and where the hint subscription lives (see
+//!   [`conn`](crate::conn) and [`hints`](crate::hints)); the scripts and all
+//!   store logic are the same.
 //!
 //! The key layout is described in [`keys`].
 
+mod conn;
 mod hints;
 pub mod keys;
 mod record;
@@ -23,12 +31,14 @@ mod scripts;
 pub use keys::HINT_CHANNEL;
 
 use async_trait::async_trait;
+use conn::{Conn, SentinelConn, Target};
 use qrlogin_core::{
     network_of, LoginId, LoginRecord, MatchPolicy, NewLogin, Notifier, SecretHash, Session,
     SessionRef, SessionToken, Store, StoreError, TransitionError, Ttls, User,
 };
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Client, ErrorKind, RedisError, RedisResult, Script};
+use redis::cluster::ClusterClientBuilder;
+use redis::{AsyncCommands, Client, ErrorKind, RedisError, RedisResult, ServerErrorKind};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::time::Duration;
@@ -55,6 +65,12 @@ fn store_error(e: RedisError) -> StoreError {
     }
 }
 
+/// A duration in whole milliseconds (as redis-rs's cluster retry waits
+/// take them).
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Runs one Redis operation under `timeout`, so no caller ever waits on a
 /// dead or stuck Redis for longer than that.
 pub(crate) async fn bounded<T>(
@@ -70,17 +86,12 @@ pub(crate) async fn bounded<T>(
     }
 }
 
-/// Checks the URL scheme: `redis://`, `rediss://` (TLS), `redis+unix://`
-/// and `unix://` are served here; cluster and sentinel URLs need their own
-/// store and are refused rather than misread as a single node.
-fn check_url(url: &str) -> Result<(), StoreError> {
-    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
-    match scheme {
-        "redis" | "rediss" | "redis+unix" | "unix" => Ok(()),
-        _ => Err(StoreError::Unavailable(format!(
-            "unsupported redis URL scheme `{scheme}://` (expected redis://, rediss:// or redis+unix://)"
-        ))),
-    }
+/// Checks a store URL without connecting: `redis://`, `rediss://` (TLS),
+/// `redis+unix://`, `unix://`, `redis+cluster://h1:p1,h2:p2` and
+/// `redis+sentinel://s1:p1,s2:p2/<master>[?db=N]`; anything else is refused
+/// rather than misread.
+pub fn check_url(url: &str) -> Result<(), StoreError> {
+    conn::parse(url).map(|_| ())
 }
 
 /// A demo phone-app token's value: the user and the caller-clock expiry,
@@ -95,7 +106,7 @@ struct MobileEntry {
 /// The Redis-backed [`Store`]. Cheap to share behind an `Arc`; dropping it
 /// stops its hint subscriber.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     notifier: Notifier,
     ttls: Ttls,
     op_timeout: Duration,
@@ -114,30 +125,74 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to one Redis at `url` (`redis://`, `rediss://` or
-    /// `redis+unix:///path`) and subscribes to hints before returning, so
-    /// a watcher that registers and then reads cannot miss a change.
+    /// Connects to the Redis deployment named by `url` and subscribes to
+    /// hints before returning, so a watcher that registers and then reads
+    /// cannot miss a change:
+    ///
+    /// * `redis://host:port/db`, `rediss://…` (TLS), `redis+unix:///path`:
+    ///   one Redis;
+    /// * `redis+cluster://[user:pass@]h1:p1,h2:p2,…`: Redis Cluster, the
+    ///   listed nodes being seeds (the slot map is read from them);
+    /// * `redis+sentinel://[user:pass@]s1:p1,s2:p2,…/<master>[?db=N]`: the
+    ///   master the Sentinels name (the credentials and `db` are the
+    ///   master's), followed across failovers.
     ///
     /// `op_timeout` bounds every operation (and each connect step): when
     /// Redis is unreachable, calls fail with [`StoreError::Unavailable`]
     /// after at most that long, and the store recovers by itself when Redis
     /// is back.
     pub async fn connect(url: &str, ttls: Ttls, op_timeout: Duration) -> Result<Self, StoreError> {
-        check_url(url)?;
-        let client = Client::open(url).map_err(store_error)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(op_timeout))
-            .set_response_timeout(Some(op_timeout))
-            .set_number_of_retries(RECONNECT_RETRIES)
-            .set_min_delay(RECONNECT_MIN_DELAY)
-            .set_max_delay(RECONNECT_MAX_DELAY);
-        let conn = bounded(
-            op_timeout,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await?;
+        let (conn, source) = match conn::parse(url)? {
+            Target::Single(url) => {
+                let client = Client::open(url).map_err(store_error)?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(op_timeout))
+                    .set_response_timeout(Some(op_timeout))
+                    .set_number_of_retries(RECONNECT_RETRIES)
+                    .set_min_delay(RECONNECT_MIN_DELAY)
+                    .set_max_delay(RECONNECT_MAX_DELAY);
+                let conn = bounded(
+                    op_timeout,
+                    ConnectionManager::new_with_config(client.clone(), config),
+                )
+                .await?;
+                (Conn::Single(conn), hints::Source::Single(client))
+            }
+            Target::Cluster(nodes) => {
+                let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                    .connection_timeout(op_timeout)
+                    .response_timeout(op_timeout)
+                    .retries(u32::try_from(RECONNECT_RETRIES).unwrap_or(2))
+                    .min_retry_wait(duration_ms(RECONNECT_MIN_DELAY))
+                    .max_retry_wait(duration_ms(RECONNECT_MAX_DELAY))
+                    .build()
+                    .map_err(store_error)?;
+                let conn = bounded(op_timeout, client.get_async_connection()).await?;
+                let nodes = nodes
+                    .iter()
+                    .map(|n| Client::open(n.as_str()))
+                    .collect::<RedisResult<Vec<_>>>()
+                    .map_err(store_error)?;
+                (Conn::Cluster(conn), hints::Source::Nodes { nodes, next: 0 })
+            }
+            Target::Sentinel(target) => {
+                // The master connection answers (or times out) a little
+                // before `op_timeout`, so a stuck master is seen as an error
+                // (and re-resolved) rather than only cut off from outside.
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(op_timeout))
+                    .set_response_timeout(Some(op_timeout.mul_f64(0.9)));
+                // Resolving tries every Sentinel, then the master.
+                let conn = bounded(
+                    op_timeout.saturating_mul(2),
+                    SentinelConn::connect(&target, config, op_timeout),
+                )
+                .await?;
+                (Conn::Sentinel(conn.clone()), hints::Source::Sentinel(conn))
+            }
+        };
         let notifier = Notifier::remote();
-        let hints = hints::start(client, notifier.clone(), op_timeout).await?;
+        let hints = hints::start(source, notifier.clone(), op_timeout).await?;
         Ok(Self {
             conn,
             notifier,
@@ -158,28 +213,39 @@ impl RedisStore {
     }
 
     /// Runs a transition script on the login `id` with the common
-    /// arguments (now, final_keep, id, channel) followed by `extra`.
+    /// arguments (now, final_keep, id, channel) followed by `extra`: one
+    /// `EVALSHA`, and only on `NOSCRIPT` one `EVAL` with the source (see
+    /// [`scripts`]).
     async fn eval(
         &self,
-        script: &Script,
+        script: &scripts::Lua,
         id: &LoginId,
         extra_key: Option<String>,
         now_ms: u64,
         extra: &[&str],
     ) -> TransitionResult<Vec<String>> {
-        let mut inv = script.key(keys::login_key(id));
-        if let Some(k) = extra_key {
-            inv.key(k);
-        }
-        inv.arg(now_ms)
-            .arg(self.ttls.final_keep_ms)
-            .arg(id.to_string())
-            .arg(HINT_CHANNEL);
-        for a in extra {
-            inv.arg(*a);
-        }
+        let login_key = keys::login_key(id);
+        let keys: &[&str] = match &extra_key {
+            Some(k) => &[&login_key, k],
+            None => &[&login_key],
+        };
+        let now = now_ms.to_string();
+        let final_keep = self.ttls.final_keep_ms.to_string();
+        let id = id.to_string();
+        let mut args: Vec<&str> = Vec::with_capacity(4 + extra.len());
+        args.extend_from_slice(&[&now, &final_keep, &id, HINT_CHANNEL]);
+        args.extend_from_slice(extra);
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = self.run(inv.invoke_async(&mut conn)).await?;
+        let reply: Vec<String> = self
+            .run(async move {
+                match script.evalsha(keys, &args).query_async(&mut conn).await {
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        script.eval(keys, &args).query_async(&mut conn).await
+                    }
+                    reply => reply,
+                }
+            })
+            .await?;
         record::outcome(reply)
     }
 
@@ -208,7 +274,7 @@ impl RedisStore {
     /// A transition whose success reply is the record's JSON.
     async fn transition(
         &self,
-        script: &Script,
+        script: &scripts::Lua,
         id: &LoginId,
         now_ms: u64,
         extra: &[&str],
@@ -410,18 +476,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepts_single_node_urls_only() {
+    fn accepts_single_cluster_and_sentinel_urls() {
         for ok in [
             "redis://127.0.0.1:6379",
             "rediss://example.com",
             "redis+unix:///tmp/r.sock",
             "unix:///tmp/r.sock",
+            "redis+cluster://a,b",
+            "redis+cluster://10.0.0.1:7000,10.0.0.2:7001",
+            "redis+sentinel://s1:26379,s2:26379/mymaster",
+            "redis+sentinel://:pw@s1/mymaster?db=2",
         ] {
             assert_eq!(check_url(ok), Ok(()), "{ok}");
         }
         for bad in [
-            "redis+cluster://a,b",
             "redis+sentinel://x",
+            "redis+cluster://",
             "http://x",
             "nonsense",
         ] {

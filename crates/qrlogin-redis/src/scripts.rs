@@ -1,9 +1,15 @@
 //! The transition scripts, one per checked transition, each its own file
 //! under `src/lua/`, with the shared prelude `common.lua` prepended at
-//! compile time. (`create` checks nothing, so it is a plain `SET ... PX`.) `redis::Script` sends `EVALSHA` and falls back to loading the
-//! script when Redis does not have it (first use, or after a restart).
+//! compile time. (`create` checks nothing, so it is a plain `SET ... PX`.)
+//!
+//! A transition sends `EVALSHA`; when the server does not have the script
+//! (`NOSCRIPT`: first use, a restart, a failover, a new cluster node) it is
+//! sent once more as `EVAL` with the source, which runs it and caches it on
+//! that server. Not `SCRIPT LOAD`: on a cluster redis-rs sends that to every
+//! node and fails if any one is down, and `EVAL` is routed by the login's
+//! key, so it always reaches the one node that needs the script.
 
-use redis::Script;
+use redis::{Cmd, Script};
 
 macro_rules! lua {
     ($file:literal) => {
@@ -24,23 +30,58 @@ pub(crate) const DENY: &str = lua!("deny.lua");
 pub(crate) const CANCEL: &str = lua!("cancel.lua");
 pub(crate) const REDEEM: &str = lua!("redeem.lua");
 
-/// The loaded scripts (each carries its SHA-1 for `EVALSHA`).
+/// One script: its source and SHA-1 (hex).
+pub(crate) struct Lua {
+    src: &'static str,
+    sha: String,
+}
+
+impl Lua {
+    fn new(src: &'static str) -> Self {
+        Self {
+            src,
+            sha: Script::new(src).get_hash().to_string(),
+        }
+    }
+
+    /// `EVALSHA <sha> <numkeys> <keys…> <args…>`.
+    pub fn evalsha(&self, keys: &[&str], args: &[&str]) -> Cmd {
+        Self::cmd("EVALSHA", &self.sha, keys, args)
+    }
+
+    /// `EVAL <source> <numkeys> <keys…> <args…>`, the `NOSCRIPT` fallback.
+    pub fn eval(&self, keys: &[&str], args: &[&str]) -> Cmd {
+        Self::cmd("EVAL", self.src, keys, args)
+    }
+
+    fn cmd(verb: &str, body: &str, keys: &[&str], args: &[&str]) -> Cmd {
+        let len = |v: &[&str]| v.iter().map(|s| s.len()).sum::<usize>();
+        let mut cmd = Cmd::with_capacity(
+            3 + keys.len() + args.len(),
+            verb.len() + body.len() + 4 + len(keys) + len(args),
+        );
+        cmd.arg(verb).arg(body).arg(keys.len()).arg(keys).arg(args);
+        cmd
+    }
+}
+
+/// The transition scripts.
 pub(crate) struct Scripts {
-    pub scan: Script,
-    pub approve: Script,
-    pub deny: Script,
-    pub cancel: Script,
-    pub redeem: Script,
+    pub scan: Lua,
+    pub approve: Lua,
+    pub deny: Lua,
+    pub cancel: Lua,
+    pub redeem: Lua,
 }
 
 impl Scripts {
     pub fn new() -> Self {
         Self {
-            scan: Script::new(SCAN),
-            approve: Script::new(APPROVE),
-            deny: Script::new(DENY),
-            cancel: Script::new(CANCEL),
-            redeem: Script::new(REDEEM),
+            scan: Lua::new(SCAN),
+            approve: Lua::new(APPROVE),
+            deny: Lua::new(DENY),
+            cancel: Lua::new(CANCEL),
+            redeem: Lua::new(REDEEM),
         }
     }
 }

@@ -69,7 +69,9 @@ pub struct ServeConfig {
     #[arg(long, env = "QRLOGIN_PUBLIC_URL")]
     pub public_url: Option<String>,
 
-    /// `memory`, or a Redis URL: redis://, rediss://, redis+unix:///path.
+    /// `memory`, or a Redis URL: redis://, rediss://, redis+unix:///path,
+    /// redis+cluster://h1:p1,h2:p2 (Redis Cluster seeds) or
+    /// redis+sentinel://s1:p1,s2:p2/<master>[?db=N] (Sentinel).
     #[arg(long, env = "QRLOGIN_STORE", default_value = "memory")]
     pub store: String,
 

@@ -40,10 +40,11 @@ pub async fn open_store(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
     if cfg.store == "memory" {
         return Ok(Arc::new(MemoryStore::new(ttls)));
     }
-    if cfg.store.starts_with("redis://")
-        || cfg.store.starts_with("rediss://")
-        || cfg.store.starts_with("redis+unix://")
-    {
+    let scheme = cfg.store.split_once("://").map_or("", |(s, _)| s);
+    if matches!(
+        scheme,
+        "redis" | "rediss" | "redis+unix" | "redis+cluster" | "redis+sentinel"
+    ) {
         let store = qrlogin_redis::RedisStore::connect(
             &cfg.store,
             ttls,
@@ -54,7 +55,8 @@ pub async fn open_store(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
         return Ok(Arc::new(store));
     }
     anyhow::bail!(
-        "unsupported --store {:?}: use `memory`, redis://, rediss:// or redis+unix://",
+        "unsupported --store {:?}: use `memory`, redis://, rediss://, redis+unix://, \
+         redis+cluster://h1:p1,h2:p2 or redis+sentinel://s1:p1,s2:p2/<master>",
         redact_url(&cfg.store)
     )
 }

@@ -3,6 +3,9 @@
 //! * [`RedisServer`] — a private, throw-away `redis-server` child process
 //!   per test, so tests never depend on (or disturb) a shared Redis and can
 //!   kill and restart it to test recovery.
+//! * [`RedisCluster`] and [`RedisSentinel`] — the same for a private
+//!   three-master Redis Cluster and a master + replica + Sentinel setup, to
+//!   run the contract suite against the other deployments of SPEC §4.
 //! * [`contract`] — the one store contract suite that both the memory store
 //!   and the Redis store must pass (SPEC §4), with the
 //!   [`store_contract!`] macro that turns it into one test per case.
@@ -12,7 +15,11 @@
 pub mod bench;
 pub mod contract;
 pub mod model;
+mod redis_cluster;
+mod redis_sentinel;
 mod redis_server;
 
 pub use contract::StoreUnderTest;
+pub use redis_cluster::{redis_cli, RedisCluster};
+pub use redis_sentinel::{RedisSentinel, MASTER_NAME};
 pub use redis_server::RedisServer;

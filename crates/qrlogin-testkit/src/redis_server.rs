@@ -20,7 +20,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The message for a machine without Redis. Tests must not silently pass
 /// without exercising Redis, so a missing binary is a loud failure.
-const NOT_FOUND: &str =
+pub(crate) const NOT_FOUND: &str =
     "redis-server not found: install it with `apt-get install -y redis-server` (scripts/test does this)";
 
 /// A private `redis-server` child process. Killed (and its temporary
@@ -29,6 +29,9 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     /// `Some(port)` for the TCP variant.
     port: Option<u16>,
+    /// More command-line options (cluster mode, `--replicaof`, …), kept
+    /// across [`RedisServer::restart`].
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -36,21 +39,24 @@ impl RedisServer {
     /// Starts a server reachable only through a unix socket (`--port 0`).
     /// Panics if `redis-server` is missing or does not answer within ~5 s.
     pub fn start() -> RedisServer {
-        Self::launch(None)
+        Self::launch(None, &[])
     }
 
     /// Starts a server on a free `127.0.0.1` port (and the unix socket), for
     /// tests of the `redis://` URL form. The port is found by binding port 0
     /// and releasing it; [`RedisServer::restart`] reuses the same port.
     pub fn start_tcp() -> RedisServer {
-        let port = TcpListener::bind(("127.0.0.1", 0))
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("could not find a free TCP port: {e}"));
-        Self::launch(Some(port))
+        Self::start_tcp_with(&[])
     }
 
-    fn launch(port: Option<u16>) -> RedisServer {
+    /// [`RedisServer::start_tcp`] with more `redis-server` options (e.g.
+    /// `["--cluster-enabled", "yes"]`); relative file names in them are
+    /// relative to the server's temporary directory ([`RedisServer::dir`]).
+    pub fn start_tcp_with(extra: &[&str]) -> RedisServer {
+        Self::launch(Some(free_port()), extra)
+    }
+
+    fn launch(port: Option<u16>, extra: &[&str]) -> RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("qrlogin-redis-")
             .tempdir()
@@ -58,6 +64,7 @@ impl RedisServer {
         let mut server = RedisServer {
             dir,
             port,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         server.spawn();
@@ -120,6 +127,7 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("could not clone the redis-server log file: {e}"));
         let port = self.port.unwrap_or(0).to_string();
         let mut cmd = Command::new("redis-server");
+        cmd.current_dir(self.dir.path());
         cmd.arg("--port")
             .arg(&port)
             .arg("--unixsocket")
@@ -137,6 +145,7 @@ impl RedisServer {
         if self.port.is_some() {
             cmd.arg("--bind").arg("127.0.0.1");
         }
+        cmd.args(&self.extra);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));
@@ -206,6 +215,14 @@ impl RedisServer {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// A TCP port that was free a moment ago (bind port 0, release it).
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("could not find a free TCP port: {e}"))
 }
 
 fn ping(stream: &mut (impl Read + Write)) -> bool {

@@ -1,0 +1,238 @@
+//! `redis+cluster://`: the whole store contract against a private
+//! three-master Redis Cluster (one per case), and what is particular to a
+//! cluster: logins spread over nodes, scripts reaching nodes that never had
+//! them, hints crossing nodes, a dead node.
+
+use qrlogin_core::{Hint, LoginId, State, Store, StoreError, TransitionError, Ttls};
+use qrlogin_redis::{keys, RedisStore, HINT_CHANNEL};
+use qrlogin_testkit::contract::{alice, expect_hint, new_login, T0, TTLS};
+use qrlogin_testkit::{RedisCluster, StoreUnderTest};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn make(ttls: Ttls) -> StoreUnderTest {
+    let cluster = RedisCluster::start();
+    let store = RedisStore::connect(&cluster.url(), ttls, OP_TIMEOUT)
+        .await
+        .expect("connect to the private cluster");
+    StoreUnderTest::new(Arc::new(store)).keep(cluster)
+}
+
+qrlogin_testkit::store_contract!(make);
+
+async fn store(cluster: &RedisCluster, op_timeout: Duration) -> RedisStore {
+    RedisStore::connect(&cluster.url(), TTLS, op_timeout)
+        .await
+        .expect("connect to the cluster")
+}
+
+/// A plain (non-cluster) connection to node `i`.
+async fn raw(cluster: &RedisCluster, i: usize) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(cluster.node_url(i))
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("raw connection to a node")
+}
+
+/// Creates pending logins until one lives on node `i` (its slot's master).
+async fn login_on(s: &RedisStore, cluster: &RedisCluster, i: usize) -> LoginId {
+    for _ in 0..200 {
+        let (new, _) = new_login(None);
+        let id = new.id;
+        if cluster.node_of(&keys::login_key(&id)) == i {
+            s.create(new, T0).await.expect("create");
+            return id;
+        }
+    }
+    panic!("no login id hashed to node {i} in 200 tries")
+}
+
+/// Awaits `fut`, failing if it takes longer than 10 s (a hang guard, not a
+/// timing assertion).
+async fn no_hang<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung for more than 10 s"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_spread_over_several_masters() {
+    let cluster = RedisCluster::start();
+    let s = store(&cluster, OP_TIMEOUT).await;
+    for _ in 0..50 {
+        let (new, _) = new_login(None);
+        s.create(new, T0).await.expect("create");
+    }
+    let mut per_node = Vec::new();
+    for i in 0..cluster.len() {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("qrl:*")
+            .query_async(&mut raw(&cluster, i).await)
+            .await
+            .expect("KEYS");
+        per_node.push(keys.len());
+    }
+    assert_eq!(per_node.iter().sum::<usize>(), 50, "{per_node:?}");
+    assert!(
+        per_node.iter().filter(|&&n| n > 0).count() > 1,
+        "all 50 logins landed on one master: {per_node:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_run_on_nodes_that_never_had_them() {
+    let cluster = RedisCluster::start();
+    let s = store(&cluster, OP_TIMEOUT).await;
+    // Warm the caches, then empty them everywhere: every node now lacks
+    // every script, as a node does after a restart or when it is new.
+    let warm = login_on(&s, &cluster, 0).await;
+    s.scan(&warm, &alice(), T0 + 1).await.expect("scan");
+    for i in 0..cluster.len() {
+        let mut c = raw(&cluster, i).await;
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut c)
+            .await
+            .expect("SCRIPT FLUSH");
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut c)
+            .await
+            .expect("CONFIG RESETSTAT");
+    }
+    for i in 0..cluster.len() {
+        let id = login_on(&s, &cluster, i).await;
+        let rec = s.scan(&id, &alice(), T0 + 1).await.expect("scan");
+        assert_eq!(rec.state, State::Scanned);
+        // The same user again: idempotent, and the script is cached now.
+        let rec = s.scan(&id, &alice(), T0 + 2).await.expect("rescan");
+        assert_eq!(rec.state, State::Scanned);
+        let rec = s.approve(&id, &alice().id, T0 + 3).await.expect("approve");
+        assert_eq!(rec.state, State::Approved);
+        // The first scan and the approve found no script on node i
+        // (EVALSHA answered NOSCRIPT) and were sent again as EVAL, which
+        // cached them there; the rescan's EVALSHA found it.
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut raw(&cluster, i).await)
+            .await
+            .expect("INFO");
+        let calls = |cmd: &str| -> u64 {
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
+                .and_then(|rest| rest.split(',').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        let failed = |cmd: &str| -> u64 {
+            stats
+                .lines()
+                .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+                .and_then(|l| l.split("failed_calls=").nth(1))
+                .and_then(|rest| rest.split(',').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        assert_eq!(calls("eval"), 2, "node {i}: {stats}");
+        assert_eq!(failed("eval"), 0, "node {i}: {stats}");
+        assert_eq!(calls("evalsha"), 3, "node {i}: {stats}");
+        assert_eq!(failed("evalsha"), 2, "node {i}: {stats}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_cross_nodes() {
+    let cluster = RedisCluster::start();
+    let s = store(&cluster, OP_TIMEOUT).await;
+    // Where is the store's hint subscription? (PUBSUB NUMSUB is per node.)
+    let mut subscribed = Vec::new();
+    for i in 0..cluster.len() {
+        let numsub: (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(HINT_CHANNEL)
+            .query_async(&mut raw(&cluster, i).await)
+            .await
+            .expect("PUBSUB NUMSUB");
+        if numsub.1 > 0 {
+            subscribed.push(i);
+        }
+    }
+    assert_eq!(subscribed.len(), 1, "one subscription: {subscribed:?}");
+    let a = subscribed[0];
+    // Every other node's transitions publish there.
+    for b in (0..cluster.len()).filter(|&b| b != a) {
+        let id = login_on(&s, &cluster, b).await;
+        let mut reg = s.notifier().register(id);
+        s.scan(&id, &alice(), T0 + 1).await.expect("scan");
+        expect_hint(
+            &mut reg,
+            Hint::Changed {
+                version: 2,
+                state: State::Scanned,
+                user: Some(alice()),
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_gives_fast_errors_and_the_store_recovers() {
+    let mut cluster = RedisCluster::start();
+    let s = store(&cluster, Duration::from_millis(500)).await;
+    let victim = 1;
+    let id = login_on(&s, &cluster, victim).await;
+    cluster.node(victim).kill();
+
+    // Calls on the dead node's slots fail (fast: bounded by the op
+    // timeout), and nothing panics.
+    let got = no_hang("get on a dead node", s.get(&id, T0 + 1)).await;
+    assert!(
+        matches!(got, Err(StoreError::Unavailable(_))),
+        "expected Unavailable, got {got:?}"
+    );
+    let scan = no_hang("scan on a dead node", s.scan(&id, &alice(), T0 + 1)).await;
+    assert!(
+        matches!(
+            scan,
+            Err(TransitionError::Store(StoreError::Unavailable(_)))
+        ),
+        "expected Store(Unavailable), got {scan:?}"
+    );
+
+    // Back (empty, same identity): the same store works again by itself,
+    // hints included.
+    cluster.restart_node(victim);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let id = loop {
+        let (new, _) = new_login(None);
+        let id = new.id;
+        match no_hang("create after the restart", s.create(new, T0)).await {
+            Ok(_) if cluster.node_of(&keys::login_key(&id)) == victim => break id,
+            Ok(_) => continue,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the store did not recover within 15 s: {e:?}"),
+        }
+    };
+    let mut reg = s.notifier().register(id);
+    s.scan(&id, &alice(), T0 + 1)
+        .await
+        .expect("scan after the restart");
+    expect_hint(
+        &mut reg,
+        Hint::Changed {
+            version: 2,
+            state: State::Scanned,
+            user: Some(alice()),
+        },
+    )
+    .await;
+}

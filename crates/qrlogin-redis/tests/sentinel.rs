@@ -1,0 +1,288 @@
+//! `redis+sentinel://`: the whole store contract against a private master +
+//! replica + Sentinel (one per case), and what is particular to Sentinel:
+//! a login finished across a failover by the same store object, a dead
+//! master, the `db` option.
+
+use futures_util::StreamExt;
+use qrlogin_core::{Hint, State, Store, StoreError, TransitionError, Ttls};
+use qrlogin_redis::{keys, RedisStore, HINT_CHANNEL};
+use qrlogin_testkit::contract::{alice, new_login, next_hint, T0, TTLS};
+use qrlogin_testkit::{RedisSentinel, StoreUnderTest};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn make(ttls: Ttls) -> StoreUnderTest {
+    let setup = RedisSentinel::start();
+    let store = RedisStore::connect(&setup.url(), ttls, OP_TIMEOUT)
+        .await
+        .expect("connect through the private sentinel");
+    StoreUnderTest::new(Arc::new(store)).keep(setup)
+}
+
+qrlogin_testkit::store_contract!(make);
+
+async fn raw(port: u16) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("raw connection")
+}
+
+/// Awaits `fut`, failing if it takes longer than 10 s (a hang guard, not a
+/// timing assertion).
+async fn no_hang<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung for more than 10 s"))
+}
+
+/// Retries `op` while it fails with `Unavailable` (the store is finding
+/// the new master), up to 15 s; any other outcome is returned.
+async fn through_failover<T, Fut>(what: &str, mut op: impl FnMut() -> Fut) -> T
+where
+    T: std::fmt::Debug,
+    Fut: Future<Output = Result<T, TransitionError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match no_hang(what, op()).await {
+            Ok(v) => return v,
+            Err(TransitionError::Store(StoreError::Unavailable(e)))
+                if Instant::now() < deadline =>
+            {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_finishes_across_a_failover() {
+    let setup = RedisSentinel::start();
+    let old_master = setup.master_port();
+    let s = RedisStore::connect(&setup.url(), TTLS, Duration::from_millis(500))
+        .await
+        .expect("connect");
+    let (new, secret) = new_login(None);
+    let id = new.id;
+    s.create(new, T0).await.expect("create");
+    s.scan(&id, &alice(), T0 + 1).await.expect("scan");
+    // The replica has the scan before it is promoted (replication is
+    // asynchronous; a failover may lose the last writes, which is Redis's
+    // trade-off, not the store's).
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query_async(&mut raw(old_master).await)
+        .await
+        .expect("WAIT");
+    assert_eq!(acked, 1, "the replica did not acknowledge the scan");
+    let mut reg = s.notifier().register(id);
+
+    let new_master = setup.failover();
+    assert_ne!(new_master, old_master);
+    // The failover is complete when the old master is a replica (writes
+    // sent to it in between would be lost; closing that window is
+    // `writes_follow_the_switch_not_just_errors`' subject).
+    setup.wait_demoted(old_master);
+
+    // The same store object finishes the login on the new master.
+    let alice_id = alice().id;
+    let rec = through_failover("approve", || s.approve(&id, &alice_id, T0 + 2)).await;
+    assert_eq!(rec.state, State::Approved);
+    let token = qrlogin_core::SessionToken::new_for(id);
+    let hash = secret.hash();
+    let user = through_failover("redeem", || s.redeem(&id, &hash, &token, T0 + 3)).await;
+    assert_eq!(user, alice());
+    let session = s.session(&token, T0 + 4).await.expect("session");
+    assert!(session.is_some());
+    // The login lives on the new master now.
+    let on_new: Option<String> = redis::cmd("GET")
+        .arg(keys::login_key(&id))
+        .query_async(&mut raw(new_master).await)
+        .await
+        .expect("GET on the new master");
+    assert!(on_new.is_some_and(|j| j.contains("consumed")));
+
+    // The hint subscription followed the master: the watcher registered
+    // before the failover hears of the redeem (after a re-read request for
+    // the time its subscription was down).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match next_hint(&mut reg).await {
+            Hint::Changed {
+                state: State::Consumed,
+                ..
+            } => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "no consumed hint; last {other:?}"
+            ),
+        }
+    }
+}
+
+/// After a failover, the old master accepts writes until the Sentinels
+/// demote it (here: never, see `start_with_stuck_master`), and such writes
+/// are lost. The store follows the Sentinels' `+switch-master`
+/// announcement, so its writes go to the new master although the old
+/// connection never fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_follow_the_switch_not_just_errors() {
+    let setup = RedisSentinel::start_with_stuck_master();
+    let old_master = setup.master_port();
+    let s = RedisStore::connect(&setup.url(), TTLS, Duration::from_millis(500))
+        .await
+        .expect("connect");
+    let (new, _) = new_login(None);
+    s.create(new, T0).await.expect("create before the failover");
+    let new_master = setup.failover();
+    assert!(
+        redis_cli_role(old_master).starts_with("master"),
+        "the old master was demoted after all"
+    );
+    let mut c = raw(new_master).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (new, _) = new_login(None);
+        let id = new.id;
+        if no_hang("create after the failover", s.create(new, T0))
+            .await
+            .is_ok()
+        {
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(keys::login_key(&id))
+                .query_async(&mut c)
+                .await
+                .expect("EXISTS on the new master");
+            if exists {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "15 s after the failover the store still writes to the old master"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn redis_cli_role(port: u16) -> String {
+    qrlogin_testkit::redis_cli(port, &["ROLE"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_master_gives_fast_errors_and_the_store_recovers() {
+    let mut setup = RedisSentinel::start();
+    let master = setup.master_port();
+    let s = RedisStore::connect(&setup.url(), TTLS, Duration::from_millis(500))
+        .await
+        .expect("connect");
+    let (new, _) = new_login(None);
+    let id = new.id;
+    s.create(new, T0).await.expect("create");
+
+    // The Sentinel does not fail over by itself in these tests, so the
+    // master stays dead: every call fails, bounded by the op timeout.
+    setup.server(master).kill();
+    for _ in 0..3 {
+        let got = no_hang("get with a dead master", s.get(&id, T0 + 1)).await;
+        assert!(
+            matches!(got, Err(StoreError::Unavailable(_))),
+            "expected Unavailable, got {got:?}"
+        );
+        let scan = no_hang("scan with a dead master", s.scan(&id, &alice(), T0 + 1)).await;
+        assert!(
+            matches!(
+                scan,
+                Err(TransitionError::Store(StoreError::Unavailable(_)))
+            ),
+            "expected Store(Unavailable), got {scan:?}"
+        );
+        let ping = no_hang("ping with a dead master", s.ping()).await;
+        assert!(matches!(ping, Err(StoreError::Unavailable(_))), "{ping:?}");
+    }
+
+    // The master comes back (empty): the same store recovers by itself.
+    setup.server(master).restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (new, _) = new_login(None);
+        match no_hang("create after the restart", s.create(new, T0)).await {
+            Ok(_) => break,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "the store did not recover within 15 s: {e:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_db_option_selects_the_masters_database() {
+    let setup = RedisSentinel::start();
+    let url = format!("{}?db=3", setup.url());
+    let s = RedisStore::connect(&url, TTLS, OP_TIMEOUT)
+        .await
+        .expect("connect");
+    let (new, _) = new_login(None);
+    let id = new.id;
+    s.create(new, T0).await.expect("create");
+    let mut c = raw(setup.master_port()).await;
+    let in_db0: bool = redis::cmd("EXISTS")
+        .arg(keys::login_key(&id))
+        .query_async(&mut c)
+        .await
+        .expect("EXISTS");
+    let _: () = redis::cmd("SELECT")
+        .arg(3)
+        .query_async(&mut c)
+        .await
+        .expect("SELECT");
+    let in_db3: bool = redis::cmd("EXISTS")
+        .arg(keys::login_key(&id))
+        .query_async(&mut c)
+        .await
+        .expect("EXISTS");
+    assert!(!in_db0 && in_db3, "db0: {in_db0}, db3: {in_db3}");
+    assert!(s.get(&id, T0 + 1).await.expect("get").is_some());
+}
+
+/// Not the store's path (its subscription follows the master), but what
+/// its design leans on, checked rather than assumed: a hint published on
+/// the master also reaches a subscriber on the replica (PUBLISH is
+/// replicated), so a subscription left on a demoted master that was not
+/// disconnected still hears hints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_on_the_master_reaches_replica_subscribers() {
+    let setup = RedisSentinel::start();
+    let master = setup.master_port();
+    let replica = setup
+        .ports()
+        .into_iter()
+        .find(|&p| p != master)
+        .expect("a replica");
+    let mut sub = redis::Client::open(format!("redis://127.0.0.1:{replica}"))
+        .expect("client")
+        .get_async_pubsub()
+        .await
+        .expect("pubsub on the replica");
+    sub.subscribe(HINT_CHANNEL).await.expect("subscribe");
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(HINT_CHANNEL)
+        .arg("hello")
+        .query_async(&mut raw(master).await)
+        .await
+        .expect("PUBLISH");
+    let msg = no_hang("a message on the replica", sub.on_message().next())
+        .await
+        .expect("a message");
+    assert_eq!(msg.get_payload_bytes(), b"hello");
+}
