@@ -100,7 +100,10 @@ async fn a_login_finishes_across_a_failover() {
     let hash = secret.hash();
     let user = through_failover("redeem", || s.redeem(&id, &hash, &token, T0 + 3)).await;
     assert_eq!(user, alice());
-    let session = s.session(&token, T0 + 4).await.expect("session");
+    let session = s
+        .session(&token.session_ref(), T0 + 4)
+        .await
+        .expect("session");
     assert!(session.is_some());
     // The login lives on the new master now.
     let on_new: Option<String> = redis::cmd("GET")
