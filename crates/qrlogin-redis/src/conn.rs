@@ -440,6 +440,7 @@ async fn follow_switches(
 ) {
     use futures_util::StreamExt;
     let mut next = 0usize;
+    let mut resubscribe = false;
     loop {
         let (host, port) = &sentinels[next % sentinels.len()];
         next = next.wrapping_add(1);
@@ -451,6 +452,15 @@ async fn follow_switches(
         })
         .await;
         if let Ok(Ok(pubsub)) = subscribed {
+            if resubscribe {
+                // A switch announced while we were not listening would go
+                // unseen: look the master up again, to be sure.
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                SentinelConn(shared).master_switched();
+            }
+            resubscribe = true;
             let (mut sink, mut stream) = pubsub.split();
             let mut health = tokio::time::interval(SWITCH_HEALTH_EVERY);
             health.tick().await;
