@@ -5,7 +5,7 @@ use qrlogin_core::{
     Hint, LoginId, MobileToken, SessionToken, State, Store, StoreError, TransitionError, Ttls, User,
 };
 use qrlogin_redis::{keys, RedisStore, HINT_CHANNEL};
-use qrlogin_testkit::contract::{alice, expect_hint, new_login, next_hint, T0, TTLS};
+use qrlogin_testkit::contract::{alice, expect_hint, new_login, next_hint, scanned_by, T0, TTLS};
 use qrlogin_testkit::RedisServer;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -74,14 +74,7 @@ async fn a_watcher_on_one_instance_is_woken_by_another() {
     a.create(new, T0).await.expect("create on A");
     let mut watcher = a.notifier().register(id);
     b.scan(&id, &alice(), T0 + 1000).await.expect("scan on B");
-    assert_eq!(
-        next_hint(&mut watcher).await,
-        Hint::Changed {
-            version: 2,
-            state: State::Scanned,
-            user: Some(alice())
-        }
-    );
+    assert_eq!(next_hint(&mut watcher).await, scanned_by(alice()));
     b.approve(&id, "alice", T0 + 2000)
         .await
         .expect("approve on B");
@@ -198,15 +191,7 @@ async fn a_dead_redis_gives_fast_errors_and_the_store_recovers() {
     // expect_hint, not next_hint: should the subscriber have resubscribed
     // once more meanwhile, an extra re-read request may come first (harmless
     // by design); the change itself must still arrive.
-    expect_hint(
-        &mut w3,
-        Hint::Changed {
-            version: 2,
-            state: State::Scanned,
-            user: Some(alice()),
-        },
-    )
-    .await;
+    expect_hint(&mut w3, scanned_by(alice())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

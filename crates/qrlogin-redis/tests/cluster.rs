@@ -3,9 +3,9 @@
 //! cluster: logins spread over nodes, scripts reaching nodes that never had
 //! them, hints crossing nodes, a dead node.
 
-use qrlogin_core::{Hint, LoginId, State, Store, StoreError, TransitionError, Ttls};
+use qrlogin_core::{LoginId, State, Store, StoreError, TransitionError, Ttls};
 use qrlogin_redis::{keys, RedisStore, HINT_CHANNEL};
-use qrlogin_testkit::contract::{alice, expect_hint, new_login, T0, TTLS};
+use qrlogin_testkit::contract::{alice, expect_hint, new_login, scanned_by, T0, TTLS};
 use qrlogin_testkit::{RedisCluster, StoreUnderTest};
 use std::future::Future;
 use std::sync::Arc;
@@ -169,15 +169,7 @@ async fn hints_cross_nodes() {
         let id = login_on(&s, &cluster, b).await;
         let mut reg = s.notifier().register(id);
         s.scan(&id, &alice(), T0 + 1).await.expect("scan");
-        expect_hint(
-            &mut reg,
-            Hint::Changed {
-                version: 2,
-                state: State::Scanned,
-                user: Some(alice()),
-            },
-        )
-        .await;
+        expect_hint(&mut reg, scanned_by(alice())).await;
     }
 }
 
@@ -226,13 +218,5 @@ async fn a_dead_node_gives_fast_errors_and_the_store_recovers() {
     s.scan(&id, &alice(), T0 + 1)
         .await
         .expect("scan after the restart");
-    expect_hint(
-        &mut reg,
-        Hint::Changed {
-            version: 2,
-            state: State::Scanned,
-            user: Some(alice()),
-        },
-    )
-    .await;
+    expect_hint(&mut reg, scanned_by(alice())).await;
 }

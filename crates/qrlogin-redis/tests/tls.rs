@@ -2,9 +2,9 @@
 //! subscription alike, against a private redis-server with a throw-away
 //! self-signed certificate.
 
-use qrlogin_core::{Hint, State, Store};
+use qrlogin_core::{State, Store};
 use qrlogin_redis::RedisStore;
-use qrlogin_testkit::contract::{alice, expect_hint, new_login, T0, TTLS};
+use qrlogin_testkit::contract::{alice, expect_hint, new_login, scanned_by, T0, TTLS};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -100,15 +100,7 @@ async fn the_store_works_over_tls() {
     let mut reg = store.notifier().register(id);
     store.scan(&id, &alice(), T0 + 1).await.expect("scan");
     // The hint came back through the TLS pub/sub subscription.
-    expect_hint(
-        &mut reg,
-        Hint::Changed {
-            version: 2,
-            state: State::Scanned,
-            user: Some(alice()),
-        },
-    )
-    .await;
+    expect_hint(&mut reg, scanned_by(alice())).await;
     let rec = store.get(&id, T0 + 2).await.expect("get").expect("exists");
     assert_eq!(rec.state, State::Scanned);
 

@@ -74,25 +74,13 @@ impl AppState {
         demo: Option<DemoIdentity>,
         verifier: Arc<dyn MobileVerifier>,
     ) -> Self {
-        Self::build(cfg, store, clock, public_url, demo, verifier, None)
+        Self::with_sessions(cfg, store, clock, public_url, demo, verifier, None)
     }
 
     /// Like [`with_verifier`](Self::with_verifier), issuing JWT web sessions
     /// signed with `jwt` (JWT mode) when it is `Some`. Separate from
     /// `with_verifier` so embedders of the opaque default need no key.
     pub fn with_sessions(
-        cfg: &ServeConfig,
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        public_url: String,
-        demo: Option<DemoIdentity>,
-        verifier: Arc<dyn MobileVerifier>,
-        jwt: Option<Arc<JwtSessions>>,
-    ) -> Self {
-        Self::build(cfg, store, clock, public_url, demo, verifier, jwt)
-    }
-
-    fn build(
         cfg: &ServeConfig,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,

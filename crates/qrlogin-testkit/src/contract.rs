@@ -325,6 +325,15 @@ pub async fn next_hint(reg: &mut Registration) -> Hint {
     }
 }
 
+/// The hint of a login's first scan (version 2) by `user`.
+pub fn scanned_by(user: User) -> Hint {
+    Hint::Changed {
+        version: 2,
+        state: State::Scanned,
+        user: Some(user),
+    }
+}
+
 /// Waits for the hint `want`, skipping hints about older versions (a hint
 /// of a transition made before the watcher registered may still be in
 /// flight; watchers compare versions, so a stale hint is harmless) and
