@@ -285,20 +285,29 @@ impl Store for MemoryStore {
         token: &SessionToken,
         now_ms: u64,
     ) -> TransitionResult<User> {
+        let key = (token.login_id(), *token.hash().as_bytes());
+        // The same redeem again (its session exists) gets the same answer,
+        // as in the Redis store, where a resent command can run twice.
+        let retried = self.lock().sessions.contains_key(&key);
         let rec = self.transition(id, now_ms, |rec| {
             match browser_check(rec, secret, now_ms)? {
                 State::Approved => {
                     rec.state = State::Consumed;
                     Ok(true)
                 }
+                State::Consumed if retried && rec.user.is_some() => Ok(false),
                 s => Err(TransitionError::WrongState(s)),
             }
         })?;
+        if retried {
+            return rec
+                .user
+                .ok_or_else(|| StoreError::Corrupt("consumed login without a user".into()).into());
+        }
         let user = rec
             .user
             .ok_or_else(|| StoreError::Corrupt("approved login without a user".into()))?;
         let expires = now_ms + self.ttls.session_ms;
-        let key = (token.login_id(), *token.hash().as_bytes());
         let mut inner = self.lock();
         inner.sessions.insert(
             key,

@@ -172,7 +172,8 @@ cases!(
     redeem_with_wrong_secret_is_not_found,
     /// Redeem before approval is WrongState.
     redeem_before_approval_is_wrong_state,
-    /// Redeem happens at most once.
+    /// Redeem happens at most once; the same redeem resent (same session
+    /// token) gets the same answer.
     redeem_twice_is_wrong_state,
     /// Redeem creates a session that lives session_ms and can be revoked.
     session_lifecycle,
@@ -824,6 +825,20 @@ mod imp {
         assert_eq!(
             s.redeem(&ap.id, &secret.hash(), &t2, T0 + 3001).await,
             Err(WrongState(State::Consumed))
+        );
+        // The same redeem resent (same token: a retry after a lost reply)
+        // gets the same answer and changes nothing.
+        let before = s.get(&ap.id, T0 + 3001).await.expect("get");
+        assert_eq!(
+            s.redeem(&ap.id, &secret.hash(), &t1, T0 + 3001).await,
+            Ok(alice())
+        );
+        assert_eq!(s.get(&ap.id, T0 + 3001).await.expect("get"), before);
+        // Not for a caller without the browser secret.
+        assert_eq!(
+            s.redeem(&ap.id, &BrowserSecret::random().hash(), &t1, T0 + 3001)
+                .await,
+            Err(NotFound)
         );
         assert_eq!(
             s.session(&t2.session_ref(), T0 + 3002)

@@ -13,6 +13,12 @@ local s, err = browser_check(rec, ARGV[5])
 if err ~= nil then
   return err
 end
+if s == 'consumed' and rec.uid ~= nil and redis.call('EXISTS', KEYS[2]) == 1 then
+  -- The same redeem again (its session exists): a command resent after a
+  -- lost reply (Redis Cluster retries after a reconnect). Same answer, no
+  -- change; any other redeem of a consumed login still fails.
+  return { 'ok', rec.uid, rec.uname or '' }
+end
 if s ~= 'approved' then
   return { 'wrong_state', s }
 end
