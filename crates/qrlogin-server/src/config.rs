@@ -107,6 +107,13 @@ pub struct ServeConfig {
     #[arg(long, env = "QRLOGIN_JWT_KEY_FILE")]
     pub jwt_key_file: Option<PathBuf>,
 
+    /// With a shared (Redis) store and no `--jwt-key-file`, JWT mode refuses
+    /// to start: instances behind one load balancer would each sign with
+    /// their own key and refuse each other's JWTs. Set this to accept a
+    /// per-process key anyway (one instance, or trying it out).
+    #[arg(long, env = "QRLOGIN_JWT_EPHEMERAL_KEY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub jwt_ephemeral_key: bool,
+
     /// The JWT `iss` claim. Default: the public URL.
     #[arg(long, env = "QRLOGIN_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -189,6 +196,7 @@ impl ServeConfig {
             session_ttl: 43_200,
             session_format: SessionFormat::Opaque,
             jwt_key_file: None,
+            jwt_ephemeral_key: false,
             jwt_issuer: None,
             jwt_audience: None,
             mobile_token_ttl: 86_400,

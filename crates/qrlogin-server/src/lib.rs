@@ -64,7 +64,8 @@ pub async fn open_store(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
 /// JWT mode's keys from `--session-format`, `--jwt-key-file`, `--jwt-issuer`
 /// and `--jwt-audience`; `None` in opaque mode. Without a key file a key is
 /// made now, with a warning: it dies with the process, and other instances
-/// would refuse this one's JWTs.
+/// would refuse this one's JWTs; so with a shared store that is an error
+/// unless `--jwt-ephemeral-key` says it is meant.
 pub fn jwt_sessions(
     cfg: &ServeConfig,
     public_url: &str,
@@ -80,6 +81,13 @@ pub fn jwt_sessions(
     let keys = match &cfg.jwt_key_file {
         Some(path) => jwt::JwtSessions::from_file(path, issuer, audience)?,
         None => {
+            if cfg.store != "memory" && !cfg.jwt_ephemeral_key {
+                anyhow::bail!(
+                    "--session-format jwt with a shared store needs --jwt-key-file (the same \
+                     key file on every instance); pass --jwt-ephemeral-key true to sign with a \
+                     key made at start-up that only this process knows"
+                );
+            }
             let keys = jwt::JwtSessions::generate(issuer, audience)?;
             tracing::warn!(
                 kid = keys.kid(),

@@ -102,10 +102,9 @@ fn start_server(log_path: &Path, extra_args: &[&str]) -> Result<(ChildGuard, Str
     let mut child = Command::new(env!("CARGO_BIN_EXE_qrlogin"))
         .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory"])
         .args(extra_args)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        // The binary reads QRLOGIN_LOG; info, whatever the caller's
+        // environment says, so the log shows what the tests look for.
+        .env("QRLOGIN_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log.try_clone()?))

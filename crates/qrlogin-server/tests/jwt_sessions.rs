@@ -33,9 +33,12 @@ per_store!(
     opaque_mode_has_no_jwks,
 );
 
+/// JWT mode with a per-process key (allowed on the shared Redis store only
+/// because it is asked for; see `a_shared_store_needs_a_key_file`).
 fn jwt_config() -> ServeConfig {
     let mut cfg = config();
     cfg.session_format = SessionFormat::Jwt;
+    cfg.jwt_ephemeral_key = true;
     cfg
 }
 
@@ -381,6 +384,36 @@ async fn a_bad_key_file_stops_start_up() {
     let msg = format!("{err:#}");
     assert!(msg.contains("P-256"), "{msg}");
     assert!(!msg.contains("MC4CAQAw"), "{msg}");
+}
+
+/// JWT mode on a shared (Redis) store without a key file refuses to start,
+/// naming the flag that fixes it: instances behind one load balancer would
+/// otherwise each sign with their own key and refuse each other's JWTs.
+/// `--jwt-ephemeral-key true` is the explicit way to accept that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_store_needs_a_key_file() {
+    let server = redis_server().await;
+    let mut cfg = jwt_config();
+    cfg.jwt_ephemeral_key = false;
+    cfg.store = server.url();
+    let store = redis_store(&server.url(), &cfg).await;
+    let err = qrlogin_server::spawn_with(
+        cfg.clone(),
+        store.clone(),
+        qrlogin_server::AppState::system_clock(),
+    )
+    .await
+    .err()
+    .expect("refused");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("--jwt-key-file"), "{msg}");
+    assert!(msg.contains("--jwt-ephemeral-key"), "{msg}");
+
+    cfg.jwt_ephemeral_key = true;
+    let running = qrlogin_server::spawn_with(cfg, store, qrlogin_server::AppState::system_clock())
+        .await
+        .expect("starts when asked for a per-process key");
+    drop(running);
 }
 
 /// The real binary at `QRLOGIN_LOG=trace`, JWT mode with a key file: a whole
