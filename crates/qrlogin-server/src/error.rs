@@ -38,6 +38,10 @@ pub enum ApiError {
     WrongMatchCode,
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The request body did not arrive in time (a trickled body would
+    /// otherwise hold its connection and task for as long as the client likes).
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
     /// A status poll came too fast: poll less often (RFC 8628 `slow_down`).
@@ -70,6 +74,7 @@ impl ApiError {
             ApiError::Gone => StatusCode::GONE,
             ApiError::WrongMatchCode => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited { .. } | ApiError::SlowDown { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -89,6 +94,7 @@ impl ApiError {
             ApiError::Gone => "gone",
             ApiError::WrongMatchCode => "wrong_match_code",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::SlowDown { .. } => "slow_down",
             ApiError::StoreUnavailable => "store_unavailable",

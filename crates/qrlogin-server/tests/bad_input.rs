@@ -790,6 +790,18 @@ async fn refused_bodies_leave_the_connection_usable() {
         );
     }
 
+    // Chunked and under the limit: read, and handed to the handler.
+    let small = r#"{"username":"alice","password":"not-her-password"}"#;
+    let chunked_small = format!(
+        "POST /v1/mobile/session HTTP/1.1\r\nhost: {addr}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n\
+         {:x}\r\n{small}\r\n0\r\n\r\n",
+        small.len()
+    );
+    let (head, body) = exchange(&mut conn, chunked_small.as_bytes()).await;
+    assert!(head.starts_with("http/1.1 401"), "{head} {body}");
+    assert!(body.contains("unauthorized"), "{body}");
+
     // Declared far over the drain limit: refused unread, and closed.
     let huge = format!(
         "POST /v1/mobile/session HTTP/1.1\r\nhost: {addr}\r\n\
@@ -798,4 +810,27 @@ async fn refused_bodies_leave_the_connection_usable() {
     let (head, _) = exchange(&mut conn, huge.as_bytes()).await;
     assert!(head.starts_with("http/1.1 413"), "{head}");
     assert!(head.contains("connection: close"), "{head}");
+}
+
+/// A body that trickles in (chunked, never finished) is cut off with a 408
+/// JSON error and `Connection: close` after the front door's 10 s deadline,
+/// so it cannot hold its connection and task for as long as it likes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_is_408() {
+    let mut cfg = config();
+    cfg.rate_limits = false;
+    let app = app_with(StoreKind::Memory, cfg, None).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connecting");
+    let stalled = format!(
+        "POST /v1/mobile/session HTTP/1.1\r\nhost: {addr}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n\
+         5\r\n{{\"use\r\n"
+    );
+    let (head, body) = exchange(&mut conn, stalled.as_bytes()).await;
+    assert!(head.starts_with("http/1.1 408"), "{head} {body}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(body.contains("request_timeout"), "{body}");
 }

@@ -22,18 +22,23 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use metrics::SharedString;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Most a refused body is read (and thrown away) before answering 413.
 const DRAIN_LIMIT: u64 = 1024 * 1024;
+/// Longest the front door waits for a body it reads (a chunked one, or one
+/// it drains): our bodies are a few hundred bytes, and a client trickling
+/// one must not hold its task for as long as it likes.
+const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Routes that are web pages: they choose their own caching; everything
 /// else (the API, errors) is per-user and short-lived, so `no-store`.
 const PAGES: [&str; 4] = ["/", "/m/{id}", "/phone", "/assets/{*path}"];
 
 /// Every request, in this order: the catch-all per-IP rate limit, the
-/// declared-body-size check, the cross-site check, the handler; then the
-/// security headers (on every answer, refusals included) and the metrics.
+/// body-size check (declared lengths; chunked bodies are read here, capped),
+/// the cross-site check, the handler; then the security headers (on every
+/// answer, refusals included) and the metrics.
 pub async fn front_door(AxState(app): AxState<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
@@ -108,11 +113,19 @@ async fn drain_stream(stream: &mut BodyDataStream, limit: u64) -> bool {
 /// The 413; when the body was not read to its end the connection cannot be
 /// reused, and `Connection: close` tells the client so.
 fn too_large(drained: bool) -> Response {
-    let mut resp = ApiError::PayloadTooLarge.into_response();
-    if !drained {
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let resp = ApiError::PayloadTooLarge.into_response();
+    if drained {
+        resp
+    } else {
+        closing(resp)
     }
+}
+
+/// `resp` with `Connection: close`: the rest of the request was not read,
+/// so the connection cannot carry another one.
+fn closing(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 
@@ -140,15 +153,17 @@ async fn refusal(app: &AppState, req: Request) -> Result<Request, Response> {
     // A declared-too-large body gets a clean 413. The body is read and
     // discarded first (up to DRAIN_LIMIT): closing a socket with unread
     // bytes makes the kernel reset the connection, and the client would
-    // then lose the 413 itself. Bodies without a length are limited by the
-    // extractors (`DefaultBodyLimit`).
+    // then lose the 413 itself.
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(len) = declared.filter(|len| *len > app.max_body as u64) {
-        let drained = len <= DRAIN_LIMIT && drain(req.into_body(), DRAIN_LIMIT).await;
+        let drained = len <= DRAIN_LIMIT
+            && tokio::time::timeout(BODY_DEADLINE, drain(req.into_body(), DRAIN_LIMIT))
+                .await
+                .unwrap_or(false);
         return Err(too_large(drained));
     }
     // A body without a declared length (chunked) is read here, up to the
@@ -158,7 +173,12 @@ async fn refusal(app: &AppState, req: Request) -> Result<Request, Response> {
     // a keep-alive connection the server is about to close.
     let req = if declared.is_none() && !req.body().is_end_stream() {
         let (parts, body) = req.into_parts();
-        Request::from_parts(parts, Body::from(read_capped(body, app.max_body).await?))
+        let body = match tokio::time::timeout(BODY_DEADLINE, read_capped(body, app.max_body)).await
+        {
+            Ok(read) => read?,
+            Err(_) => return Err(closing(ApiError::RequestTimeout.into_response())),
+        };
+        Request::from_parts(parts, Body::from(body))
     } else {
         req
     };
