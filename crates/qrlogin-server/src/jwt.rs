@@ -25,6 +25,9 @@ use std::path::Path;
 /// The one signing algorithm (see the module docs for why ES256).
 pub const ALGORITHM: Algorithm = Algorithm::ES256;
 
+/// The longest token [`JwtSessions::verify`] looks at.
+const MAX_TOKEN_LEN: usize = 4096;
+
 /// Why a key could not be loaded. Messages never contain key material.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -41,6 +44,8 @@ pub enum KeyError {
     Format,
     #[error("the JWT key could not be prepared for signing: {0}")]
     Prepare(String),
+    #[error("signing a session JWT: {0}")]
+    Sign(String),
 }
 
 /// The claims of a qrlogin session JWT.
@@ -149,6 +154,11 @@ impl JwtSessions {
         issuer: String,
         audience: Option<String>,
     ) -> Result<Self, KeyError> {
+        // jsonwebtoken picks its crypto backend from crate features; should an
+        // embedding application also enable `aws_lc_rs`, both are on and the
+        // choice would panic. Installing ours first makes it explicit (an
+        // error only means a provider is already installed).
+        let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
         let der = key
             .to_pkcs8_der()
             .map_err(|e| KeyError::Prepare(e.to_string()))?;
@@ -168,7 +178,9 @@ impl JwtSessions {
         validation.validate_exp = false;
         validation.leeway = 0;
         validation.set_issuer(&[&issuer]);
-        let mut required = vec!["exp", "iat", "iss", "sub"];
+        // jsonwebtoken enforces only these spec claims; `iat`, `sid` and
+        // `name` are required by the typed `SessionClaims` instead.
+        let mut required = vec!["exp", "iss", "sub"];
         match &audience {
             Some(aud) => {
                 validation.set_audience(&[aud]);
@@ -228,7 +240,7 @@ impl JwtSessions {
         header.typ = Some("JWT".into());
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, &claims, &self.encoding)
-            .map_err(|e| KeyError::Prepare(e.to_string()))
+            .map_err(|e| KeyError::Sign(e.to_string()))
     }
 
     /// Checks a presented JWT: the header's `alg` is ES256 and its `kid` is
@@ -237,6 +249,11 @@ impl JwtSessions {
     /// record. Whether that record still exists (logout) is the caller's
     /// store lookup.
     pub fn verify(&self, token: &str, now_ms: u64) -> Result<Verified, Invalid> {
+        // Ours are ~600 bytes; anything far longer is refused before any
+        // decoding or signature check is spent on it.
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(Invalid);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| Invalid)?;
         if header.alg != ALGORITHM || header.kid.as_deref() != Some(self.kid.as_str()) {
             return Err(Invalid);
@@ -523,6 +540,18 @@ KnRGssNo5umAD3RJnaArVH8x2/W57E0hgQ==
         raw["sid"] = "not-a-session".into();
         let bad_sid = jsonwebtoken::encode(&header, &raw, &k.encoding).expect("sign");
         assert_eq!(k.verify(&bad_sid, NOW).err(), Some(Invalid));
+        // Validly signed but oversized (a padded claim): refused unread.
+        raw["sid"] = claims.sid.clone().into();
+        raw["pad"] = "p".repeat(MAX_TOKEN_LEN).into();
+        let long = jsonwebtoken::encode(&header, &raw, &k.encoding).expect("sign");
+        assert!(long.len() > MAX_TOKEN_LEN);
+        assert_eq!(k.verify(&long, NOW).err(), Some(Invalid));
+        raw["pad"] = "p".into();
+        let short = jsonwebtoken::encode(&header, &raw, &k.encoding).expect("sign");
+        assert!(
+            k.verify(&short, NOW).is_ok(),
+            "the same claims, short, verify"
+        );
         for junk in [
             "",
             ".",

@@ -78,6 +78,13 @@ async fn fetch_jwks(app: &App) -> JwkSet {
     assert!(ct.starts_with("application/json"), "{ct}");
     let cc = r.headers[CACHE_CONTROL].to_str().expect("cache control");
     assert!(cc.contains("public") && cc.contains("max-age="), "{cc}");
+    assert_eq!(
+        r.headers
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("*"),
+        "public keys are fetchable cross-origin"
+    );
     let raw = r.json();
     for key in raw["keys"].as_array().expect("keys") {
         assert!(key.get("d").is_none(), "private key published: {key}");
@@ -223,7 +230,8 @@ async fn tampered_jwts_are_401_json(kind: StoreKind) {
     let mut none = header.clone();
     none["alg"] = "none".into();
     forged.push(format!("{}.{}.", b64(&none), parts[1]));
-    // HS256 "signed" with the published public key.
+    // The header switched to HS256, signature left as is (the real
+    // HMAC-with-the-public-key forgery is in jwt.rs's unit tests).
     let mut hs = header.clone();
     hs["alg"] = "HS256".into();
     forged.push(format!("{}.{}.{}", b64(&hs), parts[1], parts[2]));

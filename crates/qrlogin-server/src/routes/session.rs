@@ -94,10 +94,18 @@ const JWKS_MAX_AGE: &str = "public, max-age=300";
 pub async fn jwks(AxState(app): AxState<AppState>) -> Result<Response, ApiError> {
     let keys = app.jwt.as_ref().ok_or(ApiError::NoRoute)?;
     Ok((
-        [(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static(JWKS_MAX_AGE),
-        )],
+        [
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(JWKS_MAX_AGE),
+            ),
+            // Public data: verifiers running in a browser on another origin
+            // (WebCrypto) may fetch it.
+            (
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            ),
+        ],
         Json(keys.jwks()),
     )
         .into_response())
