@@ -17,8 +17,8 @@
 
 use qrlogin_core::{
     network_of, BrowserContext, BrowserSecret, Hint, LoginId, LoginRecord, MatchPolicy,
-    MobileToken, NewLogin, Registration, Session, SessionToken, State, Store, TransitionError,
-    Ttls, User,
+    MobileToken, NewLogin, Registration, Session, SessionRef, SessionToken, State, Store,
+    TransitionError, Ttls, User,
 };
 use std::any::Any;
 use std::future::Future;
@@ -903,6 +903,20 @@ mod imp {
         assert_eq!(
             s.session(&other.session_ref(), r).await.expect("session"),
             None
+        );
+        // The right hash under another login's id is not a session either
+        // (a JWT `sid` naming another login finds nothing).
+        let elsewhere = SessionRef::new(LoginId::random(), token.hash());
+        assert_eq!(s.session(&elsewhere, r).await.expect("session"), None);
+        s.revoke_session(&elsewhere)
+            .await
+            .expect("revoke elsewhere");
+        assert!(
+            s.session(&token.session_ref(), r)
+                .await
+                .expect("session")
+                .is_some(),
+            "revoking under another login's id leaves the session alone"
         );
         // Revoke: gone; revoking again or an unknown token is fine.
         s.revoke_session(&token.session_ref())
