@@ -3,9 +3,9 @@
 //! cluster: logins spread over nodes, scripts reaching nodes that never had
 //! them, hints crossing nodes, a dead node.
 
-use qrlogin_core::{LoginId, State, Store, StoreError, TransitionError, Ttls};
+use qrlogin_core::{Hint, LoginId, State, Store, StoreError, TransitionError, Ttls};
 use qrlogin_redis::{keys, RedisStore, HINT_CHANNEL};
-use qrlogin_testkit::contract::{alice, expect_hint, new_login, scanned_by, T0, TTLS};
+use qrlogin_testkit::contract::{alice, expect_hint, new_login, next_hint, scanned_by, T0, TTLS};
 use qrlogin_testkit::{RedisCluster, StoreUnderTest};
 use std::future::Future;
 use std::sync::Arc;
@@ -145,23 +145,29 @@ async fn scripts_run_on_nodes_that_never_had_them() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hints_cross_nodes() {
-    let cluster = RedisCluster::start();
-    let s = store(&cluster, OP_TIMEOUT).await;
-    // Where is the store's hint subscription? (PUBSUB NUMSUB is per node.)
+/// The running nodes that hold a subscription to the hint channel
+/// (`PUBSUB NUMSUB` is per node).
+async fn subscribed_nodes(cluster: &RedisCluster, skip: Option<usize>) -> Vec<usize> {
     let mut subscribed = Vec::new();
-    for i in 0..cluster.len() {
+    for i in (0..cluster.len()).filter(|i| Some(*i) != skip) {
         let numsub: (String, i64) = redis::cmd("PUBSUB")
             .arg("NUMSUB")
             .arg(HINT_CHANNEL)
-            .query_async(&mut raw(&cluster, i).await)
+            .query_async(&mut raw(cluster, i).await)
             .await
             .expect("PUBSUB NUMSUB");
         if numsub.1 > 0 {
             subscribed.push(i);
         }
     }
+    subscribed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_cross_nodes() {
+    let cluster = RedisCluster::start();
+    let s = store(&cluster, OP_TIMEOUT).await;
+    let subscribed = subscribed_nodes(&cluster, None).await;
     assert_eq!(subscribed.len(), 1, "one subscription: {subscribed:?}");
     let a = subscribed[0];
     // Every other node's transitions publish there.
@@ -207,8 +213,7 @@ async fn a_dead_node_gives_fast_errors_and_the_store_recovers() {
         match no_hang("create after the restart", s.create(new, T0)).await {
             Ok(_) if cluster.node_of(&keys::login_key(&id)) == victim => break id,
             Ok(_) => continue,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => panic!("the store did not recover within 15 s: {e:?}"),
@@ -219,4 +224,65 @@ async fn a_dead_node_gives_fast_errors_and_the_store_recovers() {
         .await
         .expect("scan after the restart");
     expect_hint(&mut reg, scanned_by(alice())).await;
+}
+
+/// When the node holding the hint subscription dies, the subscription moves
+/// to another seed node (and tells watchers to re-read, since hints sent
+/// meanwhile are lost); with the cluster whole again, hints flow through the
+/// new node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hint_subscription_moves_off_a_dead_node() {
+    let mut cluster = RedisCluster::start();
+    let s = store(&cluster, Duration::from_millis(500)).await;
+    let subscribed = subscribed_nodes(&cluster, None).await;
+    assert_eq!(subscribed.len(), 1, "one subscription: {subscribed:?}");
+    let a = subscribed[0];
+    let mut watcher = s.notifier().register(LoginId::random());
+
+    cluster.node(a).kill();
+    assert_eq!(next_hint(&mut watcher).await, Hint::Reread);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let moved_to = loop {
+        let now_on = subscribed_nodes(&cluster, Some(a)).await;
+        if now_on.len() == 1 {
+            break now_on[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the subscription did not move off node {a}: {now_on:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    cluster.restart_node(a);
+    // A transition on the restarted node (its slots are empty now) reaches
+    // the watcher through the subscription's new node.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let id = loop {
+        match no_hang("create after the restart", async {
+            let (new, _) = new_login(None);
+            let id = new.id;
+            if cluster.node_of(&keys::login_key(&id)) != a {
+                return Ok(None);
+            }
+            s.create(new, T0).await.map(|_| Some(id))
+        })
+        .await
+        {
+            Ok(Some(id)) => break id,
+            Ok(None) => continue,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the store did not recover within 15 s: {e:?}"),
+        }
+    };
+    let mut reg = s.notifier().register(id);
+    s.scan(&id, &alice(), T0 + 1).await.expect("scan");
+    expect_hint(&mut reg, scanned_by(alice())).await;
+    assert_eq!(
+        subscribed_nodes(&cluster, None).await,
+        vec![moved_to],
+        "the hint came through the node the subscription moved to"
+    );
 }
