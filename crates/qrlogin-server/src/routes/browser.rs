@@ -344,13 +344,16 @@ pub async fn redeem(
     let token = match &app.jwt {
         None => token.expose(),
         // Signing with a loaded key does not fail in practice; if it did,
-        // the login is consumed without a usable session (fail closed).
-        Some(keys) => keys
-            .issue(&token.session_ref(), &user, now, now + session_ms)
-            .map_err(|e| {
+        // the login is consumed without a usable session (fail closed), and
+        // the session record nobody can present is removed.
+        Some(keys) => match keys.issue(&token.session_ref(), &user, now, now + session_ms) {
+            Ok(jwt) => jwt,
+            Err(e) => {
                 tracing::error!(error = %e, "signing a session JWT");
-                ApiError::Internal
-            })?,
+                let _ = app.store.revoke_session(&token.session_ref()).await;
+                return Err(ApiError::Internal);
+            }
+        },
     };
     let cookie = set_cookie(
         SESSION_COOKIE,
