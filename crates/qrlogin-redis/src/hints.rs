@@ -18,7 +18,8 @@
 //!   scripts use, on whichever node holds the login's slot) is broadcast to
 //!   every node of the cluster over the cluster bus. The task starts on the
 //!   first seed node and moves to the next one whenever its node fails;
-//! * Sentinel: the master, asked of the Sentinels on every (re)subscribe.
+//! * Sentinel: the master the command connection uses (looked up first if
+//!   there is none), on every (re)subscribe.
 //!   A failover ends the subscription as soon as the Sentinels announce the
 //!   new master (`+switch-master`, see [`SentinelConn`]); the demoted
 //!   master's pub/sub clients are also killed by the Sentinels, and the

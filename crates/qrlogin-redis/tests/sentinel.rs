@@ -1,7 +1,8 @@
 //! `redis+sentinel://`: the whole store contract against a private master +
 //! replica + Sentinel (one per case), and what is particular to Sentinel:
-//! a login finished across a failover by the same store object, a dead
-//! master, the `db` option.
+//! a login finished across a failover by the same store object, writes
+//! that stay on the new master, a hung Sentinel, a dead master, the `db`
+//! option.
 
 use futures_util::StreamExt;
 use qrlogin_core::{Hint, State, Store, StoreError, TransitionError, Ttls};
@@ -172,6 +173,125 @@ async fn writes_follow_the_switch_not_just_errors() {
             Instant::now() < deadline,
             "15 s after the failover the store still writes to the old master"
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A stuck old master, two Sentinels: once a create has landed on the new
+/// master, every following one does too. The store neither flips back to
+/// the old master (which still says it is master) when a lookup races the
+/// switch, nor when a Sentinel that has not heard of the switch yet names
+/// the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_every_create_lands_on_the_new_master() {
+    let setup = RedisSentinel::start_with_stuck_master_and_sentinels(2);
+    let old_master = setup.master_port();
+    let s = RedisStore::connect(&setup.url(), TTLS, Duration::from_millis(500))
+        .await
+        .expect("connect");
+    let (new, _) = new_login(None);
+    s.create(new, T0).await.expect("create before the failover");
+    let new_master = setup.failover();
+    assert_ne!(new_master, old_master);
+    let mut c = raw(new_master).await;
+    async fn on_new_master(
+        c: &mut redis::aio::MultiplexedConnection,
+        id: &qrlogin_core::LoginId,
+    ) -> bool {
+        let got: Option<String> = redis::cmd("GET")
+            .arg(keys::login_key(id))
+            .query_async(c)
+            .await
+            .expect("GET on the new master");
+        got.is_some()
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (new, _) = new_login(None);
+        let id = new.id;
+        if no_hang("create after the failover", s.create(new, T0))
+            .await
+            .is_ok()
+            && on_new_master(&mut c, &id).await
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "15 s after the failover the store still writes to the old master"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in 0..10 {
+        let (new, _) = new_login(None);
+        let id = new.id;
+        no_hang("create", s.create(new, T0))
+            .await
+            .unwrap_or_else(|e| panic!("create #{i} after the switch: {e:?}"));
+        assert!(
+            on_new_master(&mut c, &id).await,
+            "create #{i} after the switch did not land on the new master"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The first-listed Sentinel is hung (SIGSTOP: it accepts connections but
+/// never answers). With the default 500 ms op timeout the store still
+/// connects and serves a whole login, and after its master connection is
+/// killed it finds the master again (each lookup asks all Sentinels at
+/// once, so the hung one costs nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_first_sentinel_does_not_keep_the_store_down() {
+    let mut setup = RedisSentinel::start_with_sentinels(2);
+    setup.freeze_sentinel(0);
+    let s = no_hang(
+        "connect with the first sentinel hung",
+        RedisStore::connect(&setup.url(), TTLS, Duration::from_millis(500)),
+    )
+    .await
+    .expect("connect with the first sentinel hung");
+    let (new, secret) = new_login(None);
+    let id = new.id;
+    s.create(new, T0).await.expect("create");
+    s.scan(&id, &alice(), T0 + 1).await.expect("scan");
+    let rec = s.approve(&id, &alice().id, T0 + 2).await.expect("approve");
+    assert_eq!(rec.state, State::Approved);
+    let token = qrlogin_core::SessionToken::new_for(id);
+    let user = s
+        .redeem(&id, &secret.hash(), &token, T0 + 3)
+        .await
+        .expect("redeem");
+    assert_eq!(user, alice());
+    assert!(s
+        .session(&token.session_ref(), T0 + 4)
+        .await
+        .expect("session")
+        .is_some());
+
+    // Cut the store's master connections: the next operations must look
+    // the master up again, each within the op timeout.
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query_async(&mut raw(setup.master_port()).await)
+        .await
+        .expect("CLIENT KILL");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match no_hang("get after the kill", s.get(&id, T0 + 5)).await {
+            Ok(got) => {
+                assert!(got.is_some_and(|r| r.state == State::Consumed));
+                break;
+            }
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "no lookup succeeded within 15 s with the first sentinel hung: {e:?}"
+            ),
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -1,6 +1,10 @@
 //! A private, throw-away Sentinel setup per test: a master, one replica and
-//! one Sentinel (quorum 1) on free 127.0.0.1 ports, all children of the
-//! test process, killed (and their directories removed) on drop.
+//! one or more Sentinels (quorum 1 each) on free 127.0.0.1 ports, all
+//! children of the test process, killed (and their directories removed)
+//! on drop. A Sentinel can be frozen with SIGSTOP
+//! ([`RedisSentinel::freeze_sentinel`]): it keeps accepting TCP connections
+//! (the kernel does) but never answers, which is what a hung host looks
+//! like to a client.
 //!
 //! The Sentinel's `down-after-milliseconds` is long (60 s), so it never
 //! fails over on its own during a test: a test that kills the master sees
@@ -26,6 +30,8 @@ struct SentinelProc {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    /// Stopped with SIGSTOP (resumed before it is killed).
+    frozen: bool,
 }
 
 impl SentinelProc {
@@ -70,6 +76,7 @@ impl SentinelProc {
             dir,
             port,
             child: Some(child),
+            frozen: false,
         }
     }
 
@@ -77,7 +84,38 @@ impl SentinelProc {
         std::fs::read_to_string(self.dir.path().join("sentinel.log")).unwrap_or_default()
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) with kill(1).
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status();
+            assert!(
+                matches!(status, Ok(s) if s.success()),
+                "kill -{signal} {} failed: {status:?}",
+                child.id()
+            );
+        }
+    }
+
+    fn freeze(&mut self) {
+        self.signal("STOP");
+        self.frozen = true;
+    }
+
     fn kill(&mut self) {
+        if self.frozen {
+            // SIGKILL works on a stopped process too; resuming first just
+            // lets it die the ordinary way. Best effort: this runs on drop.
+            if let Some(child) = &self.child {
+                let _ = Command::new("kill")
+                    .arg("-CONT")
+                    .arg(child.id().to_string())
+                    .status();
+            }
+            self.frozen = false;
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -91,10 +129,11 @@ impl Drop for SentinelProc {
     }
 }
 
-/// A private master + replica + Sentinel.
+/// A private master + replica + Sentinel(s).
 pub struct RedisSentinel {
-    // Sentinel first: it goes before the servers it watches.
-    sentinel: SentinelProc,
+    // Sentinels first: they go before the servers they watch.
+    /// The helpers ask (and tell to fail over) the first one not frozen.
+    sentinels: Vec<SentinelProc>,
     /// `servers[0]` started as master, `servers[1]` as its replica; after a
     /// failover the roles are swapped (see [`RedisSentinel::master_port`]).
     servers: Vec<RedisServer>,
@@ -106,7 +145,14 @@ impl RedisSentinel {
     /// it). Panics with the install command if redis-server is missing, or
     /// if the setup is not ready within ~20 s.
     pub fn start() -> RedisSentinel {
-        Self::launch(&[])
+        Self::launch(&[], 1)
+    }
+
+    /// [`RedisSentinel::start`] with `n` Sentinels (at least one), each
+    /// monitoring the master with quorum 1; waits until every Sentinel
+    /// knows the others, so all of them learn of a failover.
+    pub fn start_with_sentinels(n: usize) -> RedisSentinel {
+        Self::launch(&[], n)
     }
 
     /// [`RedisSentinel::start`] with a master the Sentinel cannot demote
@@ -117,52 +163,93 @@ impl RedisSentinel {
     /// reach it but clients can. A client that only reacts to errors would
     /// keep writing there.
     pub fn start_with_stuck_master() -> RedisSentinel {
-        Self::launch(&[
-            "--rename-command",
-            "REPLICAOF",
-            "",
-            "--rename-command",
-            "SLAVEOF",
-            "",
-        ])
+        Self::start_with_stuck_master_and_sentinels(1)
     }
 
-    fn launch(master_args: &[&str]) -> RedisSentinel {
+    /// [`RedisSentinel::start_with_stuck_master`] with `n` Sentinels (see
+    /// [`RedisSentinel::start_with_sentinels`]).
+    pub fn start_with_stuck_master_and_sentinels(n: usize) -> RedisSentinel {
+        Self::launch(
+            &[
+                "--rename-command",
+                "REPLICAOF",
+                "",
+                "--rename-command",
+                "SLAVEOF",
+                "",
+            ],
+            n,
+        )
+    }
+
+    fn launch(master_args: &[&str], sentinels: usize) -> RedisSentinel {
         let master = RedisServer::start_tcp_with(master_args);
         let master_port = master.port().unwrap_or_default();
         let replica =
             RedisServer::start_tcp_with(&["--replicaof", "127.0.0.1", &master_port.to_string()]);
-        let sentinel = SentinelProc::start(master_port);
+        let sentinels = (0..sentinels.max(1))
+            .map(|_| SentinelProc::start(master_port))
+            .collect();
         let setup = RedisSentinel {
-            sentinel,
+            sentinels,
             servers: vec![master, replica],
         };
-        setup.wait_until("the replica is synced and known to the sentinel", |s| {
+        setup.wait_until("the replica is synced and known to the sentinels", |s| {
             let replica = s.servers[1].port().unwrap_or_default();
             redis_cli(replica, &["INFO", "replication"]).contains("master_link_status:up")
-                && redis_cli(s.sentinel.port, &["SENTINEL", "REPLICAS", MASTER_NAME])
-                    .contains(&replica.to_string())
+                && s.sentinels.iter().all(|sp| {
+                    redis_cli(sp.port, &["SENTINEL", "REPLICAS", MASTER_NAME])
+                        .contains(&replica.to_string())
+                })
+        });
+        setup.wait_until("every sentinel knows the others", |s| {
+            s.sentinels.iter().all(|sp| {
+                let known = redis_cli(sp.port, &["SENTINEL", "SENTINELS", MASTER_NAME]);
+                s.sentinels
+                    .iter()
+                    .filter(|other| other.port != sp.port)
+                    .all(|other| known.contains(&other.port.to_string()))
+            })
         });
         setup
     }
 
-    /// `redis+sentinel://127.0.0.1:S/qrl`.
+    /// `redis+sentinel://127.0.0.1:S1,127.0.0.1:S2…/qrl`, the Sentinels in
+    /// start order.
     pub fn url(&self) -> String {
-        format!(
-            "redis+sentinel://127.0.0.1:{}/{MASTER_NAME}",
-            self.sentinel.port
-        )
+        let hosts = self
+            .sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect::<Vec<_>>()
+            .join(",");
+        format!("redis+sentinel://{hosts}/{MASTER_NAME}")
     }
 
-    /// The Sentinel's port.
+    /// The first Sentinel's port.
     pub fn sentinel_port(&self) -> u16 {
-        self.sentinel.port
+        self.sentinels[0].port
     }
 
-    /// The master's port, as the Sentinel reports it now.
+    /// Stops Sentinel `i` (start order) with SIGSTOP: connections to it
+    /// are accepted but never answered. It is killed on drop.
+    pub fn freeze_sentinel(&mut self, i: usize) {
+        self.sentinels[i].freeze();
+    }
+
+    /// The first Sentinel that is not frozen: the one the helpers ask (a
+    /// frozen one would never answer redis-cli).
+    fn live(&self) -> &SentinelProc {
+        self.sentinels
+            .iter()
+            .find(|s| !s.frozen)
+            .unwrap_or_else(|| panic!("every sentinel is frozen"))
+    }
+
+    /// The master's port, as the first live Sentinel reports it now.
     pub fn master_port(&self) -> u16 {
         let out = redis_cli(
-            self.sentinel.port,
+            self.live().port,
             &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME],
         );
         out.lines()
@@ -192,14 +279,14 @@ impl RedisSentinel {
         let old = self.master_port();
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            let out = redis_cli(self.sentinel.port, &["SENTINEL", "FAILOVER", MASTER_NAME]);
+            let out = redis_cli(self.live().port, &["SENTINEL", "FAILOVER", MASTER_NAME]);
             if out.trim() == "OK" {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
                 "SENTINEL FAILOVER refused: {out}; sentinel log:\n{}",
-                self.sentinel.log()
+                self.live().log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -225,7 +312,7 @@ impl RedisSentinel {
             assert!(
                 Instant::now() < deadline,
                 "sentinel setup: not ready within {READY_TIMEOUT:?}: {what}; sentinel log:\n{}",
-                self.sentinel.log()
+                self.live().log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
