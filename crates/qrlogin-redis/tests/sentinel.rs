@@ -63,13 +63,19 @@ where
     }
 }
 
+/// The store through `setup`'s Sentinels, with the service's default 500 ms
+/// operation timeout.
+async fn store(setup: &RedisSentinel) -> RedisStore {
+    RedisStore::connect(&setup.url(), TTLS, Duration::from_millis(500))
+        .await
+        .expect("connect")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_finishes_across_a_failover() {
     let setup = RedisSentinel::start();
     let old_master = setup.master_port();
-    let s = RedisStore::connect(&setup.url(), TTLS, Duration::from_millis(500))
-        .await
-        .expect("connect");
+    let s = store(&setup).await;
     let (new, secret) = new_login(None);
     let id = new.id;
     s.create(new, T0).await.expect("create");
@@ -141,9 +147,7 @@ async fn a_login_finishes_across_a_failover() {
 async fn writes_follow_the_switch_not_just_errors() {
     let setup = RedisSentinel::start_with_stuck_master();
     let old_master = setup.master_port();
-    let s = RedisStore::connect(&setup.url(), TTLS, Duration::from_millis(500))
-        .await
-        .expect("connect");
+    let s = store(&setup).await;
     let (new, _) = new_login(None);
     s.create(new, T0).await.expect("create before the failover");
     let new_master = setup.failover();
@@ -186,9 +190,7 @@ async fn writes_follow_the_switch_not_just_errors() {
 async fn after_a_failover_every_create_lands_on_the_new_master() {
     let setup = RedisSentinel::start_with_stuck_master_and_sentinels(2);
     let old_master = setup.master_port();
-    let s = RedisStore::connect(&setup.url(), TTLS, Duration::from_millis(500))
-        .await
-        .expect("connect");
+    let s = store(&setup).await;
     let (new, _) = new_login(None);
     s.create(new, T0).await.expect("create before the failover");
     let new_master = setup.failover();
@@ -304,9 +306,7 @@ fn redis_cli_role(port: u16) -> String {
 async fn a_dead_master_gives_fast_errors_and_the_store_recovers() {
     let mut setup = RedisSentinel::start();
     let master = setup.master_port();
-    let s = RedisStore::connect(&setup.url(), TTLS, Duration::from_millis(500))
-        .await
-        .expect("connect");
+    let s = store(&setup).await;
     let (new, _) = new_login(None);
     let id = new.id;
     s.create(new, T0).await.expect("create");
