@@ -40,25 +40,21 @@ pub async fn open_store(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
     if cfg.store == "memory" {
         return Ok(Arc::new(MemoryStore::new(ttls)));
     }
-    let scheme = cfg.store.split_once("://").map_or("", |(s, _)| s);
-    if matches!(
-        scheme,
-        "redis" | "rediss" | "redis+unix" | "redis+cluster" | "redis+sentinel"
-    ) {
-        let store = qrlogin_redis::RedisStore::connect(
-            &cfg.store,
-            ttls,
-            Duration::from_millis(cfg.store_timeout_ms),
+    // Which URLs are Redis URLs is the Redis store's to say.
+    qrlogin_redis::check_url(&cfg.store).map_err(|e| {
+        anyhow::anyhow!(
+            "unsupported --store {:?}: use `memory` or a Redis URL ({e})",
+            redact_url(&cfg.store)
         )
-        .await
-        .with_context(|| format!("connecting to {}", redact_url(&cfg.store)))?;
-        return Ok(Arc::new(store));
-    }
-    anyhow::bail!(
-        "unsupported --store {:?}: use `memory`, redis://, rediss://, redis+unix://, \
-         redis+cluster://h1:p1,h2:p2 or redis+sentinel://s1:p1,s2:p2/<master>",
-        redact_url(&cfg.store)
+    })?;
+    let store = qrlogin_redis::RedisStore::connect(
+        &cfg.store,
+        ttls,
+        Duration::from_millis(cfg.store_timeout_ms),
     )
+    .await
+    .with_context(|| format!("connecting to {}", redact_url(&cfg.store)))?;
+    Ok(Arc::new(store))
 }
 
 /// JWT mode's keys from `--session-format`, `--jwt-key-file`, `--jwt-issuer`
@@ -406,6 +402,26 @@ mod tests {
     use axum::http::header::{ACCEPT, AUTHORIZATION};
     use axum::http::{HeaderValue, Request, Uri};
     use bytes::{Bytes, BytesMut};
+
+    /// A store URL that is neither `memory` nor a Redis URL is refused at
+    /// start-up, naming the choices, without echoing a password.
+    #[tokio::test]
+    async fn unknown_store_urls_are_refused() {
+        for url in [
+            "postgres://u:hunter2@db/x",
+            "nonsense",
+            "redis+sentinel://:hunter2@s1",
+        ] {
+            let mut cfg = crate::ServeConfig::defaults();
+            cfg.store = url.into();
+            let msg = match super::open_store(&cfg).await {
+                Ok(_) => panic!("{url} was accepted"),
+                Err(e) => format!("{e:#}"),
+            };
+            assert!(msg.contains("`memory` or a Redis URL"), "{msg}");
+            assert!(!msg.contains("hunter2"), "{msg}");
+        }
+    }
 
     /// The situation hyper leaves us in: the head was split off the front
     /// of the read buffer and the request's URI and header values are
