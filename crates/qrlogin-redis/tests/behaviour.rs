@@ -1,6 +1,9 @@
 //! RedisStore behaviour beyond the shared contract: hints across instances,
 //! failure and recovery, what is (and is not) stored, round trips.
 
+mod common;
+
+use common::{t_unavailable, unavailable};
 use qrlogin_core::{
     Hint, LoginId, MobileToken, SessionToken, State, Store, StoreError, TransitionError, Ttls, User,
 };
@@ -19,11 +22,7 @@ async fn store(server: &RedisServer) -> RedisStore {
 }
 
 async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("raw connection")
+    common::raw(&server.url()).await
 }
 
 /// Awaits `fut`, failing if it takes longer than 3 s: the point is "a dead
@@ -33,20 +32,6 @@ async fn within_3s<T>(what: &str, fut: impl Future<Output = T>) -> T {
         Ok(v) => v,
         Err(_) => panic!("{what} hung for more than 3 s"),
     }
-}
-
-fn unavailable<T: std::fmt::Debug>(what: &str, r: Result<T, StoreError>) {
-    assert!(
-        matches!(r, Err(StoreError::Unavailable(_))),
-        "{what}: expected Unavailable, got {r:?}"
-    );
-}
-
-fn t_unavailable<T: std::fmt::Debug>(what: &str, r: Result<T, TransitionError>) {
-    assert!(
-        matches!(r, Err(TransitionError::Store(StoreError::Unavailable(_)))),
-        "{what}: expected Store(Unavailable), got {r:?}"
-    );
 }
 
 /// Retries `op` until it succeeds or 10 s pass.

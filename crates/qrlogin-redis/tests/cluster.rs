@@ -3,11 +3,13 @@
 //! cluster: logins spread over nodes, scripts reaching nodes that never had
 //! them, hints crossing nodes, a dead node.
 
-use qrlogin_core::{Hint, LoginId, State, Store, StoreError, TransitionError, Ttls};
+mod common;
+
+use common::{no_hang, t_unavailable, unavailable};
+use qrlogin_core::{Hint, LoginId, State, Store, Ttls};
 use qrlogin_redis::{keys, RedisStore, HINT_CHANNEL};
 use qrlogin_testkit::contract::{alice, expect_hint, new_login, next_hint, scanned_by, T0, TTLS};
 use qrlogin_testkit::{RedisCluster, StoreUnderTest};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,11 +33,7 @@ async fn store(cluster: &RedisCluster, op_timeout: Duration) -> RedisStore {
 
 /// A plain (non-cluster) connection to node `i`.
 async fn raw(cluster: &RedisCluster, i: usize) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(cluster.node_url(i))
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("raw connection to a node")
+    common::raw(&cluster.node_url(i)).await
 }
 
 /// Creates pending logins until one lives on node `i` (its slot's master).
@@ -49,14 +47,6 @@ async fn login_on(s: &RedisStore, cluster: &RedisCluster, i: usize) -> LoginId {
         }
     }
     panic!("no login id hashed to node {i} in 200 tries")
-}
-
-/// Awaits `fut`, failing if it takes longer than 10 s (a hang guard, not a
-/// timing assertion).
-async fn no_hang<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(10), fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung for more than 10 s"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,18 +179,13 @@ async fn a_dead_node_gives_fast_errors_and_the_store_recovers() {
 
     // Calls on the dead node's slots fail (fast: bounded by the op
     // timeout), and nothing panics.
-    let got = no_hang("get on a dead node", s.get(&id, T0 + 1)).await;
-    assert!(
-        matches!(got, Err(StoreError::Unavailable(_))),
-        "expected Unavailable, got {got:?}"
+    unavailable(
+        "get on a dead node",
+        no_hang("get on a dead node", s.get(&id, T0 + 1)).await,
     );
-    let scan = no_hang("scan on a dead node", s.scan(&id, &alice(), T0 + 1)).await;
-    assert!(
-        matches!(
-            scan,
-            Err(TransitionError::Store(StoreError::Unavailable(_)))
-        ),
-        "expected Store(Unavailable), got {scan:?}"
+    t_unavailable(
+        "scan on a dead node",
+        no_hang("scan on a dead node", s.scan(&id, &alice(), T0 + 1)).await,
     );
 
     // Back (empty, same identity): the same store works again by itself,

@@ -4,6 +4,9 @@
 //! that stay on the new master, a hung Sentinel, a dead master, the `db`
 //! option.
 
+mod common;
+
+use common::{no_hang, t_unavailable, unavailable};
 use futures_util::StreamExt;
 use qrlogin_core::{Hint, State, Store, StoreError, TransitionError, Ttls};
 use qrlogin_redis::{keys, RedisStore, HINT_CHANNEL};
@@ -26,19 +29,7 @@ async fn make(ttls: Ttls) -> StoreUnderTest {
 qrlogin_testkit::store_contract!(make);
 
 async fn raw(port: u16) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(format!("redis://127.0.0.1:{port}"))
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("raw connection")
-}
-
-/// Awaits `fut`, failing if it takes longer than 10 s (a hang guard, not a
-/// timing assertion).
-async fn no_hang<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(10), fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung for more than 10 s"))
+    common::raw(&format!("redis://127.0.0.1:{port}")).await
 }
 
 /// Retries `op` while it fails with `Unavailable` (the store is finding
@@ -52,10 +43,9 @@ where
     loop {
         match no_hang(what, op()).await {
             Ok(v) => return v,
-            Err(TransitionError::Store(StoreError::Unavailable(e)))
+            Err(TransitionError::Store(StoreError::Unavailable(_)))
                 if Instant::now() < deadline =>
             {
-                let _ = e;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => panic!("{what}: {e:?}"),
@@ -315,18 +305,13 @@ async fn a_dead_master_gives_fast_errors_and_the_store_recovers() {
     // master stays dead: every call fails, bounded by the op timeout.
     setup.server(master).kill();
     for _ in 0..3 {
-        let got = no_hang("get with a dead master", s.get(&id, T0 + 1)).await;
-        assert!(
-            matches!(got, Err(StoreError::Unavailable(_))),
-            "expected Unavailable, got {got:?}"
+        unavailable(
+            "get with a dead master",
+            no_hang("get with a dead master", s.get(&id, T0 + 1)).await,
         );
-        let scan = no_hang("scan with a dead master", s.scan(&id, &alice(), T0 + 1)).await;
-        assert!(
-            matches!(
-                scan,
-                Err(TransitionError::Store(StoreError::Unavailable(_)))
-            ),
-            "expected Store(Unavailable), got {scan:?}"
+        t_unavailable(
+            "scan with a dead master",
+            no_hang("scan with a dead master", s.scan(&id, &alice(), T0 + 1)).await,
         );
         let ping = no_hang("ping with a dead master", s.ping()).await;
         assert!(matches!(ping, Err(StoreError::Unavailable(_))), "{ping:?}");

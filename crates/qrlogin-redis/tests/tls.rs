@@ -86,8 +86,7 @@ async fn the_store_works_over_tls() {
     let store = loop {
         match RedisStore::connect(&url, TTLS, Duration::from_millis(500)).await {
             Ok(s) => break s,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => panic!("no TLS connection to the private redis-server: {e}"),
