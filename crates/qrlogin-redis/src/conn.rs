@@ -59,8 +59,9 @@ pub(crate) struct SentinelTarget {
     pub db: i64,
 }
 
-/// `scheme://***@rest` for a URL with credentials, else the URL as is.
-fn redacted(url: &str) -> String {
+/// A store URL without its credentials (`scheme://***@rest`), for logs and
+/// messages; the URL as is when it has none.
+pub fn redact_url(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => match rest.rfind('@') {
             Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
@@ -73,10 +74,10 @@ fn redacted(url: &str) -> String {
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Target::Single(url) => f.debug_tuple("Single").field(&redacted(url)).finish(),
+            Target::Single(url) => f.debug_tuple("Single").field(&redact_url(url)).finish(),
             Target::Cluster(urls) => f
                 .debug_tuple("Cluster")
-                .field(&urls.iter().map(|u| redacted(u)).collect::<Vec<_>>())
+                .field(&urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
                 .finish(),
             Target::Sentinel(t) => f.debug_tuple("Sentinel").field(t).finish(),
         }

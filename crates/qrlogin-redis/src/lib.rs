@@ -28,6 +28,7 @@ pub mod keys;
 mod record;
 mod scripts;
 
+pub use conn::redact_url;
 pub use keys::HINT_CHANNEL;
 
 use async_trait::async_trait;

@@ -102,13 +102,8 @@ pub fn jwt_sessions(
     Ok(Some(Arc::new(keys)))
 }
 
-/// A store URL without its password, for messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
-}
+/// A store URL without its password, for messages (the Redis store's rule).
+pub use qrlogin_redis::redact_url;
 
 /// A service running in the background.
 pub struct Running {
