@@ -150,13 +150,9 @@ async fn a_dead_redis_gives_fast_errors_and_the_store_recovers() {
         "12 calls against a dead redis took {:?} in all",
         started.elapsed()
     );
-    // Twelve calls against a dead Redis; each bounded by the 500 ms op
-    // timeout at worst.
-    assert!(
-        started.elapsed() < Duration::from_secs(12 * 3),
-        "took {:?}",
-        started.elapsed()
-    );
+    // (No bound on the total here: each call is already under within_3s,
+    // so twelve of them cannot exceed 36 s; an assertion saying so could
+    // never fail.)
 
     server.restart();
     eventually("ping after restart", || s.ping()).await;
