@@ -8,7 +8,7 @@ mod common;
 
 use common::{no_hang, t_unavailable, unavailable};
 use futures_util::StreamExt;
-use qrlogin_core::{Hint, State, Store, StoreError, TransitionError, Ttls};
+use qrlogin_core::{Hint, LoginId, State, Store, StoreError, TransitionError, Ttls};
 use qrlogin_redis::{keys, RedisStore, HINT_CHANNEL};
 use qrlogin_testkit::contract::{alice, new_login, next_hint, T0, TTLS};
 use qrlogin_testkit::{RedisSentinel, StoreUnderTest};
@@ -59,6 +59,38 @@ async fn store(setup: &RedisSentinel) -> RedisStore {
     RedisStore::connect(&setup.url(), TTLS, Duration::from_millis(500))
         .await
         .expect("connect")
+}
+
+/// Whether login `id` is on the server behind `c`.
+async fn on_new_master(c: &mut redis::aio::MultiplexedConnection, id: &LoginId) -> bool {
+    let got: Option<String> = redis::cmd("GET")
+        .arg(keys::login_key(id))
+        .query_async(c)
+        .await
+        .expect("GET on the new master");
+    got.is_some()
+}
+
+/// Creates logins through `s` until one lands on the server behind `c` (the
+/// new master), failing after 15 s.
+async fn until_a_create_lands_on(s: &RedisStore, c: &mut redis::aio::MultiplexedConnection) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (new, _) = new_login(None);
+        let id = new.id;
+        if no_hang("create after the failover", s.create(new, T0))
+            .await
+            .is_ok()
+            && on_new_master(c, &id).await
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "15 s after the failover the store still writes to the old master"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,29 +178,7 @@ async fn writes_follow_the_switch_not_just_errors() {
         "the old master was demoted after all"
     );
     let mut c = raw(new_master).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (new, _) = new_login(None);
-        let id = new.id;
-        if no_hang("create after the failover", s.create(new, T0))
-            .await
-            .is_ok()
-        {
-            let exists: bool = redis::cmd("EXISTS")
-                .arg(keys::login_key(&id))
-                .query_async(&mut c)
-                .await
-                .expect("EXISTS on the new master");
-            if exists {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "15 s after the failover the store still writes to the old master"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_a_create_lands_on(&s, &mut c).await;
 }
 
 /// A stuck old master, two Sentinels: once a create has landed on the new
@@ -186,34 +196,7 @@ async fn after_a_failover_every_create_lands_on_the_new_master() {
     let new_master = setup.failover();
     assert_ne!(new_master, old_master);
     let mut c = raw(new_master).await;
-    async fn on_new_master(
-        c: &mut redis::aio::MultiplexedConnection,
-        id: &qrlogin_core::LoginId,
-    ) -> bool {
-        let got: Option<String> = redis::cmd("GET")
-            .arg(keys::login_key(id))
-            .query_async(c)
-            .await
-            .expect("GET on the new master");
-        got.is_some()
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (new, _) = new_login(None);
-        let id = new.id;
-        if no_hang("create after the failover", s.create(new, T0))
-            .await
-            .is_ok()
-            && on_new_master(&mut c, &id).await
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "15 s after the failover the store still writes to the old master"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_a_create_lands_on(&s, &mut c).await;
     for i in 0..10 {
         let (new, _) = new_login(None);
         let id = new.id;
