@@ -6,6 +6,12 @@
 //! * [`RedisCluster`] and [`RedisSentinel`] — the same for a private
 //!   three-master Redis Cluster and a master + replica + Sentinel setup, to
 //!   run the contract suite against the other deployments of SPEC §4.
+//! * [`OidcProvider`] — a private, real OpenID provider (panva's
+//!   `oidc-provider` under Node.js, `oidc/provider.mjs`) on a free loopback
+//!   port, so token verification is tested against the discovery, JWKS,
+//!   introspection and userinfo a production provider serves, not a mock;
+//!   with harness controls to mint tokens for a subject, sign refusal-test
+//!   JWTs, rotate keys and count JWKS fetches.
 //! * [`contract`] — the one store contract suite that both the memory store
 //!   and the Redis store must pass (SPEC §4), with the
 //!   [`store_contract!`] macro that turns it into one test per case.
@@ -15,11 +21,13 @@
 pub mod bench;
 pub mod contract;
 pub mod model;
+mod oidc_provider;
 mod redis_cluster;
 mod redis_sentinel;
 mod redis_server;
 
 pub use contract::StoreUnderTest;
+pub use oidc_provider::OidcProvider;
 pub use redis_cluster::{redis_cli, RedisCluster};
 pub use redis_sentinel::{RedisSentinel, MASTER_NAME};
 pub use redis_server::RedisServer;
