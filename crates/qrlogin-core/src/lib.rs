@@ -9,6 +9,7 @@
 //! * [`notify`] — the in-process registry that wakes browsers waiting on a
 //!   login; stores feed it hints, watchers re-read the store.
 //! * [`clock`] — an injectable clock, so expiry is testable without sleeping.
+//! * [`verifier`] — the [`MobileVerifier`] trait: who a phone's bearer is.
 
 pub mod clock;
 pub mod id;
@@ -16,6 +17,7 @@ pub mod memory;
 pub mod notify;
 pub mod state;
 pub mod store;
+pub mod verifier;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use id::{
@@ -28,3 +30,4 @@ pub use store::{
     network_of, BrowserContext, LoginRecord, MatchPolicy, NewLogin, Session, Store, StoreError,
     TransitionError, Ttls, User,
 };
+pub use verifier::{BackgroundTask, MobileVerifier, VerifyError};

@@ -2,43 +2,47 @@
 //! the layers every request passes through.
 
 use crate::config::{MatchMode, ServeConfig};
-use crate::identity::{DemoIdentity, MobileVerifier, StoreTokenVerifier};
 use crate::jwt::JwtSessions;
 use crate::limit::{Limits, Rates};
 use crate::routes;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
+use qrlogin_core::MobileVerifier;
 use qrlogin_core::{Clock, Store, SystemClock};
+use qrlogin_identity::DemoIdentity;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Everything a handler needs; cheap to clone (one `Arc`).
+/// Everything a handler needs; cheap to clone (one `Arc`). Built only by
+/// [`QrLogin::builder`](crate::QrLogin::builder); its fields are the
+/// crate's own.
 #[derive(Clone)]
-pub struct AppState(pub Arc<Inner>);
+pub struct AppState(pub(crate) Arc<Inner>);
 
+#[doc(hidden)]
 pub struct Inner {
-    pub store: Arc<dyn Store>,
-    pub clock: Arc<dyn Clock>,
-    pub verifier: Arc<dyn MobileVerifier>,
-    pub demo: Option<DemoIdentity>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) verifier: Arc<dyn MobileVerifier>,
+    pub(crate) demo: Option<DemoIdentity>,
     /// `https://example.com` — no trailing slash.
-    pub public_url: String,
+    pub(crate) public_url: String,
     /// The origin part of `public_url`, for the phone's context and the
     /// cross-site check.
-    pub public_origin: String,
-    pub secure_cookies: bool,
-    pub site_name: String,
-    pub mobile_token_ttl_ms: u64,
-    pub backstop: Duration,
-    pub max_wait: Duration,
-    pub trusted_proxies: Vec<IpAddr>,
-    pub limits: Limits,
-    pub match_mode: MatchMode,
-    pub max_body: usize,
+    pub(crate) public_origin: String,
+    pub(crate) secure_cookies: bool,
+    pub(crate) site_name: String,
+    pub(crate) mobile_token_ttl_ms: u64,
+    pub(crate) backstop: Duration,
+    pub(crate) max_wait: Duration,
+    pub(crate) trusted_proxies: Vec<IpAddr>,
+    pub(crate) limits: Limits,
+    pub(crate) match_mode: MatchMode,
+    pub(crate) max_body: usize,
     /// JWT session mode's key and rules; `None` in opaque mode (the default).
-    pub jwt: Option<Arc<JwtSessions>>,
+    pub(crate) jwt: Option<Arc<JwtSessions>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -48,54 +52,25 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// What the builder resolved, besides the configuration.
+pub(crate) struct Parts {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub public_url: String,
+    pub demo: Option<DemoIdentity>,
+    pub verifier: Arc<dyn MobileVerifier>,
+    pub jwt: Option<Arc<JwtSessions>>,
+}
+
 impl AppState {
-    /// Builds the state from configuration, an already-connected store and
-    /// the public URL (known only once the listener is bound).
-    pub fn new(
-        cfg: &ServeConfig,
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        public_url: String,
-        demo: Option<DemoIdentity>,
-    ) -> Self {
-        let verifier: Arc<dyn MobileVerifier> =
-            Arc::new(StoreTokenVerifier::new(store.clone(), clock.clone()));
-        Self::with_verifier(cfg, store, clock, public_url, demo, verifier)
-    }
-
-    /// Like [`new`](Self::new) with your own phone-credential verifier
-    /// (your app's sessions or JWTs) instead of the demo tokens; pass
-    /// `demo: None` to switch the demo sign-in off.
-    pub fn with_verifier(
-        cfg: &ServeConfig,
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        public_url: String,
-        demo: Option<DemoIdentity>,
-        verifier: Arc<dyn MobileVerifier>,
-    ) -> Self {
-        Self::with_sessions(cfg, store, clock, public_url, demo, verifier, None)
-    }
-
-    /// Like [`with_verifier`](Self::with_verifier), issuing JWT web sessions
-    /// signed with `jwt` (JWT mode) when it is `Some`. Separate from
-    /// `with_verifier` so embedders of the opaque default need no key.
-    pub fn with_sessions(
-        cfg: &ServeConfig,
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        public_url: String,
-        demo: Option<DemoIdentity>,
-        verifier: Arc<dyn MobileVerifier>,
-        jwt: Option<Arc<JwtSessions>>,
-    ) -> Self {
-        let public_url = public_url.trim_end_matches('/').to_string();
+    pub(crate) fn new(cfg: &ServeConfig, p: Parts) -> Self {
+        let public_url = p.public_url.trim_end_matches('/').to_string();
         let public_origin = origin_of(&public_url);
         Self(Arc::new(Inner {
-            store,
-            clock,
-            verifier,
-            demo,
+            store: p.store,
+            clock: p.clock,
+            verifier: p.verifier,
+            demo: p.demo,
             secure_cookies: public_url.starts_with("https://"),
             public_origin,
             public_url,
@@ -107,13 +82,28 @@ impl AppState {
             limits: Limits::new(cfg.rate_limits, Rates::default()),
             match_mode: cfg.match_code,
             max_body: cfg.max_body,
-            jwt,
+            jwt: p.jwt,
         }))
     }
 
-    /// For embedding with the real clock.
+    /// The real clock, for embedders and tests that pass one explicitly.
     pub fn system_clock() -> Arc<dyn Clock> {
         Arc::new(SystemClock)
+    }
+
+    /// The store this service runs on.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    /// The public URL (no trailing slash).
+    pub fn public_url(&self) -> &str {
+        &self.0.public_url
+    }
+
+    /// Whether the demo sign-in is on.
+    pub fn demo_on(&self) -> bool {
+        self.0.demo.is_some()
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -130,7 +120,8 @@ pub fn origin_of(url: &str) -> String {
     }
 }
 
-pub fn router(state: AppState) -> Router {
+/// Every route, and the two layers every request passes through.
+pub(crate) fn router(state: AppState) -> Router {
     let max_body = state.max_body;
     let api = Router::new()
         .route("/v1/logins", post(routes::browser::create))

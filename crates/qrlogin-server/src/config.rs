@@ -1,9 +1,15 @@
-//! Command line and environment. Every flag has an environment variable
-//! (`QRLOGIN_*`), so the same binary configures the same way in a shell, a
-//! container or a unit file. With no flags at all it serves the demo on
-//! 127.0.0.1:8080 with the in-memory store.
+//! Command line, environment and config file. Every flag has an environment
+//! variable (`QRLOGIN_*`) and a key in the TOML config file (`--config`,
+//! spelled as the flag without its dashes), so the same binary configures
+//! the same way in a shell, a container, a unit file or a deploy pipeline.
+//! Precedence: flags > environment > file > built-in defaults. With nothing
+//! set at all it serves the demo on 127.0.0.1:8080 with the in-memory store.
+//!
+//! The file is layered in by [`load`]: each key becomes the default of its
+//! flag before clap parses, so clap's own rules give the precedence, and a
+//! flag added later has its key without any code here.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -26,6 +32,23 @@ pub enum Command {
     Serve(Box<ServeConfig>),
     /// Print an argon2 hash of a password read from stdin, for a users file.
     HashPassword,
+    /// Validate the configuration (flags, environment, `--config` file) and
+    /// print the effective settings with secrets redacted; exits non-zero
+    /// on any error. Contacts nothing.
+    CheckConfig(Box<ServeConfig>),
+}
+
+/// Which verifier turns a phone's bearer into a user (SPEC §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerifierKind {
+    /// The built-in demo users (username + password, tokens in the store).
+    Demo,
+    /// JWT access tokens from your identity provider (OIDC discovery / JWKS).
+    Jwt,
+    /// Opaque tokens, checked at an RFC 7662 introspection endpoint.
+    Introspection,
+    /// Tokens checked by calling an OIDC userinfo (or "who am I") endpoint.
+    Userinfo,
 }
 
 /// When the phone must pick the browser's 2-digit code among 3 (number
@@ -60,40 +83,76 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
+    /// TOML file with defaults for every flag (keys spelled as the flags
+    /// without dashes: `store = "redis://…"`). Flags and environment win.
+    #[arg(help_heading = "Service", long, env = "QRLOGIN_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "QRLOGIN_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        help_heading = "Service",
+        long,
+        env = "QRLOGIN_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: SocketAddr,
 
     /// The URL browsers and phones reach this service at; the QR code points
     /// to PUBLIC_URL/m/{id}. Defaults to http://<listen address>.
-    #[arg(long, env = "QRLOGIN_PUBLIC_URL")]
+    #[arg(help_heading = "Service", long, env = "QRLOGIN_PUBLIC_URL")]
     pub public_url: Option<String>,
 
     /// `memory`, or a Redis URL: redis://, rediss://, redis+unix:///path,
     /// redis+cluster://h1:p1,h2:p2 (Redis Cluster seeds) or
     /// redis+sentinel://s1:p1,s2:p2/<master>[?db=N] (Sentinel).
-    #[arg(long, env = "QRLOGIN_STORE", default_value = "memory")]
+    #[arg(
+        help_heading = "Store",
+        long,
+        env = "QRLOGIN_STORE",
+        default_value = "memory"
+    )]
     pub store: String,
 
     /// Seconds a new login lives before it expires.
-    #[arg(long, env = "QRLOGIN_PENDING_TTL", default_value_t = 120)]
+    #[arg(
+        help_heading = "Logins",
+        long,
+        env = "QRLOGIN_PENDING_TTL",
+        default_value_t = 120
+    )]
     pub pending_ttl: u64,
 
     /// Seconds added once when the phone scans.
-    #[arg(long, env = "QRLOGIN_SCAN_EXTENSION", default_value_t = 60)]
+    #[arg(
+        help_heading = "Logins",
+        long,
+        env = "QRLOGIN_SCAN_EXTENSION",
+        default_value_t = 60
+    )]
     pub scan_extension: u64,
 
     /// Seconds a final state is kept so late watchers see the outcome.
-    #[arg(long, env = "QRLOGIN_FINAL_KEEP", default_value_t = 30)]
+    #[arg(
+        help_heading = "Logins",
+        long,
+        env = "QRLOGIN_FINAL_KEEP",
+        default_value_t = 30
+    )]
     pub final_keep: u64,
 
     /// Seconds a web session lives.
-    #[arg(long, env = "QRLOGIN_SESSION_TTL", default_value_t = 43_200)]
+    #[arg(
+        help_heading = "Web sessions",
+        long,
+        env = "QRLOGIN_SESSION_TTL",
+        default_value_t = 43_200
+    )]
     pub session_ttl: u64,
 
     /// The web session a redeem issues: `opaque` (a token only qrlogin can
     /// check) or `jwt` (signed, verifiable with /.well-known/jwks.json).
     #[arg(
+        help_heading = "Web sessions",
         long,
         env = "QRLOGIN_SESSION_FORMAT",
         value_enum,
@@ -104,62 +163,242 @@ pub struct ServeConfig {
     /// PEM file with the EC P-256 private key that signs session JWTs
     /// (ES256). Without it, JWT mode makes a key at start-up that only this
     /// process knows: several instances need one shared key file.
-    #[arg(long, env = "QRLOGIN_JWT_KEY_FILE")]
+    #[arg(help_heading = "Web sessions", long, env = "QRLOGIN_JWT_KEY_FILE")]
     pub jwt_key_file: Option<PathBuf>,
 
     /// With a shared (Redis) store and no `--jwt-key-file`, JWT mode refuses
     /// to start: instances behind one load balancer would each sign with
     /// their own key and refuse each other's JWTs. Set this to accept a
     /// per-process key anyway (one instance, or trying it out).
-    #[arg(long, env = "QRLOGIN_JWT_EPHEMERAL_KEY", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(help_heading = "Web sessions", long, env = "QRLOGIN_JWT_EPHEMERAL_KEY", default_value_t = false, action = clap::ArgAction::Set)]
     pub jwt_ephemeral_key: bool,
 
     /// The JWT `iss` claim. Default: the public URL.
-    #[arg(long, env = "QRLOGIN_JWT_ISSUER")]
+    #[arg(help_heading = "Web sessions", long, env = "QRLOGIN_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
     /// The JWT `aud` claim, when the services that verify the JWTs want one
     /// (then required on every presented JWT). Default: no `aud`.
-    #[arg(long, env = "QRLOGIN_JWT_AUDIENCE")]
+    #[arg(help_heading = "Web sessions", long, env = "QRLOGIN_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
 
     /// Seconds a demo phone-app token lives.
-    #[arg(long, env = "QRLOGIN_MOBILE_TOKEN_TTL", default_value_t = 86_400)]
+    #[arg(
+        help_heading = "Phone identity",
+        long,
+        env = "QRLOGIN_MOBILE_TOKEN_TTL",
+        default_value_t = 86_400
+    )]
     pub mobile_token_ttl: u64,
 
     /// Site name the phone shows ("… wants to log you in").
-    #[arg(long, env = "QRLOGIN_SITE_NAME", default_value = "qrlogin demo")]
+    #[arg(
+        help_heading = "Pages",
+        long,
+        env = "QRLOGIN_SITE_NAME",
+        default_value = "qrlogin demo"
+    )]
     pub site_name: String,
 
     /// JSON file of demo-identity users: [{"id","name","username","password_hash"}]
     /// (hashes from `qrlogin hash-password`). Default: the seeded demo users.
-    #[arg(long, env = "QRLOGIN_USERS_FILE")]
+    #[arg(help_heading = "Phone identity", long, env = "QRLOGIN_USERS_FILE")]
     pub users_file: Option<PathBuf>,
+
+    /// Who a phone's bearer is: demo, jwt, introspection or userinfo.
+    #[arg(
+        help_heading = "Phone identity",
+        long,
+        env = "QRLOGIN_MOBILE_VERIFIER",
+        value_enum,
+        default_value = "demo"
+    )]
+    pub mobile_verifier: VerifierKind,
+
+    /// The demo users (alice/wonderland, bob/builder or --users-file).
+    /// Default: on with the memory store and an http public URL, off
+    /// otherwise; never with a real --mobile-verifier.
+    #[arg(help_heading = "Phone identity", long, env = "QRLOGIN_DEMO_USERS", action = clap::ArgAction::Set)]
+    pub demo_users: Option<bool>,
+
+    /// jwt: the identity provider's issuer URL; every token's `iss` must
+    /// equal it, and its OIDC discovery names the JWKS.
+    #[arg(
+        help_heading = "Phone identity",
+        long,
+        env = "QRLOGIN_MOBILE_JWT_ISSUER"
+    )]
+    pub mobile_jwt_issuer: Option<String>,
+
+    /// jwt: the JWKS URL, instead of reading it from discovery.
+    #[arg(help_heading = "Phone identity", long, env = "QRLOGIN_MOBILE_JWKS_URL")]
+    pub mobile_jwks_url: Option<String>,
+
+    /// jwt: required in every token's `aud` (your API's identifier).
+    #[arg(
+        help_heading = "Phone identity",
+        long,
+        env = "QRLOGIN_MOBILE_JWT_AUDIENCE"
+    )]
+    pub mobile_jwt_audience: Option<String>,
+
+    /// jwt: accepted signature algorithms (asymmetric only; never none or HS*).
+    #[arg(
+        help_heading = "Phone identity",
+        long,
+        env = "QRLOGIN_MOBILE_JWT_ALGORITHMS",
+        value_delimiter = ',',
+        default_value = "RS256,ES256"
+    )]
+    pub mobile_jwt_algorithms: Vec<String>,
+
+    /// jwt: seconds of clock skew allowed on `exp` and `nbf`.
+    #[arg(
+        help_heading = "Phone identity",
+        long,
+        env = "QRLOGIN_MOBILE_JWT_LEEWAY",
+        default_value_t = 30
+    )]
+    pub mobile_jwt_leeway: u64,
+
+    /// jwt: when set, the token header's `typ` must be this (e.g. at+jwt).
+    #[arg(help_heading = "Phone identity", long, env = "QRLOGIN_MOBILE_JWT_TYP")]
+    pub mobile_jwt_typ: Option<String>,
+
+    /// introspection: the RFC 7662 endpoint.
+    #[arg(
+        help_heading = "Phone identity",
+        long,
+        env = "QRLOGIN_MOBILE_INTROSPECTION_URL"
+    )]
+    pub mobile_introspection_url: Option<String>,
+
+    /// introspection: our client id at the provider.
+    #[arg(
+        help_heading = "Phone identity",
+        long,
+        env = "QRLOGIN_MOBILE_INTROSPECTION_CLIENT_ID"
+    )]
+    pub mobile_introspection_client_id: Option<String>,
+
+    /// introspection: file holding our client secret (read once at start).
+    #[arg(
+        help_heading = "Phone identity",
+        long,
+        env = "QRLOGIN_MOBILE_INTROSPECTION_CLIENT_SECRET_FILE"
+    )]
+    pub mobile_introspection_client_secret_file: Option<PathBuf>,
+
+    /// introspection: seconds an active answer is reused (0 = ask every
+    /// time, so revocation counts at once; at most 60, never past `exp`).
+    #[arg(
+        help_heading = "Phone identity",
+        long,
+        env = "QRLOGIN_MOBILE_INTROSPECTION_CACHE_SECONDS",
+        default_value_t = 0
+    )]
+    pub mobile_introspection_cache_seconds: u64,
+
+    /// userinfo: the endpoint called with the phone's bearer.
+    #[arg(
+        help_heading = "Phone identity",
+        long,
+        env = "QRLOGIN_MOBILE_USERINFO_URL"
+    )]
+    pub mobile_userinfo_url: Option<String>,
+
+    /// userinfo: seconds an answer is reused (0 = ask every time; at most 60).
+    #[arg(
+        help_heading = "Phone identity",
+        long,
+        env = "QRLOGIN_MOBILE_USERINFO_CACHE_SECONDS",
+        default_value_t = 0
+    )]
+    pub mobile_userinfo_cache_seconds: u64,
+
+    /// The claim holding the stable user id.
+    #[arg(
+        help_heading = "Phone identity",
+        long,
+        env = "QRLOGIN_MOBILE_USER_ID_CLAIM",
+        default_value = "sub"
+    )]
+    pub mobile_user_id_claim: String,
+
+    /// The claim holding the display name (falls back to
+    /// preferred_username, username, then the id).
+    #[arg(
+        help_heading = "Phone identity",
+        long,
+        env = "QRLOGIN_MOBILE_USER_NAME_CLAIM",
+        default_value = "name"
+    )]
+    pub mobile_user_name_claim: String,
+
+    /// Milliseconds one call to the identity provider may take before the
+    /// phone gets 503 verifier_unavailable.
+    #[arg(
+        help_heading = "Phone identity",
+        long,
+        env = "QRLOGIN_MOBILE_VERIFIER_TIMEOUT_MS",
+        default_value_t = 2000
+    )]
+    pub mobile_verifier_timeout_ms: u64,
+
+    /// PEM bundle of extra CA certificates for the identity provider's TLS
+    /// (a private PKI); the system's roots are trusted as well.
+    #[arg(
+        help_heading = "Phone identity",
+        long,
+        env = "QRLOGIN_MOBILE_VERIFIER_CA_FILE"
+    )]
+    pub mobile_verifier_ca_file: Option<PathBuf>,
 
     /// Milliseconds one store operation may take before the request fails
     /// with 503 store_unavailable.
-    #[arg(long, env = "QRLOGIN_STORE_TIMEOUT_MS", default_value_t = 500)]
+    #[arg(
+        help_heading = "Store",
+        long,
+        env = "QRLOGIN_STORE_TIMEOUT_MS",
+        default_value_t = 500
+    )]
     pub store_timeout_ms: u64,
 
     /// Seconds between backstop re-reads of a watched login, in case a
     /// wake-up hint was lost.
-    #[arg(long, env = "QRLOGIN_BACKSTOP", default_value_t = 10)]
+    #[arg(
+        help_heading = "Logins",
+        long,
+        env = "QRLOGIN_BACKSTOP",
+        default_value_t = 10
+    )]
     pub backstop: u64,
 
     /// Longest long-poll wait, in seconds.
-    #[arg(long, env = "QRLOGIN_MAX_WAIT", default_value_t = 60)]
+    #[arg(
+        help_heading = "Logins",
+        long,
+        env = "QRLOGIN_MAX_WAIT",
+        default_value_t = 60
+    )]
     pub max_wait: u64,
 
     /// Peers whose X-Forwarded-For is believed (comma-separated IPs).
-    #[arg(long, env = "QRLOGIN_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(
+        help_heading = "Limits",
+        long,
+        env = "QRLOGIN_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
     pub trusted_proxies: Vec<IpAddr>,
 
     /// Largest accepted request body, in bytes.
-    #[arg(long, env = "QRLOGIN_MAX_BODY", default_value_t = 16 * 1024)]
+    #[arg(help_heading = "Limits", long, env = "QRLOGIN_MAX_BODY", default_value_t = 16 * 1024)]
     pub max_body: usize,
 
     /// Number matching: off, always, or on-risk.
     #[arg(
+        help_heading = "Logins",
         long,
         env = "QRLOGIN_MATCH_CODE",
         value_enum,
@@ -168,50 +407,48 @@ pub struct ServeConfig {
     pub match_code: MatchMode,
 
     /// Per-IP and per-user rate limits (turn off only for load tests).
-    #[arg(long, env = "QRLOGIN_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(help_heading = "Limits", long, env = "QRLOGIN_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set)]
     pub rate_limits: bool,
 
-    #[arg(long, env = "QRLOGIN_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        help_heading = "Logging and runtime",
+        long,
+        env = "QRLOGIN_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 
     /// Runtime worker threads; 0 means one per CPU core. Fewer than the cores
     /// pays off when Redis (and, in a benchmark, the load generator) share the
     /// machine: threads that would compete with them for the same cores cost
     /// more in cross-thread wake-ups than they add (BENCHMARKS.md §2).
-    #[arg(long, env = "QRLOGIN_WORKER_THREADS", default_value_t = 0)]
+    #[arg(
+        help_heading = "Logging and runtime",
+        long,
+        env = "QRLOGIN_WORKER_THREADS",
+        default_value_t = 0
+    )]
     pub worker_threads: usize,
 }
 
 impl ServeConfig {
-    /// The defaults, as `qrlogin serve` with no flags (environment ignored);
-    /// for tests and embedding.
+    /// The defaults, as `qrlogin serve` with no flags (environment and
+    /// config file ignored); for tests and embedding. Read from the flag
+    /// definitions themselves, so there is one list of defaults.
     pub fn defaults() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            public_url: None,
-            store: "memory".into(),
-            pending_ttl: 120,
-            scan_extension: 60,
-            final_keep: 30,
-            session_ttl: 43_200,
-            session_format: SessionFormat::Opaque,
-            jwt_key_file: None,
-            jwt_ephemeral_key: false,
-            jwt_issuer: None,
-            jwt_audience: None,
-            mobile_token_ttl: 86_400,
-            site_name: "qrlogin demo".into(),
-            users_file: None,
-            store_timeout_ms: 500,
-            backstop: 10,
-            max_wait: 60,
-            trusted_proxies: Vec::new(),
-            max_body: 16 * 1024,
-            match_code: MatchMode::OnRisk,
-            rate_limits: true,
-            log_format: LogFormat::Text,
-            worker_threads: 0,
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            serve: ServeConfig,
         }
+        let cmd = Only::command().mut_args(|a| a.env(None));
+        let matches = cmd
+            .try_get_matches_from(["qrlogin"])
+            .unwrap_or_else(|e| unreachable!("the built-in defaults parse: {e}"));
+        Only::from_arg_matches(&matches)
+            .unwrap_or_else(|e| unreachable!("the built-in defaults parse: {e}"))
+            .serve
     }
 
     pub fn ttls(&self) -> qrlogin_core::Ttls {
@@ -222,6 +459,192 @@ impl ServeConfig {
             session_ms: self.session_ttl * 1000,
         }
     }
+}
+
+/// The parsed command line with the config file layered in, and what the
+/// file contributed (for `check-config`).
+pub struct Loaded {
+    pub cli: Cli,
+    /// The file, when one was given.
+    pub file: Option<PathBuf>,
+    /// Keys the file set.
+    pub file_keys: Vec<String>,
+    matches: clap::ArgMatches,
+}
+
+/// Why the configuration could not be loaded. clap's own errors keep their
+/// formatting (and `--help` / `--version` their exit code 0).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+    #[error("{0}")]
+    File(String),
+}
+
+/// Flags that make no sense inside the file.
+const NOT_IN_FILE: [&str; 3] = ["config", "help", "version"];
+
+/// Parses `args` (program name first) with the config file named by
+/// `--config` or `QRLOGIN_CONFIG` layered under flags and environment.
+pub fn load<I, T>(args: I) -> Result<Loaded, LoadError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let path = config_flag(&args).or_else(|| std::env::var_os("QRLOGIN_CONFIG").map(PathBuf::from));
+    let mut cmd = Cli::command();
+    let mut file_keys = Vec::new();
+    if let Some(path) = &path {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| LoadError::File(format!("reading config file {shown}: {e}")))?;
+        let table: toml::Table = toml::from_str(&text)
+            .map_err(|e| LoadError::File(format!("config file {shown}: {e}")))?;
+        let known: Vec<(String, String)> = cmd
+            .get_arguments()
+            .filter_map(|a| Some((a.get_long()?.to_string(), a.get_id().to_string())))
+            .filter(|(long, _)| !NOT_IN_FILE.contains(&long.as_str()))
+            .collect();
+        for (key, value) in &table {
+            let Some((_, id)) = known.iter().find(|(long, _)| long == key) else {
+                let hint = if key.contains('_') {
+                    format!(
+                        " (keys are spelled like the flags: `{}`)",
+                        key.replace('_', "-")
+                    )
+                } else {
+                    String::new()
+                };
+                return Err(LoadError::File(format!(
+                    "config file {shown}: unknown key `{key}`{hint}; `qrlogin --help` lists the flags"
+                )));
+            };
+            let value = toml_value(value).map_err(|what| {
+                LoadError::File(format!("config file {shown}: key `{key}`: {what}"))
+            })?;
+            let id = id.clone();
+            let set = |a: clap::Arg| a.default_value(value.clone());
+            cmd = cmd
+                .mut_arg(&id, set)
+                .mut_subcommand("serve", |c| c.mut_arg(&id, set))
+                .mut_subcommand("check-config", |c| c.mut_arg(&id, set));
+            file_keys.push(key.clone());
+        }
+    }
+    let matches = cmd.try_get_matches_from(&args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    Ok(Loaded {
+        cli,
+        file: path,
+        file_keys,
+        matches,
+    })
+}
+
+/// `--config F` or `--config=F` on the command line, wherever it stands.
+fn config_flag(args: &[std::ffi::OsString]) -> Option<PathBuf> {
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let a = a.to_str()?;
+        if a == "--" {
+            break;
+        }
+        if a == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.strip_prefix("--config=") {
+            return Some(PathBuf::from(v));
+        }
+    }
+    None
+}
+
+/// A TOML value as the text clap parses: lists join with commas.
+fn toml_value(v: &toml::Value) -> Result<String, &'static str> {
+    Ok(match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                toml::Value::Array(_) | toml::Value::Table(_) => {
+                    Err("lists of lists or tables are not flags")
+                }
+                other => toml_value(other),
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .join(","),
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::Table(_) => return Err("a table is not a flag value"),
+    })
+}
+
+impl Loaded {
+    /// The effective settings, one `key = value  # source` line per flag,
+    /// secrets redacted: store URLs lose their password; a value of a key
+    /// that names a secret or token (other than a file path) is hidden.
+    pub fn describe(&self) -> String {
+        let (matches, cmd) = match self.matches.subcommand() {
+            Some((name, sub)) => (sub, Cli::command().find_subcommand(name).cloned()),
+            None => (&self.matches, Some(Cli::command())),
+        };
+        let Some(cmd) = cmd else { return String::new() };
+        let mut out = String::new();
+        let mut heading = None;
+        for arg in cmd.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if NOT_IN_FILE[1..].contains(&long) {
+                continue;
+            }
+            let id = arg.get_id().as_str();
+            let h = arg.get_help_heading().unwrap_or("Other");
+            if heading != Some(h) {
+                out.push_str(&format!("\n# {h}\n"));
+                heading = Some(h);
+            }
+            let source = match matches.value_source(id) {
+                Some(clap::parser::ValueSource::CommandLine) => "flag",
+                Some(clap::parser::ValueSource::EnvVariable) => "environment",
+                Some(clap::parser::ValueSource::DefaultValue)
+                    if self.file_keys.iter().any(|k| k == long) =>
+                {
+                    "file"
+                }
+                Some(clap::parser::ValueSource::DefaultValue) => "default",
+                _ => "unset",
+            };
+            let raw: Option<Vec<String>> = matches
+                .get_raw(id)
+                .map(|vs| vs.map(|v| v.to_string_lossy().into_owned()).collect());
+            let line = match raw {
+                None => format!("# {long} = (unset)"),
+                Some(vs) => {
+                    let v = redact(long, &vs.join(","));
+                    format!("{long} = {v:?}")
+                }
+            };
+            out.push_str(&format!("{line:<60} # {source}\n"));
+        }
+        out.trim_start().to_string()
+    }
+}
+
+/// What `check-config` prints for a value.
+fn redact(key: &str, value: &str) -> String {
+    if key == "store" {
+        return crate::redact_url(value);
+    }
+    let secret_like = ["secret", "token", "password"]
+        .iter()
+        .any(|w| key.contains(w));
+    if secret_like && !key.ends_with("-file") && !key.ends_with("-ttl") {
+        return "<redacted>".into();
+    }
+    value.to_string()
 }
 
 #[cfg(test)]

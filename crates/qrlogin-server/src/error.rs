@@ -50,6 +50,10 @@ pub enum ApiError {
     /// The store could not be reached in time.
     #[error("the login store is unavailable, try again shortly")]
     StoreUnavailable,
+    /// The identity provider that checks phone tokens is down, slow or
+    /// answered garbage: the phone should retry, not sign its user out.
+    #[error("the phone-token verifier is unavailable, try again shortly")]
+    VerifierUnavailable,
     #[error("internal error")]
     Internal,
 }
@@ -78,7 +82,9 @@ impl ApiError {
             ApiError::RateLimited { .. } | ApiError::SlowDown { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable | ApiError::VerifierUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -98,6 +104,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::SlowDown { .. } => "slow_down",
             ApiError::StoreUnavailable => "store_unavailable",
+            ApiError::VerifierUnavailable => "verifier_unavailable",
             ApiError::Internal => "internal",
         }
     }
@@ -138,6 +145,22 @@ impl From<StoreError> for ApiError {
         tracing::warn!(error = %e, "store error");
         metrics::counter!("qrlogin_store_errors_total").increment(1);
         ApiError::StoreUnavailable
+    }
+}
+
+impl From<qrlogin_core::VerifyError> for ApiError {
+    fn from(e: qrlogin_core::VerifyError) -> Self {
+        use qrlogin_core::VerifyError;
+        match e {
+            VerifyError::Invalid => ApiError::Unauthorized,
+            VerifyError::Unavailable(why) => {
+                // `why` is the verifier's description of the upstream
+                // failure; it never holds the token.
+                tracing::warn!(error = %why, "phone-token verifier unavailable");
+                ApiError::VerifierUnavailable
+            }
+            VerifyError::Store(e) => e.into(),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
-//! `qrlogin` — run the service, or hash a password for a users file.
+//! `qrlogin` — run the service, check its configuration, or hash a
+//! password for a users file.
 
-use clap::Parser;
-use qrlogin_server::config::{Cli, Command, LogFormat};
+use qrlogin_server::config::{Command, LoadError, Loaded, LogFormat};
 use std::io::Read as _;
 use tracing_subscriber::EnvFilter;
 
@@ -17,21 +17,40 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let threads = match &cli.command {
+fn main() -> std::process::ExitCode {
+    let loaded = match qrlogin_server::config::load(std::env::args_os()) {
+        Ok(l) => l,
+        Err(LoadError::Clap(e)) => e.exit(),
+        Err(LoadError::File(msg)) => {
+            eprintln!("error: {msg}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let threads = match &loaded.cli.command {
         Some(Command::Serve(cfg)) => cfg.worker_threads,
-        _ => cli.serve.worker_threads,
+        _ => loaded.cli.serve.worker_threads,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if threads > 0 {
         rt.worker_threads(threads);
     }
-    rt.enable_all().build()?.block_on(run(cli))
+    let result = rt
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(loaded)));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+async fn run(loaded: Loaded) -> anyhow::Result<std::process::ExitCode> {
+    let ok = std::process::ExitCode::SUCCESS;
+    match &loaded.cli.command {
         Some(Command::HashPassword) => {
             let mut pw = String::new();
             std::io::stdin().read_to_string(&mut pw)?;
@@ -39,15 +58,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}",
                 qrlogin_server::identity::hash_password(pw.trim_end_matches(['\n', '\r']))?
             );
-            Ok(())
+            Ok(ok)
+        }
+        Some(Command::CheckConfig(cfg)) => {
+            init_tracing(cfg.log_format);
+            match qrlogin_server::builder::check(cfg) {
+                Ok(()) => {
+                    if let Some(f) = &loaded.file {
+                        println!("# config file: {}", f.display());
+                    }
+                    print!("{}", loaded.describe());
+                    println!("# configuration OK");
+                    Ok(ok)
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    Ok(std::process::ExitCode::FAILURE)
+                }
+            }
         }
         Some(Command::Serve(cfg)) => {
             init_tracing(cfg.log_format);
-            qrlogin_server::serve(*cfg).await
+            qrlogin_server::serve((**cfg).clone()).await?;
+            Ok(ok)
         }
         None => {
-            init_tracing(cli.serve.log_format);
-            qrlogin_server::serve(cli.serve).await
+            init_tracing(loaded.cli.serve.log_format);
+            qrlogin_server::serve(loaded.cli.serve.clone()).await?;
+            Ok(ok)
         }
     }
 }

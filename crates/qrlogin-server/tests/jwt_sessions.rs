@@ -385,7 +385,9 @@ async fn a_bad_key_file_stops_start_up() {
     let mut cfg = jwt_config();
     cfg.jwt_key_file = Some(f.path().to_path_buf());
     let store = Arc::new(qrlogin_core::MemoryStore::new(cfg.ttls()));
-    let err = qrlogin_server::spawn_with(cfg, store, qrlogin_server::AppState::system_clock())
+    let err = qrlogin_server::QrLogin::builder(cfg)
+        .store(store)
+        .spawn()
         .await
         .err()
         .expect("refused");
@@ -405,20 +407,20 @@ async fn a_shared_store_needs_a_key_file() {
     cfg.jwt_ephemeral_key = false;
     cfg.store = server.url();
     let store = redis_store(&server.url(), &cfg).await;
-    let err = qrlogin_server::spawn_with(
-        cfg.clone(),
-        store.clone(),
-        qrlogin_server::AppState::system_clock(),
-    )
-    .await
-    .err()
-    .expect("refused");
+    let err = qrlogin_server::QrLogin::builder(cfg.clone())
+        .store(store.clone())
+        .spawn()
+        .await
+        .err()
+        .expect("refused");
     let msg = format!("{err:#}");
     assert!(msg.contains("--jwt-key-file"), "{msg}");
     assert!(msg.contains("--jwt-ephemeral-key"), "{msg}");
 
     cfg.jwt_ephemeral_key = true;
-    let running = qrlogin_server::spawn_with(cfg, store, qrlogin_server::AppState::system_clock())
+    let running = qrlogin_server::QrLogin::builder(cfg)
+        .store(store)
+        .spawn()
         .await
         .expect("starts when asked for a per-process key");
     drop(running);

@@ -32,9 +32,12 @@ async fn one_login(app: &App) {
 async fn serve(url: String) -> App {
     let mut cfg = config();
     cfg.store = url;
-    let store = within("opening the store", qrlogin_server::open_store(&cfg))
-        .await
-        .unwrap_or_else(|e| panic!("--store {}: {e:#}", cfg.store));
+    let store = within(
+        "opening the store",
+        qrlogin_server::builder::open_store(&cfg),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("--store {}: {e:#}", cfg.store));
     spawn_on(cfg, store, None).await
 }
 

@@ -558,7 +558,7 @@ fn expect(r: &Reply, want: (StatusCode, &str), what: &str) -> Result<(), String>
 async fn run_http(h: &Http, acts: &[Action]) -> Result<(), String> {
     let app = &h.app;
     let http = raw_client();
-    let mut model = Model::new(h.app.state().store.ttls());
+    let mut model = Model::new(h.app.state().store().ttls());
     let t0 = h.clock.now_ms();
     let mut logins: Vec<Known> = Vec::new();
     let mut tokens: Vec<(String, SecretHash)> = Vec::new();

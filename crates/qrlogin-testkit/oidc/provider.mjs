@@ -214,6 +214,15 @@ function buildProvider(jwks) {
     routes: { jwks: JWKS_PATH },
     scopes: ['openid', 'profile', 'api'],
     claims: { openid: ['sub'], profile: ['name', 'preferred_username'] },
+    // Like Keycloak's default profile mappers (and an Auth0 action): the
+    // user's display name travels in the access token itself, so JWT
+    // access tokens and introspection answers carry `name` and
+    // `preferred_username` besides `sub`.
+    async extraTokenClaims(_ctx, token) {
+      if (!token.accountId) return undefined;
+      const { name, preferred_username } = account(token.accountId);
+      return { name, preferred_username };
+    },
     async findAccount(_ctx, id) {
       return {
         accountId: id,

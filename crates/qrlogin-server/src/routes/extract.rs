@@ -167,11 +167,19 @@ impl FromRequestParts<AppState> for PhoneUser {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        match state.verifier.verify(token).await {
-            Ok(user) => Ok(PhoneUser(user)),
-            Err(crate::identity::VerifyError::Invalid) => Err(ApiError::Unauthorized),
-            Err(crate::identity::VerifyError::Store(e)) => Err(e.into()),
-        }
+        let result = state.verifier.verify(token).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(qrlogin_core::VerifyError::Invalid) => "invalid",
+            Err(_) => "unavailable",
+        };
+        metrics::counter!(
+            "qrlogin_mobile_verifications_total",
+            "verifier" => state.verifier.kind(),
+            "outcome" => outcome
+        )
+        .increment(1);
+        Ok(PhoneUser(result?))
     }
 }
 

@@ -25,7 +25,7 @@ pub struct SignedIn {
 }
 
 /// `POST /v1/mobile/session` — the built-in demo identity.
-#[utoipa::path(post, path = "/v1/mobile/session", tag = "phone", request_body = SignIn, responses((status = 200, body = SignedIn), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/mobile/session", tag = "phone", request_body = SignIn, responses((status = 200, body = SignedIn), (status = 401, body = ErrorBody), (status = 404, description = "the demo users are off", body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn sign_in(
     AxState(app): AxState<AppState>,
     ClientIp(ip): ClientIp,
@@ -124,7 +124,7 @@ fn context_of(app: &AppState, rec: &LoginRecord) -> ScanContext {
 }
 
 /// `POST /v1/mobile/logins/{id}/scan`
-#[utoipa::path(post, path = "/v1/mobile/logins/{id}/scan", tag = "phone", security(("mobile_token" = [])), params(("id" = String, Path, description = "login id")), responses((status = 200, body = ScanContext), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/mobile/logins/{id}/scan", tag = "phone", security(("mobile_token" = [])), params(("id" = String, Path, description = "login id")), responses((status = 200, body = ScanContext), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody), (status = 503, description = "store_unavailable, or verifier_unavailable: the identity provider that checks the phone token is down, slow or garbled; retry (never a sign-out)", body = ErrorBody)))]
 pub async fn scan(
     AxState(app): AxState<AppState>,
     ClientIp(ip): ClientIp,
@@ -158,7 +158,7 @@ pub struct Decided {
 }
 
 /// `POST /v1/mobile/logins/{id}/approve`
-#[utoipa::path(post, path = "/v1/mobile/logins/{id}/approve", tag = "phone", security(("mobile_token" = [])), params(("id" = String, Path, description = "login id")), request_body(content = Option<Decision>), responses((status = 200, body = Decided), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/mobile/logins/{id}/approve", tag = "phone", security(("mobile_token" = [])), params(("id" = String, Path, description = "login id")), request_body(content = Option<Decision>), responses((status = 200, body = Decided), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody), (status = 503, description = "store_unavailable, or verifier_unavailable: the identity provider that checks the phone token is down, slow or garbled; retry (never a sign-out)", body = ErrorBody)))]
 pub async fn approve(
     AxState(app): AxState<AppState>,
     PhoneUser(user): PhoneUser,
@@ -186,7 +186,7 @@ pub async fn approve(
 }
 
 /// `POST /v1/mobile/logins/{id}/deny`
-#[utoipa::path(post, path = "/v1/mobile/logins/{id}/deny", tag = "phone", security(("mobile_token" = [])), params(("id" = String, Path, description = "login id")), responses((status = 200, body = Decided), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/mobile/logins/{id}/deny", tag = "phone", security(("mobile_token" = [])), params(("id" = String, Path, description = "login id")), responses((status = 200, body = Decided), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody), (status = 503, description = "store_unavailable, or verifier_unavailable: the identity provider that checks the phone token is down, slow or garbled; retry (never a sign-out)", body = ErrorBody)))]
 pub async fn deny(
     AxState(app): AxState<AppState>,
     PhoneUser(user): PhoneUser,

@@ -58,10 +58,13 @@ pub fn stores() -> [StoreKind; 2] {
     [StoreKind::Memory, StoreKind::Redis]
 }
 
-/// `ServeConfig::defaults()` listening on a free loopback port.
+/// `ServeConfig::defaults()` listening on a free loopback port, with the
+/// demo users on (they default to off on a shared store, and most tests
+/// sign in as alice and bob on both stores).
 pub fn config() -> ServeConfig {
     let mut cfg = ServeConfig::defaults();
     cfg.listen = "127.0.0.1:0".parse().expect("loopback address");
+    cfg.demo_users = Some(true);
     cfg
 }
 
@@ -151,7 +154,10 @@ pub async fn spawn_on(
     } else {
         StoreKind::Redis
     };
-    let running = qrlogin_server::spawn_with(cfg, store.clone(), clock)
+    let running = qrlogin_server::QrLogin::builder(cfg)
+        .store(store.clone())
+        .clock(clock)
+        .spawn()
         .await
         .expect("spawning the service");
     App {
@@ -476,6 +482,17 @@ impl Phone {
         }
     }
 
+    /// A phone app holding `token` from the site's own identity provider
+    /// (no demo sign-in).
+    pub fn with_token(base: &str, token: &str) -> Phone {
+        Phone {
+            base: base.to_string(),
+            http: raw_client(),
+            token: token.to_string(),
+            user: Value::Null,
+        }
+    }
+
     /// The same phone talking to another instance.
     pub fn at(&self, base: &str) -> Phone {
         Phone {
@@ -716,6 +733,10 @@ impl Proc {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .env("QRLOGIN_LOG", "warn")
+            // The demo users (which the tests sign in as) default to off
+            // with a shared store; on here unless the test picks a real
+            // verifier. A flag in `args` still wins over the environment.
+            .envs((!args.contains(&"--mobile-verifier")).then_some(("QRLOGIN_DEMO_USERS", "true")))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log.reopen().expect("log file")))

@@ -273,6 +273,10 @@ impl Bin {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .env("QRLOGIN_LOG", level)
+            // The demo users (which the tests sign in as) default to off
+            // with a shared store; on here unless the test picks a real
+            // verifier. A flag in `args` still wins over the environment.
+            .envs((!args.contains(&"--mobile-verifier")).then_some(("QRLOGIN_DEMO_USERS", "true")))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log.reopen().expect("log file")))

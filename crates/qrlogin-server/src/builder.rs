@@ -1,0 +1,346 @@
+//! One way to assemble the service, for the `qrlogin` binary and for
+//! library users alike:
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use qrlogin_server::{QrLogin, ServeConfig};
+//! let app = QrLogin::builder(ServeConfig::defaults())
+//!     // .store(my_store).clock(my_clock).verifier(my_verifier).sessions(jwt)
+//!     .build()
+//!     .await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! app.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Whatever is not given comes from the configuration: the store from
+//! `--store`, the verifier from `--mobile-verifier`, JWT sessions from
+//! `--session-format`. Every background task the service needs (the
+//! rate-limit sweeper, a verifier's key refresh) is started by
+//! [`QrLoginBuilder::build`] and ends with the app.
+
+use crate::app::{router, AppState, Parts};
+use crate::config::{ServeConfig, SessionFormat};
+use crate::jwt::JwtSessions;
+use crate::{http1, identity, routes};
+use anyhow::Context as _;
+use axum::Router;
+use qrlogin_core::{Clock, MemoryStore, MobileVerifier, Store};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// The assembled service: its state, its router and its background tasks
+/// (aborted when the last handle to the app is dropped).
+pub struct QrLogin {
+    state: AppState,
+    router: Router,
+    tasks: Tasks,
+}
+
+/// Background tasks, aborted on drop.
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// Collects what the service is built from; see the [module docs](self).
+#[must_use = "a builder does nothing until .build() or .spawn()"]
+pub struct QrLoginBuilder {
+    cfg: ServeConfig,
+    store: Option<Arc<dyn Store>>,
+    clock: Option<Arc<dyn Clock>>,
+    verifier: Option<Arc<dyn MobileVerifier>>,
+    sessions: Option<Arc<JwtSessions>>,
+    public_url: Option<String>,
+}
+
+impl QrLogin {
+    pub fn builder(cfg: ServeConfig) -> QrLoginBuilder {
+        QrLoginBuilder {
+            cfg,
+            store: None,
+            clock: None,
+            verifier: None,
+            sessions: None,
+            public_url: None,
+        }
+    }
+
+    /// The routes, to serve yourself or nest in a bigger app. Keep the
+    /// `QrLogin` alive while serving: dropping it stops the background tasks.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then lets open
+    /// requests finish (HTTP/1.1; see [`http1::serve_http1`]).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let QrLogin { router, tasks, .. } = self;
+        let r = http1::serve_http1(listener, router, shutdown).await;
+        drop(tasks);
+        r
+    }
+
+    /// Serves on `listener` in the background.
+    pub fn spawn_on(self, listener: TcpListener) -> std::io::Result<Running> {
+        let addr = listener.local_addr()?;
+        let state = self.state.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.serve(listener, async move {
+            let _ = rx.await;
+        }));
+        Ok(Running {
+            addr,
+            public_url: state.public_url().to_string(),
+            state,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+}
+
+impl QrLoginBuilder {
+    /// The store (default: opened from `--store`).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The clock (default: the system clock); tests move a manual one.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Your own phone-credential verifier, instead of `--mobile-verifier`.
+    /// The demo users are then off.
+    pub fn verifier(mut self, verifier: Arc<dyn MobileVerifier>) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
+    /// JWT web sessions signed with these keys, instead of what
+    /// `--session-format` and `--jwt-key-file` say.
+    pub fn sessions(mut self, keys: Arc<JwtSessions>) -> Self {
+        self.sessions = Some(keys);
+        self
+    }
+
+    /// The public URL, instead of `--public-url` (or `http://<listen>`).
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into());
+        self
+    }
+
+    /// Assembles the service and starts its background tasks. Must run
+    /// inside a Tokio runtime.
+    pub async fn build(self) -> anyhow::Result<QrLogin> {
+        let cfg = self.cfg;
+        let public_url = self
+            .public_url
+            .or_else(|| cfg.public_url.clone())
+            .unwrap_or_else(|| format!("http://{}", cfg.listen));
+        let clock = self.clock.unwrap_or_else(AppState::system_clock);
+        if self.verifier.is_none() {
+            // Refuse a demo-users mistake before connecting to anything.
+            identity::demo_users_on(&cfg, &public_url)?;
+        }
+        let store = match self.store {
+            Some(s) => s,
+            None => open_store(&cfg).await?,
+        };
+        let (verifier, demo) = match self.verifier {
+            Some(v) => (v, None),
+            None => identity::from_config(&cfg, &public_url, store.clone(), clock.clone())?,
+        };
+        let jwt = match self.sessions {
+            Some(k) => Some(k),
+            None => jwt_sessions(&cfg, &public_url)?,
+        };
+        routes::ops::prometheus();
+        let mut tasks = Vec::new();
+        if let Some(task) = verifier.background() {
+            tasks.push(tokio::spawn(task));
+        }
+        let kind = verifier.kind();
+        let state = AppState::new(
+            &cfg,
+            Parts {
+                store,
+                clock,
+                public_url,
+                demo,
+                verifier,
+                jwt,
+            },
+        );
+        tasks.push(spawn_limit_sweeper(&state));
+        tracing::info!(verifier = kind, demo = state.demo_on(), "phone identity");
+        Ok(QrLogin {
+            router: router(state.clone()),
+            state,
+            tasks: Tasks(tasks),
+        })
+    }
+
+    /// Binds `--listen` (port 0: any free port, then the public URL
+    /// defaults to the bound address), builds, and serves in the background.
+    pub async fn spawn(mut self) -> anyhow::Result<Running> {
+        let listener = TcpListener::bind(self.cfg.listen)
+            .await
+            .with_context(|| format!("binding {}", self.cfg.listen))?;
+        let addr = listener.local_addr()?;
+        if self.public_url.is_none() && self.cfg.public_url.is_none() {
+            self.public_url = Some(format!("http://{addr}"));
+        }
+        Ok(self.build().await?.spawn_on(listener)?)
+    }
+}
+
+/// Opens the store named by `--store`.
+pub async fn open_store(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
+    let ttls = cfg.ttls();
+    if cfg.store == "memory" {
+        return Ok(Arc::new(MemoryStore::new(ttls)));
+    }
+    check_store_url(&cfg.store)?;
+    let store = qrlogin_redis::RedisStore::connect(
+        &cfg.store,
+        ttls,
+        Duration::from_millis(cfg.store_timeout_ms),
+    )
+    .await
+    .with_context(|| format!("connecting to {}", crate::redact_url(&cfg.store)))?;
+    Ok(Arc::new(store))
+}
+
+/// `memory` or a Redis URL (which URLs are Redis URLs is the Redis store's
+/// to say); the error names the choices without echoing a password.
+pub fn check_store_url(url: &str) -> anyhow::Result<()> {
+    if url == "memory" {
+        return Ok(());
+    }
+    qrlogin_redis::check_url(url).map_err(|e| {
+        anyhow::anyhow!(
+            "unsupported --store {:?}: use `memory` or a Redis URL ({e})",
+            crate::redact_url(url)
+        )
+    })
+}
+
+/// JWT mode's keys from `--session-format`, `--jwt-key-file`, `--jwt-issuer`
+/// and `--jwt-audience`; `None` in opaque mode. Without a key file a key is
+/// made now, with a warning: it dies with the process, and other instances
+/// would refuse this one's JWTs; so with a shared store that is an error
+/// unless `--jwt-ephemeral-key` says it is meant.
+pub fn jwt_sessions(
+    cfg: &ServeConfig,
+    public_url: &str,
+) -> anyhow::Result<Option<Arc<JwtSessions>>> {
+    if cfg.session_format != SessionFormat::Jwt {
+        return Ok(None);
+    }
+    let issuer = cfg
+        .jwt_issuer
+        .clone()
+        .unwrap_or_else(|| public_url.trim_end_matches('/').to_string());
+    let audience = cfg.jwt_audience.clone();
+    let keys = match &cfg.jwt_key_file {
+        Some(path) => JwtSessions::from_file(path, issuer, audience)?,
+        None => {
+            if cfg.store != "memory" && !cfg.jwt_ephemeral_key {
+                anyhow::bail!(
+                    "--session-format jwt with a shared store needs --jwt-key-file (the same \
+                     key file on every instance); pass --jwt-ephemeral-key true to sign with a \
+                     key made at start-up that only this process knows"
+                );
+            }
+            let keys = JwtSessions::generate(issuer, audience)?;
+            tracing::warn!(
+                kid = keys.kid(),
+                "JWT sessions are signed with a key made at start-up that only this process \
+                 knows: its JWTs stop verifying when it restarts, and other instances refuse \
+                 them. Give every instance the same --jwt-key-file."
+            );
+            keys
+        }
+    };
+    tracing::info!(
+        kid = keys.kid(),
+        issuer = keys.issuer(),
+        "JWT web sessions (ES256)"
+    );
+    Ok(Some(Arc::new(keys)))
+}
+
+/// Everything `build` would resolve from `cfg`, short of connecting to the
+/// store or binding: store URL, identity (files read, flags combined), JWT
+/// keys. What `qrlogin check-config` runs.
+pub fn check(cfg: &ServeConfig) -> anyhow::Result<()> {
+    check_store_url(&cfg.store)?;
+    let public_url = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", cfg.listen));
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(cfg.ttls()));
+    identity::from_config(cfg, &public_url, store, AppState::system_clock())?;
+    jwt_sessions(cfg, &public_url)?;
+    Ok(())
+}
+
+/// A service running in the background.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub public_url: String,
+    pub state: AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting connections and lets open requests finish.
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown();
+        self.task.abort();
+    }
+}
+
+/// Forgets idle rate-limit keys every minute; ends with the app.
+fn spawn_limit_sweeper(state: &AppState) -> JoinHandle<()> {
+    let weak = Arc::downgrade(&state.0);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match weak.upgrade() {
+                Some(inner) => inner.limits.forget_idle(),
+                None => break,
+            }
+        }
+    })
+}
