@@ -9,9 +9,11 @@
 //! * [`notify`] — the in-process registry that wakes browsers waiting on a
 //!   login; stores feed it hints, watchers re-read the store.
 //! * [`clock`] — an injectable clock, so expiry is testable without sleeping.
+//! * [`grant`] — short-lived records of the protocol faces (codes, tokens).
 //! * [`verifier`] — the [`MobileVerifier`] trait: who a phone's bearer is.
 
 pub mod clock;
+pub mod grant;
 pub mod id;
 pub mod memory;
 pub mod notify;
@@ -20,6 +22,7 @@ pub mod store;
 pub mod verifier;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use grant::{GrantKey, GrantKind, Taken};
 pub use id::{
     BrowserSecret, LoginId, MobileToken, ParseError, SecretHash, SessionRef, SessionToken,
 };

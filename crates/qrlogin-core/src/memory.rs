@@ -6,6 +6,7 @@
 //! entries are purged from an ordered expiry set on every write, which keeps
 //! memory bounded without a background task.
 
+use crate::grant::{GrantKey, Taken};
 use crate::id::{LoginId, SecretHash, SessionRef, SessionToken};
 use crate::notify::{Hint, Notifier};
 use crate::state::State;
@@ -22,6 +23,7 @@ enum Key {
     Login(LoginId),
     Session(LoginId, [u8; 32]),
     Mobile([u8; 32]),
+    Grant(GrantKey),
 }
 
 #[derive(Default)]
@@ -31,6 +33,8 @@ struct Inner {
     /// naming another login finds nothing in either store.
     sessions: HashMap<(LoginId, [u8; 32]), (Session, u64)>,
     mobile: HashMap<[u8; 32], (User, u64)>,
+    /// value, used, expires at.
+    grants: HashMap<GrantKey, (String, bool, u64)>,
     /// (purge at, key): what to delete when.
     expiry: BTreeSet<(u64, Key)>,
 }
@@ -56,6 +60,11 @@ impl Inner {
                 Key::Mobile(h) => {
                     if self.mobile.get(&h).is_some_and(|(_, p)| *p == at) {
                         self.mobile.remove(&h);
+                    }
+                }
+                Key::Grant(k) => {
+                    if self.grants.get(&k).is_some_and(|(_, _, p)| *p == at) {
+                        self.grants.remove(&k);
                     }
                 }
             }
@@ -369,6 +378,57 @@ impl Store for MemoryStore {
             .get(hash.as_bytes())
             .filter(|(_, at)| *at > now_ms)
             .cloned())
+    }
+
+    async fn put_grant(
+        &self,
+        key: &GrantKey,
+        value: &str,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.purge(now_ms);
+        let at = now_ms + ttl_ms;
+        if let Some((_, _, old)) = inner.grants.insert(*key, (value.to_string(), false, at)) {
+            inner.expiry.remove(&(old, Key::Grant(*key)));
+        }
+        inner.expiry.insert((at, Key::Grant(*key)));
+        Ok(())
+    }
+
+    async fn grant(&self, key: &GrantKey, now_ms: u64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .lock()
+            .grants
+            .get(key)
+            .filter(|(_, _, at)| *at > now_ms)
+            .map(|(v, _, _)| v.clone()))
+    }
+
+    async fn take_grant(&self, key: &GrantKey, now_ms: u64) -> Result<Option<Taken>, StoreError> {
+        let mut inner = self.lock();
+        let Some((v, used, at)) = inner.grants.get_mut(key) else {
+            return Ok(None);
+        };
+        if *at <= now_ms {
+            return Ok(None);
+        }
+        let first = !*used;
+        *used = true;
+        Ok(Some(if first {
+            Taken::First(v.clone())
+        } else {
+            Taken::Again(v.clone())
+        }))
+    }
+
+    async fn delete_grant(&self, key: &GrantKey) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if let Some((_, _, at)) = inner.grants.remove(key) {
+            inner.expiry.remove(&(at, Key::Grant(*key)));
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -8,6 +8,7 @@
 //! backend's own timers, which only garbage-collect. That keeps both stores
 //! exact at the TTL edge and lets tests move time instead of sleeping.
 
+use crate::grant::{GrantKey, Taken};
 use crate::id::{LoginId, SecretHash, SessionRef, SessionToken};
 use crate::notify::Notifier;
 use crate::state::State;
@@ -102,6 +103,12 @@ pub struct NewLogin {
     pub browser: BrowserContext,
     /// The number-matching code the browser shows, when enabled.
     pub match_code: Option<u8>,
+    /// The relying party this login is for, when a protocol face (OpenID
+    /// Connect, the device grant) made it: the phone shows its name.
+    pub client_id: Option<String>,
+    /// How long this login may stay pending, instead of the store's
+    /// `pending_ms` (a device flow's code lives longer than a QR on a page).
+    pub pending_ms: Option<u64>,
 }
 
 /// A login as stored.
@@ -125,12 +132,15 @@ pub struct LoginRecord {
     pub match_required: bool,
     /// The user who scanned, once scanned.
     pub user: Option<User>,
+    /// See [`NewLogin::client_id`].
+    pub client_id: Option<String>,
 }
 
 impl LoginRecord {
     /// The record `create` stores: pending, version 1, expiring after
-    /// `pending_ms`.
+    /// the login's own `pending_ms`, else the store's.
     pub fn pending(login: NewLogin, now_ms: u64, pending_ms: u64) -> Self {
+        let pending_ms = login.pending_ms.unwrap_or(pending_ms);
         Self {
             id: login.id,
             state: State::Pending,
@@ -142,6 +152,7 @@ impl LoginRecord {
             match_code: login.match_code,
             match_required: false,
             user: None,
+            client_id: login.client_id,
         }
     }
 
@@ -314,6 +325,27 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<User>, StoreError> {
         Ok(self.mobile_token(hash, now_ms).await?.map(|(u, _)| u))
     }
+
+    /// Stores a grant (see [`crate::grant`]) until `now_ms + ttl_ms`,
+    /// replacing one under the same key.
+    async fn put_grant(
+        &self,
+        key: &GrantKey,
+        value: &str,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError>;
+
+    /// A live grant's value (used or not).
+    async fn grant(&self, key: &GrantKey, now_ms: u64) -> Result<Option<String>, StoreError>;
+
+    /// Marks a live grant used, in one atomic step, and says whether this
+    /// call was the first: of any number of concurrent callers exactly one
+    /// gets [`Taken::First`]. The grant stays (used) until it expires.
+    async fn take_grant(&self, key: &GrantKey, now_ms: u64) -> Result<Option<Taken>, StoreError>;
+
+    /// Removes a grant; removing an unknown one is not an error.
+    async fn delete_grant(&self, key: &GrantKey) -> Result<(), StoreError>;
 
     /// Cheap liveness probe of the backend, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -10,6 +10,7 @@
 //! | `qrl:{<id>}:rec` | string | JSON object of strings: state, version, secret (hash hex), created, expires, purge, ip, ua, net, match?, mreq?, uid?, uname? | until `purge` |
 //! | `qrl:{<id>}:session:<token hash hex>` | string | JSON `{"uid","uname","exp"}` | `session_ms` |
 //! | `qrl:mtok:<token hash hex>` | string | JSON `{"id","name","exp"}` | the token's ttl |
+//! | `qrl:grant:{<kind>:<hash hex>}` | string | JSON `{"v","exp","used"}` (a protocol face's code, token, request) | until `exp` |
 //!
 //! Wake-up hints are published on [`HINT_CHANNEL`].
 //!
@@ -41,6 +42,12 @@ pub fn session_key(session: &SessionRef) -> String {
         session.login_id(),
         session.hash().to_hex()
     )
+}
+
+/// The string holding one grant, under its own hash tag (each grant
+/// operation touches one key, so one slot).
+pub fn grant_key(key: &qrlogin_core::GrantKey) -> String {
+    format!("qrl:grant:{{{}:{}}}", key.kind.as_str(), key.hex())
 }
 
 /// The string holding a demo phone-app token's user.

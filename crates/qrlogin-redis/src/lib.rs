@@ -34,8 +34,8 @@ pub use keys::HINT_CHANNEL;
 use async_trait::async_trait;
 use conn::{Conn, SentinelConn, Target};
 use qrlogin_core::{
-    network_of, LoginId, LoginRecord, MatchPolicy, NewLogin, Notifier, SecretHash, Session,
-    SessionRef, SessionToken, Store, StoreError, TransitionError, Ttls, User,
+    network_of, GrantKey, LoginId, LoginRecord, MatchPolicy, NewLogin, Notifier, SecretHash,
+    Session, SessionRef, SessionToken, Store, StoreError, Taken, TransitionError, Ttls, User,
 };
 use redis::aio::ConnectionManager;
 use redis::cluster::ClusterClientBuilder;
@@ -453,6 +453,54 @@ impl Store for RedisStore {
             },
             entry.exp,
         )))
+    }
+
+    async fn put_grant(
+        &self,
+        key: &GrantKey,
+        value: &str,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let json = record::grant_json(value, now_ms + ttl_ms)?;
+        self.set_px(keys::grant_key(key), json, ttl_ms).await
+    }
+
+    async fn grant(&self, key: &GrantKey, now_ms: u64) -> Result<Option<String>, StoreError> {
+        match self.get_string(keys::grant_key(key)).await? {
+            Some(json) => record::grant(&json, now_ms),
+            None => Ok(None),
+        }
+    }
+
+    async fn take_grant(&self, key: &GrantKey, now_ms: u64) -> Result<Option<Taken>, StoreError> {
+        let key = keys::grant_key(key);
+        let now = now_ms.to_string();
+        let script = &self.scripts.take_grant;
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = self
+            .run(async move {
+                let (keys, args) = ([key.as_str()], [now.as_str()]);
+                match script.evalsha(&keys, &args).query_async(&mut conn).await {
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        script.eval(&keys, &args).query_async(&mut conn).await
+                    }
+                    reply => reply,
+                }
+            })
+            .await?;
+        match (reply.first().map(String::as_str), reply.get(1)) {
+            (Some("none"), _) => Ok(None),
+            (Some("first"), Some(v)) => Ok(Some(Taken::First(v.clone()))),
+            (Some("again"), Some(v)) => Ok(Some(Taken::Again(v.clone()))),
+            _ => Err(StoreError::Corrupt("grant entry is not valid".into())),
+        }
+    }
+
+    async fn delete_grant(&self, key: &GrantKey) -> Result<(), StoreError> {
+        let key = keys::grant_key(key);
+        let mut conn = self.conn.clone();
+        self.run(async move { conn.del::<_, ()>(key).await }).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -38,6 +38,9 @@ struct Stored<'a> {
     uid: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     uname: Option<Cow<'a, str>>,
+    /// The relying party's client id (OIDC / device logins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client: Option<Cow<'a, str>>,
 }
 
 fn number(value: &str, name: &str) -> Result<u64, StoreError> {
@@ -62,6 +65,7 @@ pub(crate) fn to_json(rec: &LoginRecord, net: &str, purge_ms: u64) -> Result<Str
         mreq: None,
         uid: rec.user.as_ref().map(|u| Cow::Borrowed(u.id.as_str())),
         uname: rec.user.as_ref().map(|u| Cow::Borrowed(u.name.as_str())),
+        client: rec.client_id.as_deref().map(Cow::Borrowed),
     };
     serde_json::to_string(&stored).map_err(|e| corrupt(format!("login record: {e}")))
 }
@@ -103,6 +107,7 @@ pub(crate) fn login(id: LoginId, json: &str) -> Result<(LoginRecord, u64), Store
         match_code,
         match_required: m.mreq.as_deref() == Some("1"),
         user,
+        client_id: m.client.map(Cow::into_owned),
     };
     Ok((rec, purge))
 }
@@ -207,6 +212,7 @@ mod tests {
                 id: "u-alice".into(),
                 name: "Alice".into(),
             }),
+            client_id: Some("shop-web".into()),
         };
         let json = to_json(&rec, "127.0.0.0/24", 1_795_474_199_000).unwrap();
         let (back, purge) = login(id, &json).unwrap();
@@ -226,4 +232,30 @@ mod tests {
             );
         }
     }
+}
+
+/// A grant as stored (see `take_grant.lua`).
+#[derive(Serialize, Deserialize)]
+struct StoredGrant<'a> {
+    v: Cow<'a, str>,
+    exp: Cow<'a, str>,
+    used: Cow<'a, str>,
+}
+
+/// The JSON a new grant is stored as.
+pub(crate) fn grant_json(value: &str, exp_ms: u64) -> Result<String, StoreError> {
+    serde_json::to_string(&StoredGrant {
+        v: Cow::Borrowed(value),
+        exp: Cow::Owned(exp_ms.to_string()),
+        used: Cow::Borrowed("0"),
+    })
+    .map_err(|e| corrupt(format!("grant: {e}")))
+}
+
+/// A stored grant's value, or `None` once past its expiry.
+pub(crate) fn grant(json: &str, now_ms: u64) -> Result<Option<String>, StoreError> {
+    let g: StoredGrant =
+        serde_json::from_str(json).map_err(|e| corrupt(format!("grant entry: {e}")))?;
+    let exp = number(&g.exp, "exp")?;
+    Ok((exp > now_ms).then(|| g.v.into_owned()))
 }

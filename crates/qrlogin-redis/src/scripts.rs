@@ -29,6 +29,8 @@ pub(crate) const APPROVE: &str = lua!("approve.lua");
 pub(crate) const DENY: &str = lua!("deny.lua");
 pub(crate) const CANCEL: &str = lua!("cancel.lua");
 pub(crate) const REDEEM: &str = lua!("redeem.lua");
+/// Not a login transition: no prelude.
+pub(crate) const TAKE_GRANT: &str = include_str!("lua/take_grant.lua");
 
 /// One script: its source and SHA-1 (hex).
 pub(crate) struct Lua {
@@ -72,6 +74,7 @@ pub(crate) struct Scripts {
     pub deny: Lua,
     pub cancel: Lua,
     pub redeem: Lua,
+    pub take_grant: Lua,
 }
 
 impl Scripts {
@@ -82,6 +85,7 @@ impl Scripts {
             deny: Lua::new(DENY),
             cancel: Lua::new(CANCEL),
             redeem: Lua::new(REDEEM),
+            take_grant: Lua::new(TAKE_GRANT),
         }
     }
 }

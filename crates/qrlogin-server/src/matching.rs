@@ -60,6 +60,7 @@ mod tests {
             match_code: Some(code),
             match_required: true,
             user: None,
+            client_id: None,
         }
     }
 

@@ -405,6 +405,32 @@ impl Store for Faulty {
             lost()
         )
     }
+    async fn put_grant(
+        &self,
+        key: &qrlogin_core::GrantKey,
+        value: &str,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.put_grant(key, value, ttl_ms, now_ms).await
+    }
+    async fn grant(
+        &self,
+        key: &qrlogin_core::GrantKey,
+        now_ms: u64,
+    ) -> Result<Option<String>, StoreError> {
+        self.inner.grant(key, now_ms).await
+    }
+    async fn take_grant(
+        &self,
+        key: &qrlogin_core::GrantKey,
+        now_ms: u64,
+    ) -> Result<Option<qrlogin_core::Taken>, StoreError> {
+        self.inner.take_grant(key, now_ms).await
+    }
+    async fn delete_grant(&self, key: &qrlogin_core::GrantKey) -> Result<(), StoreError> {
+        self.inner.delete_grant(key).await
+    }
     async fn revoke_session(&self, session: &SessionRef) -> Result<(), StoreError> {
         self.inner.revoke_session(session).await
     }

@@ -287,6 +287,8 @@ async fn run_store(store: &dyn Store, acts: &[Action]) -> Result<(), String> {
                         user_agent: "proptest".into(),
                     },
                     match_code: k.code,
+                    client_id: None,
+                    pending_ms: None,
                 };
                 let got = store
                     .create(new.clone(), now)
@@ -603,6 +605,8 @@ async fn run_http(h: &Http, acts: &[Action]) -> Result<(), String> {
                             user_agent: String::new(),
                         },
                         match_code: k.code,
+                        client_id: None,
+                        pending_ms: None,
                     },
                     now,
                 );

@@ -135,6 +135,8 @@ async fn login_in(s: &Stores, state: State) -> (LoginId, BrowserSecret) {
                     user_agent: "race".into(),
                 },
                 match_code: None,
+                client_id: None,
+                pending_ms: None,
             },
             T0,
         )

@@ -142,6 +142,16 @@ macro_rules! cases {
 cases!(
     /// create returns the stored record and get reads it back unchanged.
     create_get_round_trip,
+    /// A login made for a relying party keeps its client id through every
+    /// transition, and its own pending lifetime decides its expiry.
+    client_logins_keep_client_and_lifetime,
+    /// Grants: put/get/delete round trip, expiry by the caller's clock,
+    /// replacement, kinds kept apart.
+    grants_round_trip_and_expire,
+    /// take_grant: the first take is First, every later one Again (the
+    /// replay is seen), an expired or unknown grant is None; of concurrent
+    /// takes exactly one is First.
+    grant_take_is_once,
     /// pending → scanned → approved → consumed; versions 1..4; scan extends
     /// the expiry once.
     happy_path,
@@ -224,6 +234,9 @@ macro_rules! store_contract {
         $crate::__store_contract_cases!(
             $make;
             create_get_round_trip,
+            client_logins_keep_client_and_lifetime,
+            grants_round_trip_and_expire,
+            grant_take_is_once,
             happy_path,
             rescan_same_user_is_idempotent,
             scan_by_other_user_is_refused,
@@ -313,6 +326,8 @@ pub fn new_login(match_code: Option<u8>) -> (NewLogin, BrowserSecret) {
                 user_agent: "Mozilla/5.0 (X11; Linux x86_64) \"quoted\" ünïcode".into(),
             },
             match_code,
+            client_id: None,
+            pending_ms: None,
         },
         secret,
     )
@@ -1445,6 +1460,121 @@ mod imp {
         assert_eq!((got.state, got.version), (State::Scanned, 2));
         assert_eq!(got.user, Some(winner));
         assert_eq!(got.expires_at_ms, E_SCANNED);
+    }
+
+    pub async fn client_logins_keep_client_and_lifetime(s: Sut) {
+        let (mut new, secret) = new_login(None);
+        new.client_id = Some("shop-web \"ü\"".into());
+        new.pending_ms = Some(600_000);
+        let id = new.id;
+        let rec = s.create(new, T0).await.expect("create");
+        assert_eq!(rec.client_id.as_deref(), Some("shop-web \"ü\""));
+        assert_eq!(rec.expires_at_ms, T0 + 600_000);
+        // Alive past the store's own pending TTL, expired at its own.
+        let later = T0 + TTLS.pending_ms + 1;
+        let scanned = s.scan(&id, &alice(), later).await.expect("scan");
+        assert_eq!(scanned.client_id, rec.client_id);
+        s.approve(&id, "alice", later).await.expect("approve");
+        let got = s.get(&id, later).await.expect("get").expect("exists");
+        assert_eq!(got.client_id, rec.client_id);
+        assert_eq!(got.state, State::Approved);
+        let token = SessionToken::new_for(id);
+        s.redeem(&id, &secret.hash(), &token, later)
+            .await
+            .expect("redeem");
+        let (other, _) = new_login(None);
+        let oid = other.id;
+        let o = s.create(other, T0).await.expect("create");
+        assert_eq!(o.client_id, None);
+        assert_eq!(o.expires_at_ms, T0 + TTLS.pending_ms);
+        assert_eq!(
+            s.scan(&oid, &alice(), later).await.err(),
+            Some(TransitionError::Expired)
+        );
+    }
+
+    pub async fn grants_round_trip_and_expire(s: Sut) {
+        use qrlogin_core::{GrantKey, GrantKind};
+        let k = GrantKey::of_secret(GrantKind::Code, "a-code");
+        let v = "{\"client\":\"ü \\\" / \u{1F600}\"}";
+        assert_eq!(s.grant(&k, T0).await.expect("get"), None);
+        s.put_grant(&k, v, 10_000, T0).await.expect("put");
+        assert_eq!(
+            s.grant(&k, T0 + 9_999).await.expect("get").as_deref(),
+            Some(v)
+        );
+        assert_eq!(s.grant(&k, T0 + 10_000).await.expect("get"), None);
+        // Same hash, another kind: another grant.
+        let other_kind = GrantKey::of_secret(GrantKind::AccessToken, "a-code");
+        assert_eq!(s.grant(&other_kind, T0).await.expect("get"), None);
+        // Replaced, with its new lifetime.
+        s.put_grant(&k, "second", 1_000, T0 + 1).await.expect("put");
+        assert_eq!(
+            s.grant(&k, T0 + 2).await.expect("get").as_deref(),
+            Some("second")
+        );
+        assert_eq!(s.grant(&k, T0 + 1_001).await.expect("get"), None);
+        // Deleted; deleting again or an unknown one is fine.
+        s.put_grant(&k, v, 10_000, T0).await.expect("put");
+        s.delete_grant(&k).await.expect("delete");
+        assert_eq!(s.grant(&k, T0).await.expect("get"), None);
+        s.delete_grant(&k).await.expect("delete again");
+        // Keyed by a login id.
+        let id = LoginId::random();
+        let lk = GrantKey::of_login(GrantKind::AuthRequest, &id);
+        s.put_grant(&lk, "req", 5_000, T0).await.expect("put");
+        assert_eq!(s.grant(&lk, T0).await.expect("get").as_deref(), Some("req"));
+        let ok = GrantKey::of_login(GrantKind::AuthRequest, &LoginId::random());
+        assert_eq!(s.grant(&ok, T0).await.expect("get"), None);
+    }
+
+    pub async fn grant_take_is_once(s: Sut) {
+        use qrlogin_core::{GrantKey, GrantKind, Taken};
+        let k = GrantKey::of_secret(GrantKind::RefreshToken, "rt-1");
+        assert_eq!(s.take_grant(&k, T0).await.expect("take"), None);
+        s.put_grant(&k, "family-1", 10_000, T0).await.expect("put");
+        assert_eq!(
+            s.take_grant(&k, T0).await.expect("take"),
+            Some(Taken::First("family-1".into()))
+        );
+        for t in [T0, T0 + 5_000, T0 + 9_999] {
+            assert_eq!(
+                s.take_grant(&k, t).await.expect("take"),
+                Some(Taken::Again("family-1".into())),
+                "at {t}"
+            );
+        }
+        // A used grant is still readable until it expires, then gone.
+        assert_eq!(
+            s.grant(&k, T0 + 1).await.expect("get").as_deref(),
+            Some("family-1")
+        );
+        assert_eq!(s.take_grant(&k, T0 + 10_000).await.expect("take"), None);
+        // Expired before any take: None.
+        let e = GrantKey::of_secret(GrantKind::Code, "late");
+        s.put_grant(&e, "x", 60_000, T0).await.expect("put");
+        assert_eq!(s.take_grant(&e, T0 + 60_000).await.expect("take"), None);
+        // Concurrent takes: exactly one First.
+        for round in 0..20 {
+            let c = GrantKey::of_secret(GrantKind::Code, &format!("race-{round}"));
+            s.put_grant(&c, "v", 60_000, T0).await.expect("put");
+            let store = s.arc();
+            let takes: Vec<_> = (0..8)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move { store.take_grant(&c, T0).await })
+                })
+                .collect();
+            let mut firsts = 0;
+            for t in takes {
+                match t.await.expect("join").expect("take") {
+                    Some(Taken::First(_)) => firsts += 1,
+                    Some(Taken::Again(_)) => {}
+                    None => panic!("a live grant taken as None"),
+                }
+            }
+            assert_eq!(firsts, 1, "round {round}");
+        }
     }
 
     pub async fn ttls_and_ping(s: Sut) {

@@ -140,11 +140,12 @@ impl Model {
             version: 1,
             secret_hash: new.secret_hash,
             created_at_ms: now_ms,
-            expires_at_ms: now_ms + self.ttls.pending_ms,
+            expires_at_ms: now_ms + new.pending_ms.unwrap_or(self.ttls.pending_ms),
             browser: new.browser.clone(),
             match_code: new.match_code,
             match_required: false,
             user: None,
+            client_id: new.client_id.clone(),
         };
         let purge_at_ms = rec.expires_at_ms + self.ttls.final_keep_ms;
         self.logins.insert(

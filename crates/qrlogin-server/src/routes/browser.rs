@@ -117,6 +117,8 @@ pub async fn create(
                     user_agent,
                 },
                 match_code,
+                client_id: None,
+                pending_ms: None,
             },
             now,
         )
