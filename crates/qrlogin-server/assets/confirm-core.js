@@ -322,6 +322,7 @@
           out.push(h('dt', null, label));
           out.push(value && value.nodeType ? value : h('dd', id ? { id: id } : null, value));
         }
+        if (d.client && d.client.name) row('Application', d.client.name, 'ctx-client');
         row('Site', site.name || 'Unknown site', 'ctx-site');
         row('Address', site.origin || '—', 'ctx-origin');
         row('Browser', browserText(browser), 'ctx-browser');
@@ -383,7 +384,8 @@
       }
 
       render(container, [
-        h('h2', { class: 'request-title', id: 'request-title' }, 'Log in to ' + (site.name || 'this site') + '?'),
+        h('h2', { class: 'request-title', id: 'request-title' },
+          'Log in to ' + ((d.client && d.client.name) || site.name || 'this site') + '?'),
         h('p', { class: 'origin mono' }, site.origin || ''),
         h('dl', { class: 'context', 'aria-label': 'Login request details' }, rows()),
         choiceBox,

@@ -43,6 +43,11 @@ pub struct Inner {
     pub(crate) max_body: usize,
     /// JWT session mode's key and rules; `None` in opaque mode (the default).
     pub(crate) jwt: Option<Arc<JwtSessions>>,
+    /// The one signing key (JWT sessions, ID tokens), when either is on;
+    /// `/.well-known/jwks.json` publishes it.
+    pub(crate) signing_key: Option<Arc<crate::keys::SigningKey>>,
+    /// The OpenID Provider face; `None` without `--oidc-clients`.
+    pub(crate) oidc: Option<Arc<crate::oidc::Oidc>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -60,6 +65,7 @@ pub(crate) struct Parts {
     pub demo: Option<DemoIdentity>,
     pub verifier: Arc<dyn MobileVerifier>,
     pub jwt: Option<Arc<JwtSessions>>,
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
 }
 
 impl AppState {
@@ -82,7 +88,13 @@ impl AppState {
             limits: Limits::new(cfg.rate_limits, Rates::default()),
             match_mode: cfg.match_code,
             max_body: cfg.max_body,
+            signing_key: p
+                .jwt
+                .as_ref()
+                .map(|j| j.key().clone())
+                .or_else(|| p.oidc.as_ref().map(|o| o.key.clone())),
             jwt: p.jwt,
+            oidc: p.oidc,
         }))
     }
 
@@ -143,6 +155,31 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/session", get(routes::session::whoami))
         .route("/v1/session/logout", post(routes::session::logout))
         .route("/.well-known/jwks.json", get(routes::session::jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(crate::oidc::endpoints::discovery),
+        )
+        .route("/oauth2/authorize", get(crate::oidc::authorize::authorize))
+        .route("/oauth2/authorize/login", post(crate::oidc::authorize::start))
+        .route(
+            "/v1/logins/{id}/continue",
+            get(crate::oidc::authorize::continue_login),
+        )
+        .route("/oauth2/token", post(crate::oidc::token::token))
+        .route(
+            "/oauth2/userinfo",
+            get(crate::oidc::endpoints::userinfo).post(crate::oidc::endpoints::userinfo),
+        )
+        .route("/oauth2/revoke", post(crate::oidc::endpoints::revoke))
+        .route(
+            "/oauth2/logout",
+            get(crate::oidc::endpoints::logout).post(crate::oidc::endpoints::logout),
+        )
+        .route(
+            "/oauth2/device_authorization",
+            post(crate::oidc::device::device_authorization),
+        )
+        .route("/v1/device/lookup", post(crate::oidc::device::lookup))
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))
@@ -152,6 +189,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/", get(routes::pages::login_page))
         .route("/m/{id}", get(routes::pages::confirm_page))
         .route("/phone", get(routes::pages::phone_page))
+        .route("/device", get(crate::oidc::device::device_page))
         .route("/assets/{*path}", get(routes::pages::asset));
 
     // Two layers only (see routes::guard for why): the body limit the

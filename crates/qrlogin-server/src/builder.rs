@@ -22,6 +22,8 @@
 use crate::app::{router, AppState, Parts};
 use crate::config::{ServeConfig, SessionFormat};
 use crate::jwt::JwtSessions;
+use crate::keys::SigningKey;
+use crate::oidc::Oidc;
 use crate::{http1, identity, routes};
 use anyhow::Context as _;
 use axum::Router;
@@ -170,9 +172,12 @@ impl QrLoginBuilder {
             Some(v) => (v, None),
             None => identity::from_config(&cfg, &public_url, store.clone(), clock.clone())?,
         };
-        let jwt = match self.sessions {
-            Some(k) => Some(k),
-            None => jwt_sessions(&cfg, &public_url)?,
+        let (jwt, oidc) = match self.sessions {
+            Some(k) => {
+                let oidc = oidc_from_config(&cfg, &public_url, Some(k.key().clone()))?;
+                (Some(k), oidc)
+            }
+            None => sessions_and_oidc(&cfg, &public_url)?,
         };
         routes::ops::prometheus();
         let mut tasks = Vec::new();
@@ -189,6 +194,7 @@ impl QrLoginBuilder {
                 demo,
                 verifier,
                 jwt,
+                oidc,
             },
         );
         tasks.push(spawn_limit_sweeper(&state));
@@ -245,49 +251,89 @@ pub fn check_store_url(url: &str) -> anyhow::Result<()> {
     })
 }
 
-/// JWT mode's keys from `--session-format`, `--jwt-key-file`, `--jwt-issuer`
-/// and `--jwt-audience`; `None` in opaque mode. Without a key file a key is
-/// made now, with a warning: it dies with the process, and other instances
-/// would refuse this one's JWTs; so with a shared store that is an error
-/// unless `--jwt-ephemeral-key` says it is meant.
-pub fn jwt_sessions(
-    cfg: &ServeConfig,
-    public_url: &str,
-) -> anyhow::Result<Option<Arc<JwtSessions>>> {
-    if cfg.session_format != SessionFormat::Jwt {
-        return Ok(None);
-    }
-    let issuer = cfg
-        .jwt_issuer
-        .clone()
-        .unwrap_or_else(|| public_url.trim_end_matches('/').to_string());
-    let audience = cfg.jwt_audience.clone();
-    let keys = match &cfg.jwt_key_file {
-        Some(path) => JwtSessions::from_file(path, issuer, audience)?,
+/// The one signing key, when JWT sessions or the OpenID Provider need it:
+/// from `--jwt-key-file`, else made now, with a warning: it dies with the
+/// process, and other instances would refuse this one's tokens; so with a
+/// shared store that is an error unless `--jwt-ephemeral-key` says it is
+/// meant.
+pub fn signing_key(cfg: &ServeConfig) -> anyhow::Result<Arc<SigningKey>> {
+    let key = match &cfg.jwt_key_file {
+        Some(path) => SigningKey::from_file(path)?,
         None => {
             if cfg.store != "memory" && !cfg.jwt_ephemeral_key {
                 anyhow::bail!(
-                    "--session-format jwt with a shared store needs --jwt-key-file (the same \
-                     key file on every instance); pass --jwt-ephemeral-key true to sign with a \
-                     key made at start-up that only this process knows"
+                    "--session-format jwt and --oidc-clients with a shared store need \
+                     --jwt-key-file (the same key file on every instance); pass \
+                     --jwt-ephemeral-key true to sign with a key made at start-up that only \
+                     this process knows"
                 );
             }
-            let keys = JwtSessions::generate(issuer, audience)?;
+            let key = SigningKey::generate()?;
             tracing::warn!(
-                kid = keys.kid(),
-                "JWT sessions are signed with a key made at start-up that only this process \
-                 knows: its JWTs stop verifying when it restarts, and other instances refuse \
+                kid = key.kid(),
+                "JWTs are signed with a key made at start-up that only this process \
+                 knows: they stop verifying when it restarts, and other instances refuse \
                  them. Give every instance the same --jwt-key-file."
             );
-            keys
+            key
         }
     };
-    tracing::info!(
-        kid = keys.kid(),
-        issuer = keys.issuer(),
-        "JWT web sessions (ES256)"
-    );
-    Ok(Some(Arc::new(keys)))
+    Ok(Arc::new(key))
+}
+
+/// JWT mode's keys and rules (`None` in opaque mode) and the OpenID
+/// Provider (`None` without `--oidc-clients`), sharing one signing key.
+pub fn sessions_and_oidc(
+    cfg: &ServeConfig,
+    public_url: &str,
+) -> anyhow::Result<(Option<Arc<JwtSessions>>, Option<Arc<Oidc>>)> {
+    let jwt_mode = cfg.session_format == SessionFormat::Jwt;
+    if !jwt_mode && cfg.oidc_clients.is_none() {
+        return Ok((None, None));
+    }
+    let key = signing_key(cfg)?;
+    let jwt = jwt_mode.then(|| {
+        let issuer = cfg
+            .jwt_issuer
+            .clone()
+            .unwrap_or_else(|| public_url.trim_end_matches('/').to_string());
+        let keys = JwtSessions::new(key.clone(), issuer, cfg.jwt_audience.clone());
+        tracing::info!(kid = keys.kid(), issuer = keys.issuer(), "JWT web sessions (ES256)");
+        Arc::new(keys)
+    });
+    Ok((jwt, oidc_from_config(cfg, public_url, Some(key))?))
+}
+
+/// The OpenID Provider from `--oidc-clients` and `--oidc-*`, signing with `key`.
+fn oidc_from_config(
+    cfg: &ServeConfig,
+    public_url: &str,
+    key: Option<Arc<SigningKey>>,
+) -> anyhow::Result<Option<Arc<Oidc>>> {
+    let Some(path) = &cfg.oidc_clients else {
+        return Ok(None);
+    };
+    let clients = crate::oidc::Clients::from_file(path)?;
+    let key = match key {
+        Some(k) => k,
+        None => signing_key(cfg)?,
+    };
+    let issuer = cfg
+        .oidc_issuer
+        .clone()
+        .unwrap_or_else(|| public_url.to_string())
+        .trim_end_matches('/')
+        .to_string();
+    tracing::info!(issuer = %issuer, clients = clients.len(), "OpenID Provider and device grant on");
+    Ok(Some(Arc::new(Oidc {
+        clients,
+        issuer,
+        key,
+        acr: cfg.oidc_acr.clone(),
+        access_token_ttl_ms: cfg.oidc_access_token_ttl.max(1) * 1000,
+        device_ttl_ms: cfg.device_code_ttl.max(1) * 1000,
+        device_interval_s: cfg.device_interval.max(1),
+    })))
 }
 
 /// Everything `build` would resolve from `cfg`, short of connecting to the
@@ -301,7 +347,7 @@ pub fn check(cfg: &ServeConfig) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://{}", cfg.listen));
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new(cfg.ttls()));
     identity::from_config(cfg, &public_url, store, AppState::system_clock())?;
-    jwt_sessions(cfg, &public_url)?;
+    sessions_and_oidc(cfg, &public_url)?;
     Ok(())
 }
 

@@ -354,6 +354,32 @@ pub struct ServeConfig {
     )]
     pub mobile_verifier_ca_file: Option<PathBuf>,
 
+    /// JSON file of OpenID Connect clients (SPEC §7); turns on qrlogin as
+    /// an OpenID Provider and device authorization server.
+    #[arg(help_heading = "OpenID Provider", long, env = "QRLOGIN_OIDC_CLIENTS")]
+    pub oidc_clients: Option<PathBuf>,
+
+    /// The provider's issuer (`iss` of ID tokens, discovery's `issuer`).
+    /// Default: the public URL.
+    #[arg(help_heading = "OpenID Provider", long, env = "QRLOGIN_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+
+    /// The `acr` claim of ID tokens, when your relying parties want one.
+    #[arg(help_heading = "OpenID Provider", long, env = "QRLOGIN_OIDC_ACR")]
+    pub oidc_acr: Option<String>,
+
+    /// Seconds an access token (and the ID token) lives.
+    #[arg(help_heading = "OpenID Provider", long, env = "QRLOGIN_OIDC_ACCESS_TOKEN_TTL", default_value_t = 3600)]
+    pub oidc_access_token_ttl: u64,
+
+    /// Seconds a device code lives (RFC 8628 `expires_in`).
+    #[arg(help_heading = "OpenID Provider", long, env = "QRLOGIN_DEVICE_CODE_TTL", default_value_t = 600)]
+    pub device_code_ttl: u64,
+
+    /// Seconds a device waits between polls (RFC 8628 `interval`).
+    #[arg(help_heading = "OpenID Provider", long, env = "QRLOGIN_DEVICE_INTERVAL", default_value_t = 5)]
+    pub device_interval: u64,
+
     /// Milliseconds one store operation may take before the request fails
     /// with 503 store_unavailable.
     #[arg(

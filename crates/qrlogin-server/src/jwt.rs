@@ -14,39 +14,17 @@
 //! logout revokes the JWT for qrlogin itself. Verifiers that only check the
 //! signature cannot see a logout (docs/SECURITY.md).
 
-use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+pub use crate::keys::{KeyError, SigningKey, ALGORITHM};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::Validation;
 use qrlogin_core::{SessionRef, User};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
-
-/// The one signing algorithm (see the module docs for why ES256).
-pub const ALGORITHM: Algorithm = Algorithm::ES256;
+use std::sync::Arc;
 
 /// The longest token [`JwtSessions::verify`] looks at.
 const MAX_TOKEN_LEN: usize = 4096;
-
-/// Why a key could not be loaded. Messages never contain key material.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("reading the JWT key file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error(
-        "the JWT key file is not an unencrypted EC P-256 private key in PEM \
-         (PKCS#8 `BEGIN PRIVATE KEY` or SEC1 `BEGIN EC PRIVATE KEY`); make one with \
-         `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out jwt.pem`"
-    )]
-    Format,
-    #[error("the JWT key could not be prepared for signing: {0}")]
-    Prepare(String),
-    #[error("signing a session JWT: {0}")]
-    Sign(String),
-}
 
 /// The claims of a qrlogin session JWT.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,12 +64,10 @@ pub struct Verified {
 #[error("invalid session JWT")]
 pub struct Invalid;
 
-/// The signing key, its public JWK set, and the pinned verification rules.
+/// The signing key (shared with the OpenID Provider's ID tokens), and the
+/// pinned verification rules of session JWTs.
 pub struct JwtSessions {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    kid: String,
-    jwks: JwkSet,
+    key: Arc<SigningKey>,
     issuer: String,
     audience: Option<String>,
     validation: Validation,
@@ -102,7 +78,7 @@ impl fmt::Debug for JwtSessions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtSessions")
             .field("alg", &ALGORITHM)
-            .field("kid", &self.kid)
+            .field("kid", &self.key.kid())
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("private_key", &"<redacted>")
@@ -111,67 +87,27 @@ impl fmt::Debug for JwtSessions {
 }
 
 impl JwtSessions {
-    /// Loads the private key from a PEM file (PKCS#8 or SEC1, P-256 only).
+    /// Session JWTs signed with the key in a PEM file (see [`SigningKey::from_file`]).
     pub fn from_file(
         path: &Path,
         issuer: String,
         audience: Option<String>,
     ) -> Result<Self, KeyError> {
-        let pem = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_pem(&pem, issuer, audience)
+        Ok(Self::new(Arc::new(SigningKey::from_file(path)?), issuer, audience))
     }
 
-    /// Parses a PEM private key (PKCS#8 `PRIVATE KEY` or SEC1
-    /// `EC PRIVATE KEY`; both are what `openssl` writes). Only P-256 keys
-    /// are accepted: the curve is part of the algorithm we pin.
+    /// Session JWTs signed with a PEM key (see [`SigningKey::from_pem`]).
     pub fn from_pem(pem: &str, issuer: String, audience: Option<String>) -> Result<Self, KeyError> {
-        let key = p256::SecretKey::from_pkcs8_pem(pem)
-            .or_else(|_| p256::SecretKey::from_sec1_pem(pem))
-            .map_err(|_| KeyError::Format)?;
-        Self::from_secret(&key, issuer, audience)
+        Ok(Self::new(Arc::new(SigningKey::from_pem(pem)?), issuer, audience))
     }
 
-    /// A fresh key from the OS CSPRNG. Only this process knows it, so
-    /// several instances (or a restart) need a shared `--jwt-key-file`.
+    /// Session JWTs signed with a fresh key (see [`SigningKey::generate`]).
     pub fn generate(issuer: String, audience: Option<String>) -> Result<Self, KeyError> {
-        // A uniformly random 32-byte string is a valid P-256 scalar except
-        // with probability ~2^-32 (zero or >= the group order); retry then.
-        for _ in 0..16 {
-            let mut bytes = [0u8; 32];
-            getrandom::fill(&mut bytes).map_err(|e| KeyError::Prepare(e.to_string()))?;
-            if let Ok(key) = p256::SecretKey::from_slice(&bytes) {
-                return Self::from_secret(&key, issuer, audience);
-            }
-        }
-        Err(KeyError::Prepare("no valid P-256 key from 16 draws".into()))
+        Ok(Self::new(Arc::new(SigningKey::generate()?), issuer, audience))
     }
 
-    fn from_secret(
-        key: &p256::SecretKey,
-        issuer: String,
-        audience: Option<String>,
-    ) -> Result<Self, KeyError> {
-        // jsonwebtoken picks its crypto backend from crate features; should an
-        // embedding application also enable `aws_lc_rs`, both are on and the
-        // choice would panic. Installing ours first makes it explicit (an
-        // error only means a provider is already installed).
-        let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
-        let der = key
-            .to_pkcs8_der()
-            .map_err(|e| KeyError::Prepare(e.to_string()))?;
-        let encoding = EncodingKey::from_ec_der(der.as_bytes());
-        let mut jwk = Jwk::from_encoding_key(&encoding, ALGORITHM)
-            .map_err(|e| KeyError::Prepare(e.to_string()))?;
-        // RFC 7638 thumbprint of the public key: stable for a key, changes
-        // with it, and computable by anyone from the JWK alone.
-        let kid = jwk.thumbprint(ThumbprintHash::SHA256);
-        jwk.common.key_id = Some(kid.clone());
-        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| KeyError::Prepare(e.to_string()))?;
-
+    /// Session JWTs signed with `key`, issued by `issuer`.
+    pub fn new(key: Arc<SigningKey>, issuer: String, audience: Option<String>) -> Self {
         let mut validation = Validation::new(ALGORITHM);
         // Expiry is checked against the service's clock (DECISIONS §1), in
         // `verify`, not against the library's own reading of the system time.
@@ -189,21 +125,22 @@ impl JwtSessions {
             None => validation.validate_aud = false,
         }
         validation.set_required_spec_claims(&required);
-
-        Ok(Self {
-            encoding,
-            decoding,
-            kid,
-            jwks: JwkSet { keys: vec![jwk] },
+        Self {
+            key,
             issuer,
             audience,
             validation,
-        })
+        }
+    }
+
+    /// The signing key.
+    pub fn key(&self) -> &Arc<SigningKey> {
+        &self.key
     }
 
     /// The key id (RFC 7638 SHA-256 thumbprint of the public key).
     pub fn kid(&self) -> &str {
-        &self.kid
+        self.key.kid()
     }
 
     pub fn issuer(&self) -> &str {
@@ -212,7 +149,7 @@ impl JwtSessions {
 
     /// The public key as a JWK set, what `/.well-known/jwks.json` serves.
     pub fn jwks(&self) -> &JwkSet {
-        &self.jwks
+        self.key.jwks()
     }
 
     /// Signs the JWT for a session just created by redeem. `now_ms` is the
@@ -236,11 +173,7 @@ impl JwtSessions {
             jti: sid.clone(),
             sid,
         };
-        let mut header = Header::new(ALGORITHM);
-        header.typ = Some("JWT".into());
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.encoding)
-            .map_err(|e| KeyError::Sign(e.to_string()))
+        self.key.sign(&claims, "JWT")
     }
 
     /// Checks a presented JWT: the header's `alg` is ES256 and its `kid` is
@@ -255,10 +188,10 @@ impl JwtSessions {
             return Err(Invalid);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| Invalid)?;
-        if header.alg != ALGORITHM || header.kid.as_deref() != Some(self.kid.as_str()) {
+        if header.alg != ALGORITHM || header.kid.as_deref() != Some(self.key.kid()) {
             return Err(Invalid);
         }
-        let data = jsonwebtoken::decode::<SessionClaims>(token, &self.decoding, &self.validation)
+        let data = jsonwebtoken::decode::<SessionClaims>(token, self.key.decoding(), &self.validation)
             .map_err(|_| Invalid)?;
         let claims = data.claims;
         if claims.exp.saturating_mul(1000) <= now_ms {
@@ -272,6 +205,8 @@ impl JwtSessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use p256::pkcs8::EncodePrivateKey as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
     use qrlogin_core::{LoginId, SessionToken};
@@ -442,7 +377,7 @@ KnRGssNo5umAD3RJnaArVH8x2/W57E0hgQ==
             )
             .expect("valid")
             .claims;
-        let forged = jsonwebtoken::encode(&header, &claims, &theirs.encoding).expect("sign");
+        let forged = jsonwebtoken::encode(&header, &claims, theirs.key().encoding()).expect("sign");
         assert_eq!(ours.verify(&forged, NOW).err(), Some(Invalid));
     }
 
@@ -533,21 +468,21 @@ KnRGssNo5umAD3RJnaArVH8x2/W57E0hgQ==
         let mut raw: serde_json::Value = serde_json::to_value(&claims).expect("json");
         raw["exp"] = "99999999999".into();
         let header = jsonwebtoken::decode_header(&jwt).expect("header");
-        let typed = jsonwebtoken::encode(&header, &raw, &k.encoding).expect("sign");
+        let typed = jsonwebtoken::encode(&header, &raw, k.key().encoding()).expect("sign");
         assert_eq!(k.verify(&typed, NOW).err(), Some(Invalid));
         // A valid signature over a `sid` that names no session record.
         raw["exp"] = ((NOW + HOUR) / 1000).into();
         raw["sid"] = "not-a-session".into();
-        let bad_sid = jsonwebtoken::encode(&header, &raw, &k.encoding).expect("sign");
+        let bad_sid = jsonwebtoken::encode(&header, &raw, k.key().encoding()).expect("sign");
         assert_eq!(k.verify(&bad_sid, NOW).err(), Some(Invalid));
         // Validly signed but oversized (a padded claim): refused unread.
         raw["sid"] = claims.sid.clone().into();
         raw["pad"] = "p".repeat(MAX_TOKEN_LEN).into();
-        let long = jsonwebtoken::encode(&header, &raw, &k.encoding).expect("sign");
+        let long = jsonwebtoken::encode(&header, &raw, k.key().encoding()).expect("sign");
         assert!(long.len() > MAX_TOKEN_LEN);
         assert_eq!(k.verify(&long, NOW).err(), Some(Invalid));
         raw["pad"] = "p".into();
-        let short = jsonwebtoken::encode(&header, &raw, &k.encoding).expect("sign");
+        let short = jsonwebtoken::encode(&header, &raw, k.key().encoding()).expect("sign");
         assert!(
             k.verify(&short, NOW).is_ok(),
             "the same claims, short, verify"

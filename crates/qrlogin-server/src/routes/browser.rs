@@ -39,7 +39,7 @@ pub(crate) fn secs_until(now_ms: u64, at_ms: u64) -> u64 {
 }
 
 /// What the QR code of login `id` holds: the phone's confirm page.
-fn qr_payload(app: &AppState, id: LoginId) -> String {
+pub(crate) fn qr_payload(app: &AppState, id: LoginId) -> String {
     format!("{}/m/{id}", app.public_url)
 }
 
@@ -99,6 +99,49 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     app.limits.check_ip(IpBucket::Create, ip)?;
     let body = body.unwrap_or_default();
+    let header_binding = matches!(body.binding, Binding::Header);
+    let opened = open_login(&app, ip, user_agent, None, None, header_binding).await?;
+    let mut resp = (StatusCode::CREATED, Json(opened.created)).into_response();
+    if let Some(cookie) = opened.cookie {
+        resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(resp)
+}
+
+/// A login just created, as its browser is told about it.
+pub(crate) struct Opened {
+    pub created: Created,
+    /// The browser-secret cookie (cookie binding).
+    pub cookie: Option<HeaderValue>,
+    pub record: qrlogin_core::LoginRecord,
+}
+
+/// Creates a login for a browser (or a device) at `ip`: what
+/// `POST /v1/logins`, the OIDC authorize page and the device grant share.
+/// `client_id` names the relying party a protocol face made it for;
+/// `pending_ms` overrides the pending lifetime (device codes).
+pub(crate) async fn open_login(
+    app: &AppState,
+    ip: std::net::IpAddr,
+    user_agent: String,
+    client_id: Option<String>,
+    pending_ms: Option<u64>,
+    header_binding: bool,
+) -> Result<Opened, ApiError> {
+    let (opened, _secret) = open_login_with_secret(app, ip, user_agent, client_id, pending_ms, header_binding).await?;
+    Ok(opened)
+}
+
+/// [`open_login`], also handing back the browser secret (the device grant
+/// makes its device code from it).
+pub(crate) async fn open_login_with_secret(
+    app: &AppState,
+    ip: std::net::IpAddr,
+    user_agent: String,
+    client_id: Option<String>,
+    pending_ms: Option<u64>,
+    header_binding: bool,
+) -> Result<(Opened, BrowserSecret), ApiError> {
     let match_code = match app.match_mode {
         MatchMode::Off => None,
         _ => Some(crate::matching::new_code().map_err(|_| ApiError::Internal)?),
@@ -117,19 +160,18 @@ pub async fn create(
                     user_agent,
                 },
                 match_code,
-                client_id: None,
-                pending_ms: None,
+                client_id,
+                pending_ms,
             },
             now,
         )
         .await?;
     metrics::counter!("qrlogin_logins_created_total").increment(1);
     let base = format!("/v1/logins/{id}");
-    let header_binding = matches!(body.binding, Binding::Header);
     let expires_in = secs_until(now, rec.expires_at_ms);
     let created = Created {
         login_id: id.to_string(),
-        qr_payload: qr_payload(&app, id),
+        qr_payload: qr_payload(app, id),
         qr_svg: format!("{base}/qr.svg"),
         qr_png: format!("{base}/qr.png"),
         expires_at: rfc3339(rec.expires_at_ms),
@@ -139,23 +181,28 @@ pub async fn create(
         browser_secret: header_binding.then(|| secret.expose()),
         match_code: rec.match_code.map(|c| format!("{c:02}")),
     };
-    let mut resp = (StatusCode::CREATED, Json(created)).into_response();
-    if !header_binding {
+    let cookie = if header_binding {
+        None
+    } else {
         let ttls = app.store.ttls();
         let max_age = expires_in + (ttls.scan_extension_ms + ttls.final_keep_ms) / 1000;
-        resp.headers_mut().insert(
-            header::SET_COOKIE,
-            set_cookie(
-                BROWSER_COOKIE,
-                &secret.expose(),
-                &base,
-                max_age,
-                "Strict",
-                app.secure_cookies,
-            )?,
-        );
-    }
-    Ok(resp)
+        Some(set_cookie(
+            BROWSER_COOKIE,
+            &secret.expose(),
+            &base,
+            max_age,
+            "Strict",
+            app.secure_cookies,
+        )?)
+    };
+    Ok((
+        Opened {
+            created,
+            cookie,
+            record: rec,
+        },
+        secret,
+    ))
 }
 
 /// What the bound browser sees of its login (status and SSE data).

@@ -26,7 +26,7 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-fn serve(path: &str) -> Result<Response, ApiError> {
+pub(crate) fn serve(path: &str) -> Result<Response, ApiError> {
     let (_, bytes) = ASSETS
         .iter()
         .find(|(p, _)| *p == path)

@@ -79,6 +79,10 @@ pub struct ScanContext {
     /// Present when the phone must pick the number the computer shows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub match_choices: Option<Vec<String>>,
+    /// The application asking, when the login came through the OpenID
+    /// Provider or the device grant: the phone shows its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<crate::oidc::authorize::ClientInfo>,
 }
 
 /// Browser and OS names from a User-Agent (woothee).
@@ -98,7 +102,17 @@ pub fn describe_agent(ua: &str) -> (String, String) {
 
 fn context_of(app: &AppState, rec: &LoginRecord) -> ScanContext {
     let (browser, os) = describe_agent(&rec.browser.user_agent);
+    let client = rec.client_id.as_deref().map(|id| crate::oidc::authorize::ClientInfo {
+        id: id.to_string(),
+        name: app
+            .oidc
+            .as_ref()
+            .and_then(|o| o.clients.get(id))
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| id.to_string()),
+    });
     ScanContext {
+        client,
         login_id: rec.id.to_string(),
         state: rec.state,
         site: Site {

@@ -92,7 +92,7 @@ const JWKS_MAX_AGE: &str = "public, max-age=300";
 /// (there is nothing to verify).
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "session", responses((status = 200, body = JwkSetDoc, description = "JWT mode: the signing key (public part only); cacheable"), (status = 404, body = ErrorBody, description = "opaque session mode")))]
 pub async fn jwks(AxState(app): AxState<AppState>) -> Result<Response, ApiError> {
-    let keys = app.jwt.as_ref().ok_or(ApiError::NoRoute)?;
+    let keys = app.signing_key.as_ref().ok_or(ApiError::NoRoute)?;
     Ok((
         [
             (
