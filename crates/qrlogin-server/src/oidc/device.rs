@@ -212,7 +212,8 @@ pub(crate) async fn poll(app: &AppState, oidc: &Oidc, client: &Client, form: &To
                 // A concurrent poll won the redeem: the tokens went to it.
                 Err(_) => return Err(OAuthError::invalid_grant("the device code was already used")),
             };
-            let _ = app.store.delete_grant(&key).await;
+            // The device state stays until it expires: a later poll finds
+            // the login consumed and gets invalid_grant, not expired_token.
             metrics::counter!("qrlogin_logins_redeemed_total").increment(1);
             let grant = Grant {
                 client_id: client.id.clone(),

@@ -1,0 +1,733 @@
+//! qrlogin as an OpenID Provider and device authorization server (SPEC §7,
+//! issue 9), driven by a real OIDC relying-party library (the Rust
+//! `openidconnect` crate: discovery, PKCE, ID-token validation, the device
+//! flow with its polling) and by raw HTTP for the refusals, each its own
+//! test. The browser step is the authorize page's own calls (cookie jar,
+//! no redirects followed); the phone step the phone API.
+
+mod common;
+
+use common::*;
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreDeviceAuthorizationResponse, CoreProviderMetadata,
+};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, DeviceAuthorizationUrl, IssuerUrl,
+    Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse as _,
+};
+use qrlogin_core::{Clock, ManualClock};
+use qrlogin_server::config::MatchMode;
+use qrlogin_server::ServeConfig;
+use reqwest::header::{AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+const WEB_SECRET: &str = "web-secret-42";
+const CB: &str = "http://127.0.0.1:9/cb";
+const BYE: &str = "http://127.0.0.1:9/bye";
+
+/// The clients every test registers: a confidential web app (code +
+/// refresh), a public SPA (code, PKCE required), a public TV (device).
+fn clients_file() -> tempfile::NamedTempFile {
+    let hash = qrlogin_server::identity::hash_password(WEB_SECRET).expect("hash");
+    let doc = json!([
+        {"client_id": "web", "name": "Example Shop", "redirect_uris": [CB],
+         "client_secret_hash": hash, "grant_types": ["authorization_code", "refresh_token"],
+         "post_logout_redirect_uris": [BYE]},
+        {"client_id": "spa", "name": "Shop SPA", "public": true, "redirect_uris": [CB]},
+        {"client_id": "tv", "name": "Living-room TV", "public": true,
+         "grant_types": ["urn:ietf:params:oauth:grant-type:device_code"]}
+    ]);
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    f.write_all(doc.to_string().as_bytes()).expect("write");
+    f
+}
+
+struct Op {
+    app: App,
+    _clients: tempfile::NamedTempFile,
+}
+
+fn op_config(clients: &tempfile::NamedTempFile) -> ServeConfig {
+    let mut cfg = config();
+    cfg.oidc_clients = Some(clients.path().to_path_buf());
+    cfg.match_code = MatchMode::Off;
+    cfg.device_interval = 1;
+    cfg
+}
+
+async fn op_with(kind: StoreKind, f: impl FnOnce(&mut ServeConfig), clock: Option<Arc<dyn Clock>>) -> Op {
+    let clients = clients_file();
+    let mut cfg = op_config(&clients);
+    f(&mut cfg);
+    if kind == StoreKind::Redis {
+        cfg.jwt_ephemeral_key = true;
+    }
+    Op {
+        app: app_with(kind, cfg, clock).await,
+        _clients: clients,
+    }
+}
+
+async fn op() -> Op {
+    op_with(StoreKind::Memory, |_| {}, None).await
+}
+
+/// A user agent that keeps cookies and does not follow redirects.
+fn user_agent() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+fn location(r: &Reply) -> url::Url {
+    let l = r
+        .headers
+        .get(LOCATION)
+        .unwrap_or_else(|| panic!("no Location; {} {}", r.status, r.text()))
+        .to_str()
+        .expect("ascii");
+    url::Url::parse(l).expect("absolute Location")
+}
+
+fn param(u: &url::Url, k: &str) -> Option<String> {
+    u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned())
+}
+
+/// The browser's part of a code flow from `authorize_url` (at `base`):
+/// the page, its login, the phone approving as `who` (or denying), then
+/// the continue redirect, whose Location is returned.
+async fn sign_in_at(base: &str, authorize_url: &str, who: (&str, &str), approve: bool) -> url::Url {
+    let ua = user_agent();
+    let page = send(ua.get(authorize_url)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(page.text().contains("authorize.js"), "the authorize page");
+    let query = url::Url::parse(authorize_url).expect("url").query().unwrap_or("").to_string();
+    let started = send(ua.post(format!("{base}/oauth2/authorize/login")).json(&json!({"query": format!("?{query}")})))
+        .await
+        .ok_json(StatusCode::CREATED);
+    let id = started["login_id"].as_str().expect("login id").to_string();
+    let phone = Phone::sign_in(base, who).await;
+    let ctx = phone.scan_ok(&id).await;
+    assert_eq!(ctx["client"]["name"], started["client"]["name"], "the phone names the client: {ctx}");
+    if approve {
+        phone.approve_ok(&id).await;
+    } else {
+        phone.deny(&id).await;
+    }
+    let cont = started["continue"].as_str().expect("continue");
+    let r = send(ua.get(format!("{base}{cont}"))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    location(&r)
+}
+
+async fn sign_in(app: &App, authorize_url: &str) -> url::Url {
+    sign_in_at(&app.base, authorize_url, ALICE, true).await
+}
+
+/// An authorize URL for `client` with PKCE S256; returns it and the verifier.
+fn authorize_url(base: &str, client: &str, extra: &[(&str, &str)]) -> (String, String) {
+    let verifier = "v".repeat(43) + "-extra-entropy-0123456789";
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let mut u = url::Url::parse(&format!("{base}/oauth2/authorize")).expect("url");
+    {
+        let mut q = u.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", client)
+            .append_pair("redirect_uri", CB)
+            .append_pair("scope", "openid profile")
+            .append_pair("state", "st-1")
+            .append_pair("nonce", "n-1")
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        for (k, v) in extra {
+            q.append_pair(k, v);
+        }
+    }
+    (u.to_string(), verifier)
+}
+
+async fn token(base: &str, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> Reply {
+    let mut rb = raw_client().post(format!("{base}/oauth2/token")).form(form);
+    if let Some((id, secret)) = basic {
+        rb = rb.basic_auth(id, Some(secret));
+    }
+    send(rb).await
+}
+
+async fn code_for(app: &App) -> (String, String) {
+    let (url, verifier) = authorize_url(&app.base, "web", &[]);
+    let back = sign_in(app, &url).await;
+    (param(&back, "code").expect("code"), verifier)
+}
+
+async fn redeem_code(app: &App, code: &str, verifier: &str) -> Reply {
+    token(
+        &app.base,
+        &[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", CB), ("code_verifier", verifier)],
+        Some(("web", WEB_SECRET)),
+    )
+    .await
+}
+
+fn oauth_error(r: &Reply, status: StatusCode, error: &str) {
+    assert_eq!(r.status, status, "{}", r.text());
+    assert_eq!(r.json()["error"], error, "{}", r.text());
+    assert_eq!(r.headers.get("cache-control").map(|v| v.to_str().unwrap()), Some("no-store"));
+}
+
+async fn userinfo(base: &str, at: &str) -> Reply {
+    send(raw_client().get(format!("{base}/oauth2/userinfo")).header(AUTHORIZATION, format!("Bearer {at}"))).await
+}
+
+// ---------------------------------------------------------------------------
+// a real relying party library
+
+fn rp_http() -> openidconnect::reqwest::Client {
+    openidconnect::reqwest::ClientBuilder::new()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openidconnect_crate_runs_the_code_flow_with_pkce() {
+    let op = op().await;
+    let http = rp_http();
+    let issuer = IssuerUrl::new(op.app.base.clone()).expect("issuer");
+    let meta = CoreProviderMetadata::discover_async(issuer, &http).await.expect("discovery");
+    let client = CoreClient::from_provider_metadata(meta, ClientId::new("web".into()), Some(ClientSecret::new(WEB_SECRET.into())))
+        .set_redirect_uri(RedirectUrl::new(CB.into()).expect("redirect"));
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, csrf, nonce) = client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_scope(Scope::new("profile".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let back = sign_in(&op.app, url.as_str()).await;
+    assert_eq!(param(&back, "state").as_deref(), Some(csrf.secret().as_str()), "state round trip");
+    assert_eq!(param(&back, "iss").as_deref(), Some(op.app.base.as_str()), "RFC 9207 iss");
+    let code = param(&back, "code").expect("code");
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .expect("token endpoint known")
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .expect("token exchange");
+    let id_token = tokens.id_token().expect("an ID token");
+    let claims = id_token.claims(&client.id_token_verifier(), &nonce).expect("the library validates the ID token");
+    assert_eq!(claims.subject().as_str(), ALICE_ID);
+    assert_eq!(claims.issuer().as_str(), op.app.base);
+    assert_eq!(claims.audiences()[0].as_str(), "web");
+    assert_eq!(claims.nonce().map(|n| n.secret().as_str()), Some(nonce.secret().as_str()));
+    assert!(claims.auth_time().is_some());
+    let amr: Vec<String> = claims.auth_method_refs().expect("amr").iter().map(|a| a.to_string()).collect();
+    assert_eq!(amr, ["qr"]);
+    assert_eq!(claims.name().and_then(|n| n.get(None)).map(|n| n.as_str()), Some("Alice"));
+    assert!(tokens.refresh_token().is_some(), "web may refresh");
+    // userinfo with the access token.
+    let info = userinfo(&op.app.base, tokens.access_token().secret()).await.ok_json(StatusCode::OK);
+    assert_eq!(info["sub"], ALICE_ID);
+    assert_eq!(info["name"], "Alice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openidconnect_crate_runs_the_device_flow_and_honours_slow_down() {
+    let op = op().await;
+    let base = op.app.base.clone();
+    let http = rp_http();
+    let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(base.clone()).expect("issuer"), &http)
+        .await
+        .expect("discovery");
+    let client = CoreClient::from_provider_metadata(meta, ClientId::new("tv".into()), None)
+        .set_device_authorization_url(DeviceAuthorizationUrl::new(format!("{base}/oauth2/device_authorization")).expect("url"));
+    let details: CoreDeviceAuthorizationResponse = client
+        .exchange_device_code()
+        .add_scope(Scope::new("profile".into()))
+        .request_async(&http)
+        .await
+        .expect("device authorization");
+    assert_eq!(details.verification_uri().as_str(), format!("{base}/device"));
+    let complete = details.verification_uri_complete().expect("complete URI").secret().clone();
+    assert!(complete.starts_with(&format!("{base}/m/")), "{complete}");
+    let code = details.user_code().secret().clone();
+    assert_eq!(code.len(), 9);
+    // The phone: the typed code resolves to the same login the QR names.
+    let looked = send(raw_client().post(format!("{base}/v1/device/lookup")).json(&json!({"user_code": code.to_lowercase()})))
+        .await
+        .ok_json(StatusCode::OK);
+    assert_eq!(looked["confirm"], complete);
+    let id = looked["login_id"].as_str().expect("id").to_string();
+    let phone_base = base.clone();
+    let approver = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let phone = Phone::sign_in(&phone_base, BOB).await;
+        let ctx = phone.scan_ok(&id).await;
+        assert_eq!(ctx["client"]["name"], "Living-room TV", "{ctx}");
+        phone.approve_ok(&id).await;
+    });
+    let tokens = client
+        .exchange_device_access_token(&details)
+        .expect("token endpoint known")
+        .request_async(&http, tokio::time::sleep, Some(Duration::from_secs(30)))
+        .await
+        .expect("device tokens");
+    approver.await.expect("phone");
+    let id_token = tokens.id_token().expect("ID token");
+    let claims = id_token
+        .claims(&client.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
+        .expect("validated");
+    assert_eq!(claims.subject().as_str(), BOB_ID);
+}
+
+// ---------------------------------------------------------------------------
+// refusals, each its own test
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_code_fails_and_revokes_what_its_first_use_issued() {
+    let op = op().await;
+    let (code, verifier) = code_for(&op.app).await;
+    let first = redeem_code(&op.app, &code, &verifier).await.ok_json(StatusCode::OK);
+    let at = first["access_token"].as_str().expect("at");
+    let rt = first["refresh_token"].as_str().expect("rt");
+    assert_eq!(userinfo(&op.app.base, at).await.status, StatusCode::OK);
+    let again = redeem_code(&op.app, &code, &verifier).await;
+    oauth_error(&again, StatusCode::BAD_REQUEST, "invalid_grant");
+    let r = userinfo(&op.app.base, at).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "the first use's access token is revoked");
+    assert!(r.headers[WWW_AUTHENTICATE].to_str().unwrap().contains("invalid_token"));
+    let r = token(&op.app.base, &[("grant_type", "refresh_token"), ("refresh_token", rt)], Some(("web", WEB_SECRET))).await;
+    oauth_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_pkce_verifier_fails() {
+    let op = op().await;
+    let (code, _) = code_for(&op.app).await;
+    let r = redeem_code(&op.app, &code, &"w".repeat(50)).await;
+    oauth_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    // Without a verifier at all, too.
+    let (code, _) = code_for(&op.app).await;
+    let r = token(&op.app.base, &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB)], Some(("web", WEB_SECRET))).await;
+    oauth_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_redirect_uri_at_the_token_endpoint_fails() {
+    let op = op().await;
+    let (code, verifier) = code_for(&op.app).await;
+    let r = token(
+        &op.app.base,
+        &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", "http://127.0.0.1:9/other"), ("code_verifier", &verifier)],
+        Some(("web", WEB_SECRET)),
+    )
+    .await;
+    oauth_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_client_secret_is_invalid_client() {
+    let op = op().await;
+    let (code, verifier) = code_for(&op.app).await;
+    let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CB), ("code_verifier", verifier.as_str())];
+    let r = token(&op.app.base, &form, Some(("web", "not-the-secret"))).await;
+    oauth_error(&r, StatusCode::UNAUTHORIZED, "invalid_client");
+    assert!(r.headers.contains_key(WWW_AUTHENTICATE), "Basic challenge");
+    // client_secret_post with a wrong secret; and no authentication at all.
+    let mut post = form.to_vec();
+    post.extend([("client_id", "web"), ("client_secret", "nope")]);
+    oauth_error(&token(&op.app.base, &post, None).await, StatusCode::UNAUTHORIZED, "invalid_client");
+    oauth_error(&token(&op.app.base, &form, None).await, StatusCode::UNAUTHORIZED, "invalid_client");
+    // The code survived the failed attempts: authentication comes first.
+    let mut good = form.to_vec();
+    good.extend([("client_id", "web"), ("client_secret", WEB_SECRET)]);
+    token(&op.app.base, &good, None).await.ok_json(StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_expires_after_60_seconds() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let op = op_with(StoreKind::Memory, |_| {}, Some(clock.clone())).await;
+    let (code, verifier) = code_for(&op.app).await;
+    clock.advance_ms(60_000);
+    oauth_error(&redeem_code(&op.app, &code, &verifier).await, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_redirect_attempts_get_an_error_page_never_a_redirect() {
+    let op = op().await;
+    for bad in [
+        "http://127.0.0.1:9/cb/",
+        "http://127.0.0.1:9/cb?x=1",
+        "http://127.0.0.1:9/cb#frag",
+        "http://evil.example/cb",
+        "HTTP://127.0.0.1:9/cb",
+        "javascript:alert(1)",
+        "",
+    ] {
+        let mut u = url::Url::parse(&format!("{}/oauth2/authorize", op.app.base)).unwrap();
+        u.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", "web")
+            .append_pair("redirect_uri", bad)
+            .append_pair("scope", "openid");
+        let r = send(user_agent().get(u.as_str())).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad:?}");
+        assert!(r.headers.get(LOCATION).is_none(), "{bad:?} redirected");
+        assert!(r.text().contains("redirect_uri"), "{bad:?}: {}", r.text());
+    }
+    // An unknown client: a page too.
+    let r = send(user_agent().get(format!("{}/oauth2/authorize?client_id=nobody&redirect_uri={CB}&response_type=code&scope=openid", op.app.base))).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.headers.get(LOCATION).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_authorize_errors_redirect_with_error_state_and_iss() {
+    let op = op().await;
+    let base = op.app.base.clone();
+    let cases: [(&str, &[(&str, &str)], &str); 5] = [
+        ("spa", &[("code_challenge_method", "plain")], "invalid_request"),
+        ("web", &[("prompt", "none")], "login_required"),
+        ("web", &[("response_type", "token")], "unsupported_response_type"),
+        ("web", &[("scope", "profile")], "invalid_scope"),
+        ("tv", &[], "unauthorized_client"),
+    ];
+    for (client, extra, error) in cases {
+        let (mut url, _) = authorize_url(&base, client, &[]);
+        // Replace the named parameters.
+        let mut u = url::Url::parse(&url).unwrap();
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs).extend_pairs(extra.iter().copied());
+        url = u.to_string();
+        if client == "tv" {
+            // The TV has no redirect URI registered: an error page.
+            let r = send(user_agent().get(&url)).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "tv");
+            continue;
+        }
+        let r = send(user_agent().get(&url)).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{client} {extra:?}: {}", r.text());
+        let back = location(&r);
+        assert_eq!(param(&back, "error").as_deref(), Some(error), "{client} {extra:?}");
+        assert_eq!(param(&back, "state").as_deref(), Some("st-1"));
+        assert_eq!(param(&back, "iss").as_deref(), Some(base.as_str()));
+        assert!(back.as_str().starts_with(CB));
+    }
+    // A public client without PKCE.
+    let r = send(user_agent().get(format!(
+        "{base}/oauth2/authorize?response_type=code&client_id=spa&redirect_uri={CB}&scope=openid&state=s2"
+    )))
+    .await;
+    let back = location(&r);
+    assert_eq!(param(&back, "error").as_deref(), Some("invalid_request"));
+    assert_eq!(param(&back, "state").as_deref(), Some("s2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_and_nonce_round_trip_and_their_absence_too() {
+    let op = op().await;
+    let (url, verifier) = authorize_url(&op.app.base, "web", &[]);
+    let back = sign_in(&op.app, &url).await;
+    assert_eq!(param(&back, "state").as_deref(), Some("st-1"));
+    let t = redeem_code(&op.app, &param(&back, "code").unwrap(), &verifier).await.ok_json(StatusCode::OK);
+    let claims = jwt_claims(t["id_token"].as_str().unwrap());
+    assert_eq!(claims["nonce"], "n-1");
+    assert_eq!(claims["sid"].as_str().map(|s| s.contains('.')), Some(true));
+    // Without state and nonce: none comes back, none is invented.
+    let mut u = url::Url::parse(&url).unwrap();
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| k != "state" && k != "nonce")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(pairs);
+    let back = sign_in(&op.app, u.as_str()).await;
+    assert_eq!(param(&back, "state"), None);
+    let t = redeem_code(&op.app, &param(&back, "code").unwrap(), &verifier).await.ok_json(StatusCode::OK);
+    assert!(jwt_claims(t["id_token"].as_str().unwrap()).get("nonce").is_none());
+}
+
+fn jwt_claims(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let p = jwt.split('.').nth(1).expect("payload");
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).expect("b64")).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_sign_in_redirects_with_access_denied() {
+    let op = op().await;
+    let (url, _) = authorize_url(&op.app.base, "web", &[]);
+    let back = sign_in_at(&op.app.base, &url, ALICE, false).await;
+    assert_eq!(param(&back, "error").as_deref(), Some("access_denied"));
+    assert_eq!(param(&back, "state").as_deref(), Some("st-1"));
+    assert_eq!(param(&back, "code"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_tokens_rotate_and_a_replayed_one_ends_the_family() {
+    let op = op().await;
+    let (code, verifier) = code_for(&op.app).await;
+    let t = redeem_code(&op.app, &code, &verifier).await.ok_json(StatusCode::OK);
+    let rt1 = t["refresh_token"].as_str().unwrap().to_string();
+    let refresh = |rt: String| {
+        let base = op.app.base.clone();
+        async move { token(&base, &[("grant_type", "refresh_token"), ("refresh_token", &rt)], Some(("web", WEB_SECRET))).await }
+    };
+    let t2 = refresh(rt1.clone()).await.ok_json(StatusCode::OK);
+    let rt2 = t2["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(rt1, rt2, "rotated");
+    assert_eq!(jwt_claims(t2["id_token"].as_str().unwrap())["sub"], ALICE_ID);
+    oauth_error(&refresh(rt1).await, StatusCode::BAD_REQUEST, "invalid_grant");
+    // The replay ended the family: the new one is dead too.
+    oauth_error(&refresh(rt2).await, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(userinfo(&op.app.base, t2["access_token"].as_str().unwrap()).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_is_bound_to_its_client() {
+    let op = op().await;
+    let (url, verifier) = authorize_url(&op.app.base, "spa", &[]);
+    let back = sign_in(&op.app, &url).await;
+    let code = param(&back, "code").unwrap();
+    // The confidential client cannot use the SPA's code.
+    oauth_error(&redeem_code(&op.app, &code, &verifier).await, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_ends_the_session_and_redirects_only_where_registered() {
+    let op = op().await;
+    let (code, verifier) = code_for(&op.app).await;
+    let t = redeem_code(&op.app, &code, &verifier).await.ok_json(StatusCode::OK);
+    let id_token = t["id_token"].as_str().unwrap();
+    let at = t["access_token"].as_str().unwrap();
+    let evil = send(user_agent().get(format!(
+        "{}/oauth2/logout?id_token_hint={id_token}&post_logout_redirect_uri=http://evil.example/",
+        op.app.base
+    )))
+    .await;
+    assert_eq!(evil.status, StatusCode::BAD_REQUEST);
+    assert!(evil.headers.get(LOCATION).is_none());
+    let r = send(user_agent().get(format!(
+        "{}/oauth2/logout?id_token_hint={id_token}&post_logout_redirect_uri={BYE}&state=bye-1",
+        op.app.base
+    )))
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let back = location(&r);
+    assert!(back.as_str().starts_with(BYE));
+    assert_eq!(param(&back, "state").as_deref(), Some("bye-1"));
+    assert_eq!(userinfo(&op.app.base, at).await.status, StatusCode::UNAUTHORIZED, "logged out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_follows_rfc_7009() {
+    let op = op().await;
+    let (code, verifier) = code_for(&op.app).await;
+    let t = redeem_code(&op.app, &code, &verifier).await.ok_json(StatusCode::OK);
+    let at = t["access_token"].as_str().unwrap();
+    let revoke = |tok: &str, who: (&str, &str)| {
+        let rb = raw_client()
+            .post(format!("{}/oauth2/revoke", op.app.base))
+            .form(&[("token", tok)])
+            .basic_auth(who.0, Some(who.1));
+        send(rb)
+    };
+    assert_eq!(revoke("never-issued", ("web", WEB_SECRET)).await.status, StatusCode::OK);
+    oauth_error(&revoke(at, ("web", "wrong")).await, StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_eq!(userinfo(&op.app.base, at).await.status, StatusCode::OK);
+    assert_eq!(revoke(at, ("web", WEB_SECRET)).await.status, StatusCode::OK);
+    assert_eq!(userinfo(&op.app.base, at).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_codes_polled_too_fast_get_slow_down_and_a_longer_interval() {
+    let op = op().await;
+    let d = send(raw_client().post(format!("{}/oauth2/device_authorization", op.app.base)).form(&[("client_id", "tv")]))
+        .await
+        .ok_json(StatusCode::OK);
+    assert_eq!(d["interval"], 1);
+    let dc = d["device_code"].as_str().unwrap();
+    let form = [("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", dc), ("client_id", "tv")];
+    let poll = || token(&op.app.base, &form, None);
+    oauth_error(&poll().await, StatusCode::BAD_REQUEST, "authorization_pending");
+    let fast = poll().await;
+    oauth_error(&fast, StatusCode::BAD_REQUEST, "slow_down");
+    assert!(fast.json()["error_description"].as_str().unwrap().contains("6 s"), "{}", fast.text());
+    // Another client cannot poll it.
+    let other = token(&op.app.base, &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", dc), ("client_id", "spa")], None).await;
+    oauth_error(&other, StatusCode::BAD_REQUEST, "unauthorized_client");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_and_expired_device_codes_and_tokens_exactly_once() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let op = op_with(StoreKind::Memory, |_| {}, Some(clock.clone())).await;
+    let base = op.app.base.clone();
+    let start = || async {
+        send(raw_client().post(format!("{base}/oauth2/device_authorization")).form(&[("client_id", "tv")]))
+            .await
+            .ok_json(StatusCode::OK)
+    };
+    let poll = |dc: String| {
+        let base = base.clone();
+        async move {
+            token(&base, &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", &dc), ("client_id", "tv")], None).await
+        }
+    };
+    let id_of = |d: &Value| d["verification_uri_complete"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    // Denied.
+    let d = start().await;
+    let phone = Phone::sign_in(&base, ALICE).await;
+    phone.scan_ok(&id_of(&d)).await;
+    phone.deny(&id_of(&d)).await;
+    oauth_error(&poll(d["device_code"].as_str().unwrap().into()).await, StatusCode::BAD_REQUEST, "access_denied");
+    // Approved: tokens once, then invalid_grant.
+    let d = start().await;
+    phone.scan_ok(&id_of(&d)).await;
+    phone.approve_ok(&id_of(&d)).await;
+    let dc = d["device_code"].as_str().unwrap().to_string();
+    poll(dc.clone()).await.ok_json(StatusCode::OK);
+    clock.advance_ms(2_000);
+    oauth_error(&poll(dc).await, StatusCode::BAD_REQUEST, "invalid_grant");
+    // Expired: past expires_in.
+    let d = start().await;
+    assert_eq!(d["expires_in"], 600);
+    clock.advance_ms(600_000);
+    oauth_error(&poll(d["device_code"].as_str().unwrap().into()).await, StatusCode::BAD_REQUEST, "expired_token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_code_guessing_is_rate_limited() {
+    let op = op().await;
+    let mut limited = false;
+    for i in 0..60 {
+        let r = send(raw_client().post(format!("{}/v1/device/lookup", op.app.base)).json(&json!({"user_code": format!("BCDF-GH{:02}", i).replace(|c: char| c.is_ascii_digit(), "K")})))
+            .await;
+        match r.status {
+            StatusCode::NOT_FOUND => {}
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(r.headers.contains_key("retry-after"));
+                limited = true;
+                break;
+            }
+            s => panic!("unexpected {s}: {}", r.text()),
+        }
+    }
+    assert!(limited, "60 guesses from one address were never limited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_clients_the_provider_is_absent() {
+    let app = app(StoreKind::Memory).await;
+    for path in ["/.well-known/openid-configuration", "/oauth2/authorize?client_id=web", "/device"] {
+        let r = send(raw_client().get(app.url(path))).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let r = send(raw_client().post(app.url("/oauth2/token")).form(&[("grant_type", "authorization_code")])).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_lists_every_endpoint_and_the_jwks_verifies_id_tokens() {
+    let op = op().await;
+    let d = send(raw_client().get(op.app.url("/.well-known/openid-configuration"))).await.ok_json(StatusCode::OK);
+    assert_eq!(d["issuer"], op.app.base);
+    for (k, path) in [
+        ("authorization_endpoint", "/oauth2/authorize"),
+        ("token_endpoint", "/oauth2/token"),
+        ("userinfo_endpoint", "/oauth2/userinfo"),
+        ("jwks_uri", "/.well-known/jwks.json"),
+        ("revocation_endpoint", "/oauth2/revoke"),
+        ("end_session_endpoint", "/oauth2/logout"),
+        ("device_authorization_endpoint", "/oauth2/device_authorization"),
+    ] {
+        assert_eq!(d[k], format!("{}{path}", op.app.base), "{k}");
+    }
+    assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
+    let jwks = send(raw_client().get(op.app.url("/.well-known/jwks.json"))).await.ok_json(StatusCode::OK);
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_redis_authorize_on_one_token_on_the_other() {
+    let clients = clients_file();
+    let redis = redis_server().await;
+    let key_dir = tempfile::tempdir().expect("dir");
+    let key_path = key_dir.path().join("jwt.pem");
+    let status = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"])
+        .arg(&key_path)
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    let mk = || {
+        let mut cfg = op_config(&clients);
+        cfg.store = redis.url();
+        cfg.jwt_key_file = Some(key_path.clone());
+        cfg
+    };
+    let store_a = redis_store(&redis.url(), &mk()).await;
+    let store_b = redis_store(&redis.url(), &mk()).await;
+    let a = spawn_on(mk(), store_a, None).await;
+    let b = spawn_on(mk(), store_b, None).await;
+    // The issuer is each instance's own URL here; ask each for its own.
+    let (url, verifier) = authorize_url(&a.base, "web", &[]);
+    let back = sign_in_at(&a.base, &url, ALICE, true).await;
+    let code = param(&back, "code").unwrap();
+    let t = token(
+        &b.base,
+        &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", &verifier)],
+        Some(("web", WEB_SECRET)),
+    )
+    .await
+    .ok_json(StatusCode::OK);
+    assert_eq!(userinfo(&a.base, t["access_token"].as_str().unwrap()).await.json()["sub"], ALICE_ID);
+    // The device flow across them too.
+    let d = send(raw_client().post(format!("{}/oauth2/device_authorization", a.base)).form(&[("client_id", "tv")]))
+        .await
+        .ok_json(StatusCode::OK);
+    let id = d["verification_uri_complete"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    let phone = Phone::sign_in(&b.base, BOB).await;
+    phone.scan_ok(&id).await;
+    phone.approve_ok(&id).await;
+    let t = token(&b.base, &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", d["device_code"].as_str().unwrap()), ("client_id", "tv")], None)
+        .await
+        .ok_json(StatusCode::OK);
+    assert_eq!(jwt_claims(t["id_token"].as_str().unwrap())["sub"], BOB_ID);
+}
+
+#[test]
+fn a_bad_clients_file_stops_start_up_with_the_line() {
+    let mut f = tempfile::NamedTempFile::new().expect("temp");
+    f.write_all(b"[{\"client_id\": \"web\",\n  \"name\": \"Shop\",\n  \"redirect_uris\": [\"http://evil.example/cb\"], \"public\": true}]").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qrlogin"))
+        .args(["check-config", "--oidc-clients"])
+        .arg(f.path())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("client 1 (\"web\")") && err.contains("loopback"), "{err}");
+    f = tempfile::NamedTempFile::new().expect("temp");
+    f.write_all(b"[{\"client_id\": \"web\",\n  \"name\": }]").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qrlogin"))
+        .args(["check-config", "--oidc-clients"])
+        .arg(f.path())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"), "{}", String::from_utf8_lossy(&out.stderr));
+}
