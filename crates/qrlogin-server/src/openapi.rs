@@ -16,6 +16,10 @@ impl Modify for MobileTokenScheme {
             "mobile_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        components.add_security_scheme(
+            "access_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -28,8 +32,14 @@ impl Modify for MobileTokenScheme {
         phone::sign_in, phone::scan, phone::approve, phone::deny,
         session::whoami, session::logout, session::jwks,
         ops::healthz, ops::readyz, ops::metrics,
+        crate::oidc::endpoints::discovery, crate::oidc::authorize::authorize,
+        crate::oidc::authorize::start, crate::oidc::authorize::continue_login,
+        crate::oidc::token::token, crate::oidc::endpoints::userinfo,
+        crate::oidc::endpoints::revoke, crate::oidc::endpoints::logout,
+        crate::oidc::device::device_authorization, crate::oidc::device::lookup,
+        crate::oidc::device::device_page,
     ),
-    components(schemas(ErrorBody, qrlogin_core::State, qrlogin_core::User, session::JwkSetDoc, session::JwkDoc)),
+    components(schemas(ErrorBody, crate::oidc::error::OAuthErrorBody, qrlogin_core::State, qrlogin_core::User, session::JwkSetDoc, session::JwkDoc)),
     modifiers(&MobileTokenScheme)
 )]
 pub struct ApiDoc;

@@ -761,6 +761,14 @@ async fn operations_endpoints(kind: StoreKind) {
         "/v1/session",
         "/v1/session/logout",
         "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+        "/oauth2/authorize",
+        "/oauth2/token",
+        "/oauth2/userinfo",
+        "/oauth2/revoke",
+        "/oauth2/logout",
+        "/oauth2/device_authorization",
+        "/v1/device/lookup",
     ] {
         assert!(api["paths"].get(path).is_some(), "openapi lacks {path}");
     }

@@ -187,6 +187,7 @@ pub(crate) fn oidc_of(app: &AppState) -> Result<&Arc<Oidc>, ApiError> {
 }
 
 /// `GET /oauth2/authorize`
+#[utoipa::path(get, path = "/oauth2/authorize", tag = "oidc", params(("response_type" = Option<String>, Query), ("client_id" = Option<String>, Query), ("redirect_uri" = Option<String>, Query), ("scope" = Option<String>, Query), ("state" = Option<String>, Query), ("nonce" = Option<String>, Query), ("code_challenge" = Option<String>, Query), ("code_challenge_method" = Option<String>, Query), ("prompt" = Option<String>, Query)), responses((status = 200, description = "the authorize page (QR login for the client)", content_type = "text/html"), (status = 303, description = "RFC 6749 §4.1.2.1 error redirect to the client (error, state, iss)"), (status = 400, description = "unknown client or redirect_uri: an error page, never a redirect", content_type = "text/html"), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody)))]
 pub async fn authorize(AxState(app): AxState<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let oidc = oidc_of(&app)?;
     match check(oidc, query.as_deref().unwrap_or("")) {
@@ -220,6 +221,7 @@ pub struct ClientInfo {
 }
 
 /// `POST /oauth2/authorize/login`
+#[utoipa::path(post, path = "/oauth2/authorize/login", tag = "oidc", request_body = StartBody, responses((status = 201, body = Started), (status = 400, description = "refused request (with `redirect` to send the browser to) or malformed body", body = crate::error::ErrorBody), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn start(
     AxState(app): AxState<AppState>,
     ClientIp(ip): ClientIp,
@@ -276,6 +278,7 @@ pub async fn start(
 }
 
 /// `GET /v1/logins/{id}/continue`
+#[utoipa::path(get, path = "/v1/logins/{id}/continue", tag = "oidc", params(("id" = String, Path, description = "login id")), responses((status = 303, description = "to the client with code, state and iss (or error=access_denied)"), (status = 404, description = "unknown, finished or foreign login (a page)", content_type = "text/html"), (status = 409, description = "not approved yet (a page)", content_type = "text/html"), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn continue_login(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,

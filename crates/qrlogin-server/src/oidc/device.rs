@@ -69,11 +69,11 @@ struct DeviceState {
     last_poll_ms: u64,
 }
 
-#[derive(Deserialize, Default)]
-struct DeviceForm {
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    scope: Option<String>,
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+pub struct DeviceForm {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub scope: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -91,6 +91,7 @@ pub struct DeviceAuthorization {
 }
 
 /// `POST /oauth2/device_authorization`
+#[utoipa::path(post, path = "/oauth2/device_authorization", tag = "oidc", request_body(content = DeviceForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, body = DeviceAuthorization), (status = 400, body = crate::oidc::error::OAuthErrorBody), (status = 401, body = crate::oidc::error::OAuthErrorBody), (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::oidc::error::OAuthErrorBody)))]
 pub async fn device_authorization(
     AxState(app): AxState<AppState>,
     ClientIp(ip): ClientIp,
@@ -247,6 +248,7 @@ pub struct Lookup {
 }
 
 /// `POST /v1/device/lookup` — a typed user code to its login.
+#[utoipa::path(post, path = "/v1/device/lookup", tag = "oidc", request_body = LookupBody, responses((status = 200, body = Lookup), (status = 400, body = crate::error::ErrorBody), (status = 404, description = "unknown or expired user code, or no OpenID Provider", body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn lookup(
     AxState(app): AxState<AppState>,
     ClientIp(ip): ClientIp,
@@ -270,6 +272,7 @@ pub async fn lookup(
 }
 
 /// `GET /device` — the page to type a code on.
+#[utoipa::path(get, path = "/device", tag = "pages", responses((status = 200, description = "the page to type a device's user code on", content_type = "text/html"), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody)))]
 pub async fn device_page(AxState(app): AxState<AppState>) -> Result<Response, ApiError> {
     crate::oidc::authorize::oidc_of(&app)?;
     crate::routes::pages::serve("device.html")

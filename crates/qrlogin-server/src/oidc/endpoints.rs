@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 /// `GET /.well-known/openid-configuration`
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "oidc", responses((status = 200, description = "OpenID Connect Discovery 1.0 metadata", content_type = "application/json"), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody)))]
 pub async fn discovery(AxState(app): AxState<AppState>) -> Result<Response, ApiError> {
     let oidc = oidc_of(&app)?;
     let i = &oidc.issuer;
@@ -71,6 +72,7 @@ fn invalid_token() -> Response {
 }
 
 /// `GET|POST /oauth2/userinfo`
+#[utoipa::path(get, path = "/oauth2/userinfo", tag = "oidc", security(("access_token" = [])), responses((status = 200, description = "{sub, name?}", content_type = "application/json"), (status = 401, description = "RFC 6750 invalid_token (WWW-Authenticate)"), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn userinfo(AxState(app): AxState<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     oidc_of(&app)?;
     let Some(token) = bearer(&headers) else {
@@ -100,16 +102,17 @@ pub async fn userinfo(AxState(app): AxState<AppState>, headers: HeaderMap) -> Re
     Ok(no_store(Json(body).into_response()))
 }
 
-#[derive(Deserialize, Default)]
-struct RevokeForm {
-    token: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+pub struct RevokeForm {
+    pub token: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
 }
 
 /// `POST /oauth2/revoke` — always 200 for a token the client may revoke or
 /// that is unknown (RFC 7009 §2.2). Revoking a refresh token ends its OP
 /// session too, and so every access token of that sign-in (§2.1's SHOULD).
+#[utoipa::path(post, path = "/oauth2/revoke", tag = "oidc", request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "revoked, or unknown (RFC 7009 §2.2)"), (status = 400, body = crate::oidc::error::OAuthErrorBody), (status = 401, body = crate::oidc::error::OAuthErrorBody), (status = 503, body = crate::oidc::error::OAuthErrorBody)))]
 pub async fn revoke(AxState(app): AxState<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let r = async {
         let oidc = app.oidc.as_ref().ok_or_else(|| OAuthError::invalid_request("no OpenID Provider here"))?;
@@ -144,6 +147,7 @@ pub async fn revoke(AxState(app): AxState<AppState>, headers: HeaderMap, body: a
 /// `GET|POST /oauth2/logout` (`id_token_hint`, `post_logout_redirect_uri`,
 /// `state`, `client_id`): ends the OP session named by the hint's `sid`
 /// and redirects only to a URI registered for that client.
+#[utoipa::path(get, path = "/oauth2/logout", tag = "oidc", params(("id_token_hint" = Option<String>, Query), ("post_logout_redirect_uri" = Option<String>, Query), ("state" = Option<String>, Query), ("client_id" = Option<String>, Query)), responses((status = 200, description = "signed out (a page)", content_type = "text/html"), (status = 303, description = "to the registered post_logout_redirect_uri"), (status = 400, description = "unregistered redirect (a page)", content_type = "text/html"), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody)))]
 pub async fn logout(
     AxState(app): AxState<AppState>,
     method: Method,

@@ -96,6 +96,7 @@ fn serde_urlencoded_from<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
 }
 
 /// `POST /oauth2/token`
+#[utoipa::path(post, path = "/oauth2/token", tag = "oidc", request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, body = TokenResponse), (status = 400, description = "RFC 6749 §5.2 error (also authorization_pending, slow_down, access_denied, expired_token for the device grant)", body = crate::oidc::error::OAuthErrorBody), (status = 401, description = "invalid_client", body = crate::oidc::error::OAuthErrorBody), (status = 429, body = crate::error::ErrorBody), (status = 503, description = "temporarily_unavailable", body = crate::oidc::error::OAuthErrorBody)))]
 pub async fn token(
     AxState(app): AxState<AppState>,
     ClientIp(ip): ClientIp,
