@@ -281,12 +281,12 @@ pub fn signing_key(cfg: &ServeConfig) -> anyhow::Result<Arc<SigningKey>> {
     Ok(Arc::new(key))
 }
 
+/// What signs with the service's key: JWT sessions and the OpenID Provider.
+pub type Signers = (Option<Arc<JwtSessions>>, Option<Arc<Oidc>>);
+
 /// JWT mode's keys and rules (`None` in opaque mode) and the OpenID
 /// Provider (`None` without `--oidc-clients`), sharing one signing key.
-pub fn sessions_and_oidc(
-    cfg: &ServeConfig,
-    public_url: &str,
-) -> anyhow::Result<(Option<Arc<JwtSessions>>, Option<Arc<Oidc>>)> {
+pub fn sessions_and_oidc(cfg: &ServeConfig, public_url: &str) -> anyhow::Result<Signers> {
     let jwt_mode = cfg.session_format == SessionFormat::Jwt;
     if !jwt_mode && cfg.oidc_clients.is_none() {
         return Ok((None, None));
@@ -298,7 +298,11 @@ pub fn sessions_and_oidc(
             .clone()
             .unwrap_or_else(|| public_url.trim_end_matches('/').to_string());
         let keys = JwtSessions::new(key.clone(), issuer, cfg.jwt_audience.clone());
-        tracing::info!(kid = keys.kid(), issuer = keys.issuer(), "JWT web sessions (ES256)");
+        tracing::info!(
+            kid = keys.kid(),
+            issuer = keys.issuer(),
+            "JWT web sessions (ES256)"
+        );
         Arc::new(keys)
     });
     Ok((jwt, oidc_from_config(cfg, public_url, Some(key))?))

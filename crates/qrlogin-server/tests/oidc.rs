@@ -12,8 +12,8 @@ use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreDeviceAuthorizationResponse, CoreProviderMetadata,
 };
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, DeviceAuthorizationUrl, IssuerUrl,
-    Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse as _,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, DeviceAuthorizationUrl, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse as _,
 };
 use qrlogin_core::{Clock, ManualClock};
 use qrlogin_server::config::MatchMode;
@@ -59,7 +59,11 @@ fn op_config(clients: &tempfile::NamedTempFile) -> ServeConfig {
     cfg
 }
 
-async fn op_with(kind: StoreKind, f: impl FnOnce(&mut ServeConfig), clock: Option<Arc<dyn Clock>>) -> Op {
+async fn op_with(
+    kind: StoreKind,
+    f: impl FnOnce(&mut ServeConfig),
+    clock: Option<Arc<dyn Clock>>,
+) -> Op {
     let clients = clients_file();
     let mut cfg = op_config(&clients);
     f(&mut cfg);
@@ -96,7 +100,9 @@ fn location(r: &Reply) -> url::Url {
 }
 
 fn param(u: &url::Url, k: &str) -> Option<String> {
-    u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned())
+    u.query_pairs()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.into_owned())
 }
 
 /// The browser's part of a code flow from `authorize_url` (at `base`):
@@ -107,14 +113,24 @@ async fn sign_in_at(base: &str, authorize_url: &str, who: (&str, &str), approve:
     let page = send(ua.get(authorize_url)).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text());
     assert!(page.text().contains("authorize.js"), "the authorize page");
-    let query = url::Url::parse(authorize_url).expect("url").query().unwrap_or("").to_string();
-    let started = send(ua.post(format!("{base}/oauth2/authorize/login")).json(&json!({"query": format!("?{query}")})))
-        .await
-        .ok_json(StatusCode::CREATED);
+    let query = url::Url::parse(authorize_url)
+        .expect("url")
+        .query()
+        .unwrap_or("")
+        .to_string();
+    let started = send(
+        ua.post(format!("{base}/oauth2/authorize/login"))
+            .json(&json!({"query": format!("?{query}")})),
+    )
+    .await
+    .ok_json(StatusCode::CREATED);
     let id = started["login_id"].as_str().expect("login id").to_string();
     let phone = Phone::sign_in(base, who).await;
     let ctx = phone.scan_ok(&id).await;
-    assert_eq!(ctx["client"]["name"], started["client"]["name"], "the phone names the client: {ctx}");
+    assert_eq!(
+        ctx["client"]["name"], started["client"]["name"],
+        "the phone names the client: {ctx}"
+    );
     if approve {
         phone.approve_ok(&id).await;
     } else {
@@ -135,7 +151,8 @@ fn authorize_url(base: &str, client: &str, extra: &[(&str, &str)]) -> (String, S
     let verifier = "v".repeat(43) + "-extra-entropy-0123456789";
     use base64::Engine as _;
     use sha2::Digest as _;
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
     let mut u = url::Url::parse(&format!("{base}/oauth2/authorize")).expect("url");
     {
         let mut q = u.query_pairs_mut();
@@ -171,7 +188,12 @@ async fn code_for(app: &App) -> (String, String) {
 async fn redeem_code(app: &App, code: &str, verifier: &str) -> Reply {
     token(
         &app.base,
-        &[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", CB), ("code_verifier", verifier)],
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", CB),
+            ("code_verifier", verifier),
+        ],
         Some(("web", WEB_SECRET)),
     )
     .await
@@ -180,11 +202,19 @@ async fn redeem_code(app: &App, code: &str, verifier: &str) -> Reply {
 fn oauth_error(r: &Reply, status: StatusCode, error: &str) {
     assert_eq!(r.status, status, "{}", r.text());
     assert_eq!(r.json()["error"], error, "{}", r.text());
-    assert_eq!(r.headers.get("cache-control").map(|v| v.to_str().unwrap()), Some("no-store"));
+    assert_eq!(
+        r.headers.get("cache-control").map(|v| v.to_str().unwrap()),
+        Some("no-store")
+    );
 }
 
 async fn userinfo(base: &str, at: &str) -> Reply {
-    send(raw_client().get(format!("{base}/oauth2/userinfo")).header(AUTHORIZATION, format!("Bearer {at}"))).await
+    send(
+        raw_client()
+            .get(format!("{base}/oauth2/userinfo"))
+            .header(AUTHORIZATION, format!("Bearer {at}")),
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------
@@ -202,18 +232,36 @@ async fn the_openidconnect_crate_runs_the_code_flow_with_pkce() {
     let op = op().await;
     let http = rp_http();
     let issuer = IssuerUrl::new(op.app.base.clone()).expect("issuer");
-    let meta = CoreProviderMetadata::discover_async(issuer, &http).await.expect("discovery");
-    let client = CoreClient::from_provider_metadata(meta, ClientId::new("web".into()), Some(ClientSecret::new(WEB_SECRET.into())))
-        .set_redirect_uri(RedirectUrl::new(CB.into()).expect("redirect"));
+    let meta = CoreProviderMetadata::discover_async(issuer, &http)
+        .await
+        .expect("discovery");
+    let client = CoreClient::from_provider_metadata(
+        meta,
+        ClientId::new("web".into()),
+        Some(ClientSecret::new(WEB_SECRET.into())),
+    )
+    .set_redirect_uri(RedirectUrl::new(CB.into()).expect("redirect"));
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, csrf, nonce) = client
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .add_scope(Scope::new("profile".into()))
         .set_pkce_challenge(challenge)
         .url();
     let back = sign_in(&op.app, url.as_str()).await;
-    assert_eq!(param(&back, "state").as_deref(), Some(csrf.secret().as_str()), "state round trip");
-    assert_eq!(param(&back, "iss").as_deref(), Some(op.app.base.as_str()), "RFC 9207 iss");
+    assert_eq!(
+        param(&back, "state").as_deref(),
+        Some(csrf.secret().as_str()),
+        "state round trip"
+    );
+    assert_eq!(
+        param(&back, "iss").as_deref(),
+        Some(op.app.base.as_str()),
+        "RFC 9207 iss"
+    );
     let code = param(&back, "code").expect("code");
     let tokens = client
         .exchange_code(AuthorizationCode::new(code))
@@ -223,18 +271,33 @@ async fn the_openidconnect_crate_runs_the_code_flow_with_pkce() {
         .await
         .expect("token exchange");
     let id_token = tokens.id_token().expect("an ID token");
-    let claims = id_token.claims(&client.id_token_verifier(), &nonce).expect("the library validates the ID token");
+    let claims = id_token
+        .claims(&client.id_token_verifier(), &nonce)
+        .expect("the library validates the ID token");
     assert_eq!(claims.subject().as_str(), ALICE_ID);
     assert_eq!(claims.issuer().as_str(), op.app.base);
     assert_eq!(claims.audiences()[0].as_str(), "web");
-    assert_eq!(claims.nonce().map(|n| n.secret().as_str()), Some(nonce.secret().as_str()));
+    assert_eq!(
+        claims.nonce().map(|n| n.secret().as_str()),
+        Some(nonce.secret().as_str())
+    );
     assert!(claims.auth_time().is_some());
-    let amr: Vec<String> = claims.auth_method_refs().expect("amr").iter().map(|a| a.to_string()).collect();
+    let amr: Vec<String> = claims
+        .auth_method_refs()
+        .expect("amr")
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     assert_eq!(amr, ["qr"]);
-    assert_eq!(claims.name().and_then(|n| n.get(None)).map(|n| n.as_str()), Some("Alice"));
+    assert_eq!(
+        claims.name().and_then(|n| n.get(None)).map(|n| n.as_str()),
+        Some("Alice")
+    );
     assert!(tokens.refresh_token().is_some(), "web may refresh");
     // userinfo with the access token.
-    let info = userinfo(&op.app.base, tokens.access_token().secret()).await.ok_json(StatusCode::OK);
+    let info = userinfo(&op.app.base, tokens.access_token().secret())
+        .await
+        .ok_json(StatusCode::OK);
     assert_eq!(info["sub"], ALICE_ID);
     assert_eq!(info["name"], "Alice");
 }
@@ -244,26 +307,41 @@ async fn the_openidconnect_crate_runs_the_device_flow_and_honours_slow_down() {
     let op = op().await;
     let base = op.app.base.clone();
     let http = rp_http();
-    let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(base.clone()).expect("issuer"), &http)
-        .await
-        .expect("discovery");
+    let meta =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(base.clone()).expect("issuer"), &http)
+            .await
+            .expect("discovery");
     let client = CoreClient::from_provider_metadata(meta, ClientId::new("tv".into()), None)
-        .set_device_authorization_url(DeviceAuthorizationUrl::new(format!("{base}/oauth2/device_authorization")).expect("url"));
+        .set_device_authorization_url(
+            DeviceAuthorizationUrl::new(format!("{base}/oauth2/device_authorization"))
+                .expect("url"),
+        );
     let details: CoreDeviceAuthorizationResponse = client
         .exchange_device_code()
         .add_scope(Scope::new("profile".into()))
         .request_async(&http)
         .await
         .expect("device authorization");
-    assert_eq!(details.verification_uri().as_str(), format!("{base}/device"));
-    let complete = details.verification_uri_complete().expect("complete URI").secret().clone();
+    assert_eq!(
+        details.verification_uri().as_str(),
+        format!("{base}/device")
+    );
+    let complete = details
+        .verification_uri_complete()
+        .expect("complete URI")
+        .secret()
+        .clone();
     assert!(complete.starts_with(&format!("{base}/m/")), "{complete}");
     let code = details.user_code().secret().clone();
     assert_eq!(code.len(), 9);
     // The phone: the typed code resolves to the same login the QR names.
-    let looked = send(raw_client().post(format!("{base}/v1/device/lookup")).json(&json!({"user_code": code.to_lowercase()})))
-        .await
-        .ok_json(StatusCode::OK);
+    let looked = send(
+        raw_client()
+            .post(format!("{base}/v1/device/lookup"))
+            .json(&json!({"user_code": code.to_lowercase()})),
+    )
+    .await
+    .ok_json(StatusCode::OK);
     assert_eq!(looked["confirm"], complete);
     let id = looked["login_id"].as_str().expect("id").to_string();
     let phone_base = base.clone();
@@ -295,16 +373,30 @@ async fn the_openidconnect_crate_runs_the_device_flow_and_honours_slow_down() {
 async fn a_reused_code_fails_and_revokes_what_its_first_use_issued() {
     let op = op().await;
     let (code, verifier) = code_for(&op.app).await;
-    let first = redeem_code(&op.app, &code, &verifier).await.ok_json(StatusCode::OK);
+    let first = redeem_code(&op.app, &code, &verifier)
+        .await
+        .ok_json(StatusCode::OK);
     let at = first["access_token"].as_str().expect("at");
     let rt = first["refresh_token"].as_str().expect("rt");
     assert_eq!(userinfo(&op.app.base, at).await.status, StatusCode::OK);
     let again = redeem_code(&op.app, &code, &verifier).await;
     oauth_error(&again, StatusCode::BAD_REQUEST, "invalid_grant");
     let r = userinfo(&op.app.base, at).await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "the first use's access token is revoked");
-    assert!(r.headers[WWW_AUTHENTICATE].to_str().unwrap().contains("invalid_token"));
-    let r = token(&op.app.base, &[("grant_type", "refresh_token"), ("refresh_token", rt)], Some(("web", WEB_SECRET))).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "the first use's access token is revoked"
+    );
+    assert!(r.headers[WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
+    let r = token(
+        &op.app.base,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+        Some(("web", WEB_SECRET)),
+    )
+    .await;
     oauth_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
 }
 
@@ -316,7 +408,16 @@ async fn a_wrong_pkce_verifier_fails() {
     oauth_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
     // Without a verifier at all, too.
     let (code, _) = code_for(&op.app).await;
-    let r = token(&op.app.base, &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB)], Some(("web", WEB_SECRET))).await;
+    let r = token(
+        &op.app.base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+        ],
+        Some(("web", WEB_SECRET)),
+    )
+    .await;
     oauth_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
 }
 
@@ -326,7 +427,12 @@ async fn a_wrong_redirect_uri_at_the_token_endpoint_fails() {
     let (code, verifier) = code_for(&op.app).await;
     let r = token(
         &op.app.base,
-        &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", "http://127.0.0.1:9/other"), ("code_verifier", &verifier)],
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:9/other"),
+            ("code_verifier", &verifier),
+        ],
         Some(("web", WEB_SECRET)),
     )
     .await;
@@ -337,19 +443,34 @@ async fn a_wrong_redirect_uri_at_the_token_endpoint_fails() {
 async fn a_wrong_client_secret_is_invalid_client() {
     let op = op().await;
     let (code, verifier) = code_for(&op.app).await;
-    let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CB), ("code_verifier", verifier.as_str())];
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", CB),
+        ("code_verifier", verifier.as_str()),
+    ];
     let r = token(&op.app.base, &form, Some(("web", "not-the-secret"))).await;
     oauth_error(&r, StatusCode::UNAUTHORIZED, "invalid_client");
     assert!(r.headers.contains_key(WWW_AUTHENTICATE), "Basic challenge");
     // client_secret_post with a wrong secret; and no authentication at all.
     let mut post = form.to_vec();
     post.extend([("client_id", "web"), ("client_secret", "nope")]);
-    oauth_error(&token(&op.app.base, &post, None).await, StatusCode::UNAUTHORIZED, "invalid_client");
-    oauth_error(&token(&op.app.base, &form, None).await, StatusCode::UNAUTHORIZED, "invalid_client");
+    oauth_error(
+        &token(&op.app.base, &post, None).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+    oauth_error(
+        &token(&op.app.base, &form, None).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
     // The code survived the failed attempts: authentication comes first.
     let mut good = form.to_vec();
     good.extend([("client_id", "web"), ("client_secret", WEB_SECRET)]);
-    token(&op.app.base, &good, None).await.ok_json(StatusCode::OK);
+    token(&op.app.base, &good, None)
+        .await
+        .ok_json(StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,7 +479,11 @@ async fn a_code_expires_after_60_seconds() {
     let op = op_with(StoreKind::Memory, |_| {}, Some(clock.clone())).await;
     let (code, verifier) = code_for(&op.app).await;
     clock.advance_ms(60_000);
-    oauth_error(&redeem_code(&op.app, &code, &verifier).await, StatusCode::BAD_REQUEST, "invalid_grant");
+    oauth_error(
+        &redeem_code(&op.app, &code, &verifier).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,7 +510,11 @@ async fn open_redirect_attempts_get_an_error_page_never_a_redirect() {
         assert!(r.text().contains("redirect_uri"), "{bad:?}: {}", r.text());
     }
     // An unknown client: a page too.
-    let r = send(user_agent().get(format!("{}/oauth2/authorize?client_id=nobody&redirect_uri={CB}&response_type=code&scope=openid", op.app.base))).await;
+    let r = send(user_agent().get(format!(
+        "{}/oauth2/authorize?client_id=nobody&redirect_uri={CB}&response_type=code&scope=openid",
+        op.app.base
+    )))
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.headers.get(LOCATION).is_none());
 }
@@ -394,10 +523,19 @@ async fn open_redirect_attempts_get_an_error_page_never_a_redirect() {
 async fn other_authorize_errors_redirect_with_error_state_and_iss() {
     let op = op().await;
     let base = op.app.base.clone();
-    let cases: [(&str, &[(&str, &str)], &str); 5] = [
-        ("spa", &[("code_challenge_method", "plain")], "invalid_request"),
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 5] = [
+        (
+            "spa",
+            &[("code_challenge_method", "plain")],
+            "invalid_request",
+        ),
         ("web", &[("prompt", "none")], "login_required"),
-        ("web", &[("response_type", "token")], "unsupported_response_type"),
+        (
+            "web",
+            &[("response_type", "token")],
+            "unsupported_response_type",
+        ),
         ("web", &[("scope", "profile")], "invalid_scope"),
         ("tv", &[], "unauthorized_client"),
     ];
@@ -410,7 +548,10 @@ async fn other_authorize_errors_redirect_with_error_state_and_iss() {
             .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs).extend_pairs(extra.iter().copied());
+        u.query_pairs_mut()
+            .clear()
+            .extend_pairs(pairs)
+            .extend_pairs(extra.iter().copied());
         url = u.to_string();
         if client == "tv" {
             // The TV has no redirect URI registered: an error page.
@@ -419,9 +560,18 @@ async fn other_authorize_errors_redirect_with_error_state_and_iss() {
             continue;
         }
         let r = send(user_agent().get(&url)).await;
-        assert_eq!(r.status, StatusCode::SEE_OTHER, "{client} {extra:?}: {}", r.text());
+        assert_eq!(
+            r.status,
+            StatusCode::SEE_OTHER,
+            "{client} {extra:?}: {}",
+            r.text()
+        );
         let back = location(&r);
-        assert_eq!(param(&back, "error").as_deref(), Some(error), "{client} {extra:?}");
+        assert_eq!(
+            param(&back, "error").as_deref(),
+            Some(error),
+            "{client} {extra:?}"
+        );
         assert_eq!(param(&back, "state").as_deref(), Some("st-1"));
         assert_eq!(param(&back, "iss").as_deref(), Some(base.as_str()));
         assert!(back.as_str().starts_with(CB));
@@ -442,7 +592,9 @@ async fn state_and_nonce_round_trip_and_their_absence_too() {
     let (url, verifier) = authorize_url(&op.app.base, "web", &[]);
     let back = sign_in(&op.app, &url).await;
     assert_eq!(param(&back, "state").as_deref(), Some("st-1"));
-    let t = redeem_code(&op.app, &param(&back, "code").unwrap(), &verifier).await.ok_json(StatusCode::OK);
+    let t = redeem_code(&op.app, &param(&back, "code").unwrap(), &verifier)
+        .await
+        .ok_json(StatusCode::OK);
     let claims = jwt_claims(t["id_token"].as_str().unwrap());
     assert_eq!(claims["nonce"], "n-1");
     assert_eq!(claims["sid"].as_str().map(|s| s.contains('.')), Some(true));
@@ -456,14 +608,23 @@ async fn state_and_nonce_round_trip_and_their_absence_too() {
     u.query_pairs_mut().clear().extend_pairs(pairs);
     let back = sign_in(&op.app, u.as_str()).await;
     assert_eq!(param(&back, "state"), None);
-    let t = redeem_code(&op.app, &param(&back, "code").unwrap(), &verifier).await.ok_json(StatusCode::OK);
-    assert!(jwt_claims(t["id_token"].as_str().unwrap()).get("nonce").is_none());
+    let t = redeem_code(&op.app, &param(&back, "code").unwrap(), &verifier)
+        .await
+        .ok_json(StatusCode::OK);
+    assert!(jwt_claims(t["id_token"].as_str().unwrap())
+        .get("nonce")
+        .is_none());
 }
 
 fn jwt_claims(jwt: &str) -> Value {
     use base64::Engine as _;
     let p = jwt.split('.').nth(1).expect("payload");
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).expect("b64")).expect("json")
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p)
+            .expect("b64"),
+    )
+    .expect("json")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,20 +641,45 @@ async fn a_denied_sign_in_redirects_with_access_denied() {
 async fn refresh_tokens_rotate_and_a_replayed_one_ends_the_family() {
     let op = op().await;
     let (code, verifier) = code_for(&op.app).await;
-    let t = redeem_code(&op.app, &code, &verifier).await.ok_json(StatusCode::OK);
+    let t = redeem_code(&op.app, &code, &verifier)
+        .await
+        .ok_json(StatusCode::OK);
     let rt1 = t["refresh_token"].as_str().unwrap().to_string();
     let refresh = |rt: String| {
         let base = op.app.base.clone();
-        async move { token(&base, &[("grant_type", "refresh_token"), ("refresh_token", &rt)], Some(("web", WEB_SECRET))).await }
+        async move {
+            token(
+                &base,
+                &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+                Some(("web", WEB_SECRET)),
+            )
+            .await
+        }
     };
     let t2 = refresh(rt1.clone()).await.ok_json(StatusCode::OK);
     let rt2 = t2["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(rt1, rt2, "rotated");
-    assert_eq!(jwt_claims(t2["id_token"].as_str().unwrap())["sub"], ALICE_ID);
-    oauth_error(&refresh(rt1).await, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(
+        jwt_claims(t2["id_token"].as_str().unwrap())["sub"],
+        ALICE_ID
+    );
+    oauth_error(
+        &refresh(rt1).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
     // The replay ended the family: the new one is dead too.
-    oauth_error(&refresh(rt2).await, StatusCode::BAD_REQUEST, "invalid_grant");
-    assert_eq!(userinfo(&op.app.base, t2["access_token"].as_str().unwrap()).await.status, StatusCode::UNAUTHORIZED);
+    oauth_error(
+        &refresh(rt2).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    assert_eq!(
+        userinfo(&op.app.base, t2["access_token"].as_str().unwrap())
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,14 +689,20 @@ async fn a_code_is_bound_to_its_client() {
     let back = sign_in(&op.app, &url).await;
     let code = param(&back, "code").unwrap();
     // The confidential client cannot use the SPA's code.
-    oauth_error(&redeem_code(&op.app, &code, &verifier).await, StatusCode::BAD_REQUEST, "invalid_grant");
+    oauth_error(
+        &redeem_code(&op.app, &code, &verifier).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_ends_the_session_and_redirects_only_where_registered() {
     let op = op().await;
     let (code, verifier) = code_for(&op.app).await;
-    let t = redeem_code(&op.app, &code, &verifier).await.ok_json(StatusCode::OK);
+    let t = redeem_code(&op.app, &code, &verifier)
+        .await
+        .ok_json(StatusCode::OK);
     let id_token = t["id_token"].as_str().unwrap();
     let at = t["access_token"].as_str().unwrap();
     let evil = send(user_agent().get(format!(
@@ -529,14 +721,20 @@ async fn logout_ends_the_session_and_redirects_only_where_registered() {
     let back = location(&r);
     assert!(back.as_str().starts_with(BYE));
     assert_eq!(param(&back, "state").as_deref(), Some("bye-1"));
-    assert_eq!(userinfo(&op.app.base, at).await.status, StatusCode::UNAUTHORIZED, "logged out");
+    assert_eq!(
+        userinfo(&op.app.base, at).await.status,
+        StatusCode::UNAUTHORIZED,
+        "logged out"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_follows_rfc_7009() {
     let op = op().await;
     let (code, verifier) = code_for(&op.app).await;
-    let t = redeem_code(&op.app, &code, &verifier).await.ok_json(StatusCode::OK);
+    let t = redeem_code(&op.app, &code, &verifier)
+        .await
+        .ok_json(StatusCode::OK);
     let at = t["access_token"].as_str().unwrap();
     let revoke = |tok: &str, who: (&str, &str)| {
         let rb = raw_client()
@@ -545,29 +743,67 @@ async fn revocation_follows_rfc_7009() {
             .basic_auth(who.0, Some(who.1));
         send(rb)
     };
-    assert_eq!(revoke("never-issued", ("web", WEB_SECRET)).await.status, StatusCode::OK);
-    oauth_error(&revoke(at, ("web", "wrong")).await, StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_eq!(
+        revoke("never-issued", ("web", WEB_SECRET)).await.status,
+        StatusCode::OK
+    );
+    oauth_error(
+        &revoke(at, ("web", "wrong")).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
     assert_eq!(userinfo(&op.app.base, at).await.status, StatusCode::OK);
     assert_eq!(revoke(at, ("web", WEB_SECRET)).await.status, StatusCode::OK);
-    assert_eq!(userinfo(&op.app.base, at).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        userinfo(&op.app.base, at).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_codes_polled_too_fast_get_slow_down_and_a_longer_interval() {
     let op = op().await;
-    let d = send(raw_client().post(format!("{}/oauth2/device_authorization", op.app.base)).form(&[("client_id", "tv")]))
-        .await
-        .ok_json(StatusCode::OK);
+    let d = send(
+        raw_client()
+            .post(format!("{}/oauth2/device_authorization", op.app.base))
+            .form(&[("client_id", "tv")]),
+    )
+    .await
+    .ok_json(StatusCode::OK);
     assert_eq!(d["interval"], 1);
     let dc = d["device_code"].as_str().unwrap();
-    let form = [("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", dc), ("client_id", "tv")];
+    let form = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+        ("device_code", dc),
+        ("client_id", "tv"),
+    ];
     let poll = || token(&op.app.base, &form, None);
-    oauth_error(&poll().await, StatusCode::BAD_REQUEST, "authorization_pending");
+    oauth_error(
+        &poll().await,
+        StatusCode::BAD_REQUEST,
+        "authorization_pending",
+    );
     let fast = poll().await;
     oauth_error(&fast, StatusCode::BAD_REQUEST, "slow_down");
-    assert!(fast.json()["error_description"].as_str().unwrap().contains("6 s"), "{}", fast.text());
+    assert!(
+        fast.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("6 s"),
+        "{}",
+        fast.text()
+    );
     // Another client cannot poll it.
-    let other = token(&op.app.base, &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", dc), ("client_id", "spa")], None).await;
+    let other = token(
+        &op.app.base,
+        &[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("device_code", dc),
+            ("client_id", "spa"),
+        ],
+        None,
+    )
+    .await;
     oauth_error(&other, StatusCode::BAD_REQUEST, "unauthorized_client");
 }
 
@@ -577,23 +813,48 @@ async fn denied_and_expired_device_codes_and_tokens_exactly_once() {
     let op = op_with(StoreKind::Memory, |_| {}, Some(clock.clone())).await;
     let base = op.app.base.clone();
     let start = || async {
-        send(raw_client().post(format!("{base}/oauth2/device_authorization")).form(&[("client_id", "tv")]))
-            .await
-            .ok_json(StatusCode::OK)
+        send(
+            raw_client()
+                .post(format!("{base}/oauth2/device_authorization"))
+                .form(&[("client_id", "tv")]),
+        )
+        .await
+        .ok_json(StatusCode::OK)
     };
     let poll = |dc: String| {
         let base = base.clone();
         async move {
-            token(&base, &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", &dc), ("client_id", "tv")], None).await
+            token(
+                &base,
+                &[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                    ("device_code", &dc),
+                    ("client_id", "tv"),
+                ],
+                None,
+            )
+            .await
         }
     };
-    let id_of = |d: &Value| d["verification_uri_complete"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    let id_of = |d: &Value| {
+        d["verification_uri_complete"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string()
+    };
     // Denied.
     let d = start().await;
     let phone = Phone::sign_in(&base, ALICE).await;
     phone.scan_ok(&id_of(&d)).await;
     phone.deny(&id_of(&d)).await;
-    oauth_error(&poll(d["device_code"].as_str().unwrap().into()).await, StatusCode::BAD_REQUEST, "access_denied");
+    oauth_error(
+        &poll(d["device_code"].as_str().unwrap().into()).await,
+        StatusCode::BAD_REQUEST,
+        "access_denied",
+    );
     // Approved: tokens once, then invalid_grant.
     let d = start().await;
     phone.scan_ok(&id_of(&d)).await;
@@ -606,7 +867,11 @@ async fn denied_and_expired_device_codes_and_tokens_exactly_once() {
     let d = start().await;
     assert_eq!(d["expires_in"], 600);
     clock.advance_ms(600_000);
-    oauth_error(&poll(d["device_code"].as_str().unwrap().into()).await, StatusCode::BAD_REQUEST, "expired_token");
+    oauth_error(
+        &poll(d["device_code"].as_str().unwrap().into()).await,
+        StatusCode::BAD_REQUEST,
+        "expired_token",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -632,18 +897,29 @@ async fn user_code_guessing_is_rate_limited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_clients_the_provider_is_absent() {
     let app = app(StoreKind::Memory).await;
-    for path in ["/.well-known/openid-configuration", "/oauth2/authorize?client_id=web", "/device"] {
+    for path in [
+        "/.well-known/openid-configuration",
+        "/oauth2/authorize?client_id=web",
+        "/device",
+    ] {
         let r = send(raw_client().get(app.url(path))).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
     }
-    let r = send(raw_client().post(app.url("/oauth2/token")).form(&[("grant_type", "authorization_code")])).await;
+    let r = send(
+        raw_client()
+            .post(app.url("/oauth2/token"))
+            .form(&[("grant_type", "authorization_code")]),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_lists_every_endpoint_and_the_jwks_verifies_id_tokens() {
     let op = op().await;
-    let d = send(raw_client().get(op.app.url("/.well-known/openid-configuration"))).await.ok_json(StatusCode::OK);
+    let d = send(raw_client().get(op.app.url("/.well-known/openid-configuration")))
+        .await
+        .ok_json(StatusCode::OK);
     assert_eq!(d["issuer"], op.app.base);
     for (k, path) in [
         ("authorization_endpoint", "/oauth2/authorize"),
@@ -652,12 +928,17 @@ async fn discovery_lists_every_endpoint_and_the_jwks_verifies_id_tokens() {
         ("jwks_uri", "/.well-known/jwks.json"),
         ("revocation_endpoint", "/oauth2/revoke"),
         ("end_session_endpoint", "/oauth2/logout"),
-        ("device_authorization_endpoint", "/oauth2/device_authorization"),
+        (
+            "device_authorization_endpoint",
+            "/oauth2/device_authorization",
+        ),
     ] {
         assert_eq!(d[k], format!("{}{path}", op.app.base), "{k}");
     }
     assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
-    let jwks = send(raw_client().get(op.app.url("/.well-known/jwks.json"))).await.ok_json(StatusCode::OK);
+    let jwks = send(raw_client().get(op.app.url("/.well-known/jwks.json")))
+        .await
+        .ok_json(StatusCode::OK);
     assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
 }
 
@@ -668,7 +949,14 @@ async fn two_instances_on_redis_authorize_on_one_token_on_the_other() {
     let key_dir = tempfile::tempdir().expect("dir");
     let key_path = key_dir.path().join("jwt.pem");
     let status = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
         .arg(&key_path)
         .status()
         .expect("openssl");
@@ -689,23 +977,51 @@ async fn two_instances_on_redis_authorize_on_one_token_on_the_other() {
     let code = param(&back, "code").unwrap();
     let t = token(
         &b.base,
-        &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", &verifier)],
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", &verifier),
+        ],
         Some(("web", WEB_SECRET)),
     )
     .await
     .ok_json(StatusCode::OK);
-    assert_eq!(userinfo(&a.base, t["access_token"].as_str().unwrap()).await.json()["sub"], ALICE_ID);
+    assert_eq!(
+        userinfo(&a.base, t["access_token"].as_str().unwrap())
+            .await
+            .json()["sub"],
+        ALICE_ID
+    );
     // The device flow across them too.
-    let d = send(raw_client().post(format!("{}/oauth2/device_authorization", a.base)).form(&[("client_id", "tv")]))
-        .await
-        .ok_json(StatusCode::OK);
-    let id = d["verification_uri_complete"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    let d = send(
+        raw_client()
+            .post(format!("{}/oauth2/device_authorization", a.base))
+            .form(&[("client_id", "tv")]),
+    )
+    .await
+    .ok_json(StatusCode::OK);
+    let id = d["verification_uri_complete"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
     let phone = Phone::sign_in(&b.base, BOB).await;
     phone.scan_ok(&id).await;
     phone.approve_ok(&id).await;
-    let t = token(&b.base, &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", d["device_code"].as_str().unwrap()), ("client_id", "tv")], None)
-        .await
-        .ok_json(StatusCode::OK);
+    let t = token(
+        &b.base,
+        &[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("device_code", d["device_code"].as_str().unwrap()),
+            ("client_id", "tv"),
+        ],
+        None,
+    )
+    .await
+    .ok_json(StatusCode::OK);
     assert_eq!(jwt_claims(t["id_token"].as_str().unwrap())["sub"], BOB_ID);
 }
 
@@ -720,14 +1036,22 @@ fn a_bad_clients_file_stops_start_up_with_the_line() {
         .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("client 1 (\"web\")") && err.contains("loopback"), "{err}");
+    assert!(
+        err.contains("client 1 (\"web\")") && err.contains("loopback"),
+        "{err}"
+    );
     f = tempfile::NamedTempFile::new().expect("temp");
-    f.write_all(b"[{\"client_id\": \"web\",\n  \"name\": }]").unwrap();
+    f.write_all(b"[{\"client_id\": \"web\",\n  \"name\": }]")
+        .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_qrlogin"))
         .args(["check-config", "--oidc-clients"])
         .arg(f.path())
         .output()
         .expect("run");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
