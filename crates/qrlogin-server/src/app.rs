@@ -160,7 +160,10 @@ pub(crate) fn router(state: AppState) -> Router {
             get(crate::oidc::endpoints::discovery),
         )
         .route("/oauth2/authorize", get(crate::oidc::authorize::authorize))
-        .route("/oauth2/authorize/login", post(crate::oidc::authorize::start))
+        .route(
+            "/oauth2/authorize/login",
+            post(crate::oidc::authorize::start),
+        )
         .route(
             "/v1/logins/{id}/continue",
             get(crate::oidc::authorize::continue_login),

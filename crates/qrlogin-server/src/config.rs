@@ -369,15 +369,30 @@ pub struct ServeConfig {
     pub oidc_acr: Option<String>,
 
     /// Seconds an access token (and the ID token) lives.
-    #[arg(help_heading = "OpenID Provider", long, env = "QRLOGIN_OIDC_ACCESS_TOKEN_TTL", default_value_t = 3600)]
+    #[arg(
+        help_heading = "OpenID Provider",
+        long,
+        env = "QRLOGIN_OIDC_ACCESS_TOKEN_TTL",
+        default_value_t = 3600
+    )]
     pub oidc_access_token_ttl: u64,
 
     /// Seconds a device code lives (RFC 8628 `expires_in`).
-    #[arg(help_heading = "OpenID Provider", long, env = "QRLOGIN_DEVICE_CODE_TTL", default_value_t = 600)]
+    #[arg(
+        help_heading = "OpenID Provider",
+        long,
+        env = "QRLOGIN_DEVICE_CODE_TTL",
+        default_value_t = 600
+    )]
     pub device_code_ttl: u64,
 
     /// Seconds a device waits between polls (RFC 8628 `interval`).
-    #[arg(help_heading = "OpenID Provider", long, env = "QRLOGIN_DEVICE_INTERVAL", default_value_t = 5)]
+    #[arg(
+        help_heading = "OpenID Provider",
+        long,
+        env = "QRLOGIN_DEVICE_INTERVAL",
+        default_value_t = 5
+    )]
     pub device_interval: u64,
 
     /// Milliseconds one store operation may take before the request fails

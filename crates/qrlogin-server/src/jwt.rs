@@ -93,17 +93,29 @@ impl JwtSessions {
         issuer: String,
         audience: Option<String>,
     ) -> Result<Self, KeyError> {
-        Ok(Self::new(Arc::new(SigningKey::from_file(path)?), issuer, audience))
+        Ok(Self::new(
+            Arc::new(SigningKey::from_file(path)?),
+            issuer,
+            audience,
+        ))
     }
 
     /// Session JWTs signed with a PEM key (see [`SigningKey::from_pem`]).
     pub fn from_pem(pem: &str, issuer: String, audience: Option<String>) -> Result<Self, KeyError> {
-        Ok(Self::new(Arc::new(SigningKey::from_pem(pem)?), issuer, audience))
+        Ok(Self::new(
+            Arc::new(SigningKey::from_pem(pem)?),
+            issuer,
+            audience,
+        ))
     }
 
     /// Session JWTs signed with a fresh key (see [`SigningKey::generate`]).
     pub fn generate(issuer: String, audience: Option<String>) -> Result<Self, KeyError> {
-        Ok(Self::new(Arc::new(SigningKey::generate()?), issuer, audience))
+        Ok(Self::new(
+            Arc::new(SigningKey::generate()?),
+            issuer,
+            audience,
+        ))
     }
 
     /// Session JWTs signed with `key`, issued by `issuer`.
@@ -191,8 +203,9 @@ impl JwtSessions {
         if header.alg != ALGORITHM || header.kid.as_deref() != Some(self.key.kid()) {
             return Err(Invalid);
         }
-        let data = jsonwebtoken::decode::<SessionClaims>(token, self.key.decoding(), &self.validation)
-            .map_err(|_| Invalid)?;
+        let data =
+            jsonwebtoken::decode::<SessionClaims>(token, self.key.decoding(), &self.validation)
+                .map_err(|_| Invalid)?;
         let claims = data.claims;
         if claims.exp.saturating_mul(1000) <= now_ms {
             return Err(Invalid);
@@ -205,10 +218,10 @@ impl JwtSessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{Algorithm, EncodingKey, Header};
-    use p256::pkcs8::EncodePrivateKey as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use p256::pkcs8::EncodePrivateKey as _;
     use qrlogin_core::{LoginId, SessionToken};
 
     const ISS: &str = "https://login.example";

@@ -141,6 +141,7 @@ impl SigningKey {
         let mut header = Header::new(ALGORITHM);
         header.typ = Some(typ.into());
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| KeyError::Sign(e.to_string()))
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| KeyError::Sign(e.to_string()))
     }
 }

@@ -52,7 +52,11 @@ pub enum Refusal {
 impl Refusal {
     fn into_response(self) -> Response {
         match self {
-            Refusal::Page(why) => html_page(StatusCode::BAD_REQUEST, "This sign-in link is not valid", why),
+            Refusal::Page(why) => html_page(
+                StatusCode::BAD_REQUEST,
+                "This sign-in link is not valid",
+                why,
+            ),
             Refusal::Redirect { url, .. } => redirect(&url),
         }
     }
@@ -85,7 +89,13 @@ pub(crate) fn with_query(redirect_uri: &str, pairs: &[(&str, &str)]) -> String {
     }
 }
 
-fn error_redirect(oidc: &Oidc, redirect_uri: &str, state: Option<&str>, error: &'static str, why: &str) -> Refusal {
+fn error_redirect(
+    oidc: &Oidc,
+    redirect_uri: &str,
+    state: Option<&str>,
+    error: &'static str,
+    why: &str,
+) -> Refusal {
     let mut pairs = vec![("error", error), ("error_description", why)];
     if let Some(s) = state {
         pairs.push(("state", s));
@@ -114,7 +124,9 @@ pub fn check(oidc: &Oidc, query: &str) -> Result<(Arc<Client>, AuthRequest), Ref
     let client = get("client_id")
         .and_then(|id| oidc.clients.get(id))
         .cloned()
-        .ok_or(Refusal::Page("The application asking you to sign in is not known here (client_id)."))?;
+        .ok_or(Refusal::Page(
+            "The application asking you to sign in is not known here (client_id).",
+        ))?;
     let redirect_uri = get("redirect_uri")
         .filter(|r| client.redirect_uris.iter().any(|u| u == r))
         .ok_or(Refusal::Page(
@@ -122,18 +134,32 @@ pub fn check(oidc: &Oidc, query: &str) -> Result<(Arc<Client>, AuthRequest), Ref
         ))?
         .to_string();
     if repeated {
-        return Err(error_redirect(oidc, &redirect_uri, None, "invalid_request", "a parameter is repeated"));
+        return Err(error_redirect(
+            oidc,
+            &redirect_uri,
+            None,
+            "invalid_request",
+            "a parameter is repeated",
+        ));
     }
     let state = get("state");
-    let fail = |error: &'static str, why: &str| Err(error_redirect(oidc, &redirect_uri, state, error, why));
+    let fail = |error: &'static str, why: &str| {
+        Err(error_redirect(oidc, &redirect_uri, state, error, why))
+    };
     if params.values().any(|v| v.len() > MAX_PARAM) {
         return fail("invalid_request", "a parameter is too long");
     }
     if get("response_type") != Some("code") {
-        return fail("unsupported_response_type", "only response_type=code is supported");
+        return fail(
+            "unsupported_response_type",
+            "only response_type=code is supported",
+        );
     }
     if !client.allows(super::clients::GRANT_CODE) {
-        return fail("unauthorized_client", "this client may not use the authorization code grant");
+        return fail(
+            "unauthorized_client",
+            "this client may not use the authorization code grant",
+        );
     }
     let scope = get("scope").unwrap_or("");
     if !scope.split(' ').any(|s| s == "openid") {
@@ -153,20 +179,35 @@ pub fn check(oidc: &Oidc, query: &str) -> Result<(Arc<Client>, AuthRequest), Ref
     match (challenge, get("code_challenge_method")) {
         (Some(_), Some("S256")) => {}
         (Some(_), None | Some("plain")) => {
-            return fail("invalid_request", "code_challenge_method must be S256 (plain is refused)")
+            return fail(
+                "invalid_request",
+                "code_challenge_method must be S256 (plain is refused)",
+            )
         }
         (Some(_), Some(_)) => return fail("invalid_request", "unknown code_challenge_method"),
-        (None, Some(_)) => return fail("invalid_request", "code_challenge_method without code_challenge"),
+        (None, Some(_)) => {
+            return fail(
+                "invalid_request",
+                "code_challenge_method without code_challenge",
+            )
+        }
         (None, None) if client.public => {
-            return fail("invalid_request", "public clients must use PKCE (code_challenge, S256)")
+            return fail(
+                "invalid_request",
+                "public clients must use PKCE (code_challenge, S256)",
+            )
         }
         (None, None) => {}
     }
     if let Some(c) = challenge {
         let ok = (43..=128).contains(&c.len())
-            && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
         if !ok {
-            return fail("invalid_request", "code_challenge is not a base64url S256 value");
+            return fail(
+                "invalid_request",
+                "code_challenge is not a base64url S256 value",
+            );
         }
     }
     Ok((
@@ -188,7 +229,10 @@ pub(crate) fn oidc_of(app: &AppState) -> Result<&Arc<Oidc>, ApiError> {
 
 /// `GET /oauth2/authorize`
 #[utoipa::path(get, path = "/oauth2/authorize", tag = "oidc", params(("response_type" = Option<String>, Query), ("client_id" = Option<String>, Query), ("redirect_uri" = Option<String>, Query), ("scope" = Option<String>, Query), ("state" = Option<String>, Query), ("nonce" = Option<String>, Query), ("code_challenge" = Option<String>, Query), ("code_challenge_method" = Option<String>, Query), ("prompt" = Option<String>, Query)), responses((status = 200, description = "the authorize page (QR login for the client)", content_type = "text/html"), (status = 303, description = "RFC 6749 §4.1.2.1 error redirect to the client (error, state, iss)"), (status = 400, description = "unknown client or redirect_uri: an error page, never a redirect", content_type = "text/html"), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody)))]
-pub async fn authorize(AxState(app): AxState<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+pub async fn authorize(
+    AxState(app): AxState<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
     let oidc = oidc_of(&app)?;
     match check(oidc, query.as_deref().unwrap_or("")) {
         Ok(_) => crate::routes::pages::serve("authorize.html"),
@@ -251,13 +295,21 @@ pub async fn start(
                 .into_response());
         }
     };
-    let opened = crate::routes::browser::open_login(&app, ip, ua, Some(client.id.clone()), None, false).await?;
+    let opened =
+        crate::routes::browser::open_login(&app, ip, ua, Some(client.id.clone()), None, false)
+            .await?;
     let id = opened.record.id;
     let ttls = app.store.ttls();
-    let keep = opened.record.expires_at_ms - app.now_ms() + ttls.scan_extension_ms + ttls.final_keep_ms;
+    let keep =
+        opened.record.expires_at_ms - app.now_ms() + ttls.scan_extension_ms + ttls.final_keep_ms;
     let json = serde_json::to_string(&req).map_err(|_| ApiError::Internal)?;
     app.store
-        .put_grant(&GrantKey::of_login(GrantKind::AuthRequest, &id), &json, keep, app.now_ms())
+        .put_grant(
+            &GrantKey::of_login(GrantKind::AuthRequest, &id),
+            &json,
+            keep,
+            app.now_ms(),
+        )
         .await?;
     let mut resp = (
         StatusCode::CREATED,
@@ -285,7 +337,13 @@ pub async fn continue_login(
     auth: BrowserAuth,
 ) -> Result<Response, ApiError> {
     let oidc = oidc_of(&app)?;
-    let gone = || Ok(html_page(StatusCode::NOT_FOUND, "This sign-in has ended", "Go back to the application and start again."));
+    let gone = || {
+        Ok(html_page(
+            StatusCode::NOT_FOUND,
+            "This sign-in has ended",
+            "Go back to the application and start again.",
+        ))
+    };
     let Some(secret) = auth.0 else { return gone() };
     let now = app.now_ms();
     let key = GrantKey::of_login(GrantKind::AuthRequest, &id);
@@ -294,14 +352,25 @@ pub async fn continue_login(
     };
     let req: AuthRequest = serde_json::from_str(&json).map_err(|_| ApiError::Internal)?;
     let deny = |why: &str| {
-        Ok(error_redirect(oidc, &req.redirect_uri, req.state.as_deref(), "access_denied", why).into_response())
+        Ok(error_redirect(
+            oidc,
+            &req.redirect_uri,
+            req.state.as_deref(),
+            "access_denied",
+            why,
+        )
+        .into_response())
     };
     // Redeem: approved → consumed, with the OP session (the ID token's sid).
     let token = SessionToken::new_for(id);
     let user = match app.store.redeem(&id, &secret.hash(), &token, now).await {
         Ok(u) => u,
-        Err(TransitionError::WrongState(State::Denied)) => return deny("the sign-in was denied on the phone"),
-        Err(TransitionError::WrongState(State::Cancelled)) => return deny("the sign-in was cancelled"),
+        Err(TransitionError::WrongState(State::Denied)) => {
+            return deny("the sign-in was denied on the phone")
+        }
+        Err(TransitionError::WrongState(State::Cancelled)) => {
+            return deny("the sign-in was cancelled")
+        }
         Err(TransitionError::Expired) => return deny("the sign-in expired"),
         Err(TransitionError::WrongState(s)) => {
             return Ok(html_page(
@@ -329,7 +398,12 @@ pub async fn continue_login(
     };
     let json = grant.to_json().map_err(|_| ApiError::Internal)?;
     app.store
-        .put_grant(&GrantKey::of_secret(GrantKind::Code, &code), &json, CODE_TTL_MS, now)
+        .put_grant(
+            &GrantKey::of_secret(GrantKind::Code, &code),
+            &json,
+            CODE_TTL_MS,
+            now,
+        )
         .await?;
     metrics::counter!("qrlogin_oidc_codes_issued_total").increment(1);
     let mut pairs = vec![("code", code.as_str())];

@@ -75,7 +75,11 @@ impl Client {
         let secret = secret.to_owned();
         tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
-                .map(|h| Argon2::default().verify_password(secret.as_bytes(), &h).is_ok())
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(secret.as_bytes(), &h)
+                        .is_ok()
+                })
                 .unwrap_or(false)
         })
         .await
@@ -96,9 +100,8 @@ impl Clients {
 
     /// Parses and checks a clients document.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let entries: Vec<ClientEntry> = serde_json::from_str(text).map_err(|e| {
-            anyhow::anyhow!("line {}, column {}: {e}", e.line(), e.column())
-        })?;
+        let entries: Vec<ClientEntry> = serde_json::from_str(text)
+            .map_err(|e| anyhow::anyhow!("line {}, column {}: {e}", e.line(), e.column()))?;
         let mut map = HashMap::new();
         for (i, e) in entries.into_iter().enumerate() {
             let what = format!("client {} ({:?})", i + 1, e.client_id);
@@ -127,7 +130,9 @@ fn check(e: ClientEntry) -> anyhow::Result<Client> {
     anyhow::ensure!(
         !e.client_id.is_empty()
             && e.client_id.len() <= 128
-            && e.client_id.bytes().all(|b| b.is_ascii_graphic() && b != b':'),
+            && e.client_id
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b':'),
         "client_id must be 1-128 visible ASCII characters without ':'"
     );
     anyhow::ensure!(!e.name.trim().is_empty(), "name is empty");
@@ -171,8 +176,12 @@ fn check(e: ClientEntry) -> anyhow::Result<Client> {
 /// A registered redirect URI: absolute, no fragment (RFC 6749 §3.1.2), and
 /// https unless it is a loopback or a native app's private scheme (RFC 8252).
 fn check_redirect(u: &str) -> anyhow::Result<()> {
-    let parsed = url::Url::parse(u).map_err(|_| anyhow::anyhow!("redirect URI {u:?} is not absolute"))?;
-    anyhow::ensure!(parsed.fragment().is_none(), "redirect URI {u:?} has a fragment");
+    let parsed =
+        url::Url::parse(u).map_err(|_| anyhow::anyhow!("redirect URI {u:?} is not absolute"))?;
+    anyhow::ensure!(
+        parsed.fragment().is_none(),
+        "redirect URI {u:?} has a fragment"
+    );
     let scheme = parsed.scheme();
     anyhow::ensure!(
         !["javascript", "data", "file", "vbscript"].contains(&scheme),
@@ -185,7 +194,10 @@ fn check_redirect(u: &str) -> anyhow::Result<()> {
                 .trim_matches(|c| c == '[' || c == ']')
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback());
-        anyhow::ensure!(loopback, "redirect URI {u:?}: http only for loopback; use https");
+        anyhow::ensure!(
+            loopback,
+            "redirect URI {u:?}: http only for loopback; use https"
+        );
     }
     Ok(())
 }
@@ -198,8 +210,9 @@ mod tests {
     fn bad_files_name_the_line_or_the_client() {
         let e = Clients::parse("[{\"client_id\": \"a\",\n \"name\": }]").unwrap_err();
         assert!(format!("{e:#}").contains("line 2"), "{e:#}");
-        let e = Clients::parse(r#"[{"client_id":"a","name":"A","redirect_uris":["https://a/cb"]}]"#)
-            .unwrap_err();
+        let e =
+            Clients::parse(r#"[{"client_id":"a","name":"A","redirect_uris":["https://a/cb"]}]"#)
+                .unwrap_err();
         assert!(format!("{e:#}").contains("client 1 (\"a\")"), "{e:#}");
         assert!(format!("{e:#}").contains("public"), "{e:#}");
         let e = Clients::parse(

@@ -19,7 +19,9 @@ use axum::extract::State as AxState;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use qrlogin_core::{BrowserSecret, GrantKey, GrantKind, LoginId, SessionToken, State, TransitionError};
+use qrlogin_core::{
+    BrowserSecret, GrantKey, GrantKind, LoginId, SessionToken, State, TransitionError,
+};
 use serde::{Deserialize, Serialize};
 
 const ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
@@ -35,7 +37,8 @@ fn user_code() -> Result<String, OAuthError> {
     while out.len() < 9 {
         if i == pool.len() {
             let mut more = [0u8; 8];
-            getrandom::fill(&mut more).map_err(|_| OAuthError::new("server_error", "no randomness"))?;
+            getrandom::fill(&mut more)
+                .map_err(|_| OAuthError::new("server_error", "no randomness"))?;
             pool.extend_from_slice(&more);
         }
         let v = pool[i];
@@ -112,12 +115,24 @@ async fn start(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<DeviceAuthorization, OAuthError> {
-    let oidc = app.oidc.as_ref().ok_or_else(|| OAuthError::invalid_request("no OpenID Provider here"))?;
+    let oidc = app
+        .oidc
+        .as_ref()
+        .ok_or_else(|| OAuthError::invalid_request("no OpenID Provider here"))?;
     app.limits.check_ip(IpBucket::Create, ip)?;
     let form: DeviceForm = super::token::parse_form(headers, body)?;
-    let client = authenticate(oidc, headers, form.client_id.as_deref(), form.client_secret.as_deref()).await?;
+    let client = authenticate(
+        oidc,
+        headers,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    )
+    .await?;
     if !client.allows(GRANT_DEVICE) {
-        return Err(OAuthError::new("unauthorized_client", "this client may not use the device grant"));
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "this client may not use the device grant",
+        ));
     }
     let scope = super::granted_scope(form.scope.as_deref().unwrap_or("openid"));
     let (opened, secret) = crate::routes::browser::open_login_with_secret(
@@ -139,9 +154,15 @@ async fn start(
         interval: oidc.device_interval_s,
         last_poll_ms: 0,
     };
-    let json = serde_json::to_string(&state).map_err(|_| OAuthError::new("server_error", "device state"))?;
+    let json = serde_json::to_string(&state)
+        .map_err(|_| OAuthError::new("server_error", "device state"))?;
     app.store
-        .put_grant(&GrantKey::of_login(GrantKind::Device, &id), &json, keep, now)
+        .put_grant(
+            &GrantKey::of_login(GrantKind::Device, &id),
+            &json,
+            keep,
+            now,
+        )
         .await?;
     let code = user_code()?;
     app.store
@@ -166,7 +187,12 @@ async fn start(
 
 /// The token endpoint's device-code grant: the login's state as RFC 8628
 /// §3.5 words it, paced per device code.
-pub(crate) async fn poll(app: &AppState, oidc: &Oidc, client: &Client, form: &TokenForm) -> Result<TokenResponse, OAuthError> {
+pub(crate) async fn poll(
+    app: &AppState,
+    oidc: &Oidc,
+    client: &Client,
+    form: &TokenForm,
+) -> Result<TokenResponse, OAuthError> {
     let code = form
         .device_code
         .as_deref()
@@ -180,7 +206,8 @@ pub(crate) async fn poll(app: &AppState, oidc: &Oidc, client: &Client, form: &To
     let Some(json) = app.store.grant(&key, now).await? else {
         return Err(OAuthError::new("expired_token", "the device code expired"));
     };
-    let mut state: DeviceState = serde_json::from_str(&json).map_err(|_| OAuthError::new("server_error", "device state"))?;
+    let mut state: DeviceState =
+        serde_json::from_str(&json).map_err(|_| OAuthError::new("server_error", "device state"))?;
     if state.client_id != client.id {
         return Err(bad());
     }
@@ -191,18 +218,26 @@ pub(crate) async fn poll(app: &AppState, oidc: &Oidc, client: &Client, form: &To
     };
     match rec.state_at(now) {
         State::Pending | State::Scanned => {
-            let too_soon = state.last_poll_ms > 0 && now < state.last_poll_ms + state.interval * 1000;
+            let too_soon =
+                state.last_poll_ms > 0 && now < state.last_poll_ms + state.interval * 1000;
             if too_soon {
                 state.interval += 5;
             }
             state.last_poll_ms = now;
             let ttl = rec.expires_at_ms.saturating_sub(now) + app.store.ttls().final_keep_ms;
-            let json = serde_json::to_string(&state).map_err(|_| OAuthError::new("server_error", "device state"))?;
+            let json = serde_json::to_string(&state)
+                .map_err(|_| OAuthError::new("server_error", "device state"))?;
             app.store.put_grant(&key, &json, ttl.max(1), now).await?;
             if too_soon {
-                Err(OAuthError::new("slow_down", format!("poll at most every {} s", state.interval)))
+                Err(OAuthError::new(
+                    "slow_down",
+                    format!("poll at most every {} s", state.interval),
+                ))
             } else {
-                Err(OAuthError::new("authorization_pending", "waiting for the phone"))
+                Err(OAuthError::new(
+                    "authorization_pending",
+                    "waiting for the phone",
+                ))
             }
         }
         State::Approved => {
@@ -211,7 +246,11 @@ pub(crate) async fn poll(app: &AppState, oidc: &Oidc, client: &Client, form: &To
                 Ok(u) => u,
                 Err(TransitionError::Store(e)) => return Err(e.into()),
                 // A concurrent poll won the redeem: the tokens went to it.
-                Err(_) => return Err(OAuthError::invalid_grant("the device code was already used")),
+                Err(_) => {
+                    return Err(OAuthError::invalid_grant(
+                        "the device code was already used",
+                    ))
+                }
             };
             // The device state stays until it expires: a later poll finds
             // the login consumed and gets invalid_grant, not expired_token.
@@ -229,9 +268,13 @@ pub(crate) async fn poll(app: &AppState, oidc: &Oidc, client: &Client, form: &To
             };
             issue(app, oidc, client, &grant).await
         }
-        State::Denied | State::Cancelled => Err(OAuthError::new("access_denied", "the sign-in was denied")),
+        State::Denied | State::Cancelled => {
+            Err(OAuthError::new("access_denied", "the sign-in was denied"))
+        }
         State::Expired => Err(OAuthError::new("expired_token", "the device code expired")),
-        State::Consumed => Err(OAuthError::invalid_grant("the device code was already used")),
+        State::Consumed => Err(OAuthError::invalid_grant(
+            "the device code was already used",
+        )),
     }
 }
 
@@ -262,7 +305,10 @@ pub async fn lookup(
     }
     let id = app
         .store
-        .grant(&GrantKey::of_secret(GrantKind::UserCode, &code), app.now_ms())
+        .grant(
+            &GrantKey::of_secret(GrantKind::UserCode, &code),
+            app.now_ms(),
+        )
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(Json(Lookup {

@@ -52,8 +52,14 @@ pub async fn discovery(AxState(app): AxState<AppState>) -> Result<Response, ApiE
     }
     let mut resp = Json(doc).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     Ok(resp)
 }
 
@@ -73,10 +79,17 @@ fn invalid_token() -> Response {
 
 /// `GET|POST /oauth2/userinfo`
 #[utoipa::path(get, path = "/oauth2/userinfo", tag = "oidc", security(("access_token" = [])), responses((status = 200, description = "{sub, name?}", content_type = "application/json"), (status = 401, description = "RFC 6750 invalid_token (WWW-Authenticate)"), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
-pub async fn userinfo(AxState(app): AxState<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn userinfo(
+    AxState(app): AxState<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     oidc_of(&app)?;
     let Some(token) = bearer(&headers) else {
-        let mut resp = (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_request"}))).into_response();
+        let mut resp = (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_request"})),
+        )
+            .into_response();
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return Ok(no_store(resp));
@@ -113,12 +126,27 @@ pub struct RevokeForm {
 /// that is unknown (RFC 7009 §2.2). Revoking a refresh token ends its OP
 /// session too, and so every access token of that sign-in (§2.1's SHOULD).
 #[utoipa::path(post, path = "/oauth2/revoke", tag = "oidc", request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "revoked, or unknown (RFC 7009 §2.2)"), (status = 400, body = crate::oidc::error::OAuthErrorBody), (status = 401, body = crate::oidc::error::OAuthErrorBody), (status = 503, body = crate::oidc::error::OAuthErrorBody)))]
-pub async fn revoke(AxState(app): AxState<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn revoke(
+    AxState(app): AxState<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let r = async {
-        let oidc = app.oidc.as_ref().ok_or_else(|| OAuthError::invalid_request("no OpenID Provider here"))?;
+        let oidc = app
+            .oidc
+            .as_ref()
+            .ok_or_else(|| OAuthError::invalid_request("no OpenID Provider here"))?;
         let form: RevokeForm = parse_form(&headers, &body)?;
-        let client = authenticate(oidc, &headers, form.client_id.as_deref(), form.client_secret.as_deref()).await?;
-        let token = form.token.ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        let client = authenticate(
+            oidc,
+            &headers,
+            form.client_id.as_deref(),
+            form.client_secret.as_deref(),
+        )
+        .await?;
+        let token = form
+            .token
+            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
         let now = app.now_ms();
         for kind in [GrantKind::RefreshToken, GrantKind::AccessToken] {
             let key = GrantKey::of_secret(kind, &token);
@@ -156,7 +184,11 @@ pub async fn logout(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let oidc = oidc_of(&app)?;
-    let raw: Vec<u8> = if method == Method::POST { body.to_vec() } else { query.unwrap_or_default().into_bytes() };
+    let raw: Vec<u8> = if method == Method::POST {
+        body.to_vec()
+    } else {
+        query.unwrap_or_default().into_bytes()
+    };
     let _ = headers;
     let mut p = std::collections::HashMap::new();
     for (k, v) in url::form_urlencoded::parse(&raw) {
@@ -165,7 +197,11 @@ pub async fn logout(
     let hint = p.get("id_token_hint").and_then(|t| hint_claims(oidc, t));
     let client_id = match (&hint, p.get("client_id")) {
         (Some(h), Some(c)) if &h.aud != c => {
-            return Ok(html_page(StatusCode::BAD_REQUEST, "Logout refused", "client_id and id_token_hint disagree."))
+            return Ok(html_page(
+                StatusCode::BAD_REQUEST,
+                "Logout refused",
+                "client_id and id_token_hint disagree.",
+            ))
         }
         (Some(h), _) => Some(h.aud.clone()),
         (None, c) => c.cloned(),
@@ -175,7 +211,11 @@ pub async fn logout(
         metrics::counter!("qrlogin_oidc_logouts_total").increment(1);
     }
     match p.get("post_logout_redirect_uri") {
-        None => Ok(html_page(StatusCode::OK, "You are signed out", "You can close this page.")),
+        None => Ok(html_page(
+            StatusCode::OK,
+            "You are signed out",
+            "You can close this page.",
+        )),
         Some(uri) => {
             let registered = client_id
                 .as_deref()

@@ -61,7 +61,10 @@ impl From<qrlogin_core::StoreError> for OAuthError {
     fn from(e: qrlogin_core::StoreError) -> Self {
         tracing::warn!(error = %e, "store error");
         metrics::counter!("qrlogin_store_errors_total").increment(1);
-        Self::new("temporarily_unavailable", "the login store is unavailable, try again shortly")
+        Self::new(
+            "temporarily_unavailable",
+            "the login store is unavailable, try again shortly",
+        )
     }
 }
 

@@ -113,7 +113,8 @@ impl Grant {
         serde_json::to_string(self).map_err(|_| OAuthError::new("server_error", "grant"))
     }
     pub fn from_json(s: &str) -> Result<Self, OAuthError> {
-        serde_json::from_str(s).map_err(|_| OAuthError::new("server_error", "stored grant is not valid"))
+        serde_json::from_str(s)
+            .map_err(|_| OAuthError::new("server_error", "stored grant is not valid"))
     }
 }
 
@@ -136,7 +137,10 @@ pub(crate) fn html_page(status: StatusCode, title: &str, text: &str) -> Response
     );
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
@@ -152,20 +156,27 @@ pub(crate) fn no_store(mut resp: Response) -> Response {
 
 /// Client credentials from `Authorization: Basic` (RFC 6749 §2.3.1: each
 /// part form-urlencoded) — `(id, secret)` — or `None` without that header.
-pub(crate) fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+pub(crate) fn basic_credentials(
+    headers: &HeaderMap,
+) -> Result<Option<(String, String)>, OAuthError> {
     use base64::Engine as _;
     let Some(v) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     let v = v.to_str().map_err(|_| OAuthError::invalid_client(true))?;
-    let Some(b64) = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")) else {
+    let Some(b64) = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))
+    else {
         return Ok(None);
     };
     let raw = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|_| OAuthError::invalid_client(true))?;
     let raw = String::from_utf8(raw).map_err(|_| OAuthError::invalid_client(true))?;
-    let (id, secret) = raw.split_once(':').ok_or(OAuthError::invalid_client(true))?;
+    let (id, secret) = raw
+        .split_once(':')
+        .ok_or(OAuthError::invalid_client(true))?;
     let dec = |s: &str| -> String {
         url::form_urlencoded::parse(format!("x={s}").as_bytes())
             .next()
@@ -193,7 +204,9 @@ pub(crate) async fn authenticate(
         }
         (Some((id, secret)), None) => {
             if form_id.is_some_and(|f| f != id) {
-                return Err(OAuthError::invalid_request("client_id differs from the Basic credentials"));
+                return Err(OAuthError::invalid_request(
+                    "client_id differs from the Basic credentials",
+                ));
             }
             (id.as_str(), Some(secret.as_str()), true)
         }
@@ -237,7 +250,10 @@ mod tests {
     #[test]
     fn scopes_are_filtered_and_deduplicated() {
         assert_eq!(granted_scope("openid profile"), "openid profile");
-        assert_eq!(granted_scope("profile openid email openid"), "profile openid");
+        assert_eq!(
+            granted_scope("profile openid email openid"),
+            "profile openid"
+        );
         assert_eq!(granted_scope(""), "");
     }
 

@@ -73,7 +73,10 @@ pub(crate) fn parse_form<T: serde::de::DeserializeOwned + Default>(
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+    if !ct
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
         return Err(OAuthError::invalid_request(
             "the body must be application/x-www-form-urlencoded",
         ));
@@ -115,19 +118,34 @@ async fn token_inner(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<TokenResponse, OAuthError> {
-    let oidc = app.oidc.as_ref().ok_or_else(|| OAuthError::invalid_request("no OpenID Provider here"))?;
+    let oidc = app
+        .oidc
+        .as_ref()
+        .ok_or_else(|| OAuthError::invalid_request("no OpenID Provider here"))?;
     app.limits.check_ip(IpBucket::Poll, ip)?;
     let form: TokenForm = parse_form(headers, body)?;
-    let client = authenticate(oidc, headers, form.client_id.as_deref(), form.client_secret.as_deref()).await?;
+    let client = authenticate(
+        oidc,
+        headers,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    )
+    .await?;
     let grant_type = form
         .grant_type
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("grant_type is missing"))?;
     if ![GRANT_CODE, GRANT_REFRESH, GRANT_DEVICE].contains(&grant_type) {
-        return Err(OAuthError::new("unsupported_grant_type", "unsupported grant_type"));
+        return Err(OAuthError::new(
+            "unsupported_grant_type",
+            "unsupported grant_type",
+        ));
     }
     if !client.allows(grant_type) {
-        return Err(OAuthError::new("unauthorized_client", "this client may not use this grant type"));
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "this client may not use this grant type",
+        ));
     }
     match grant_type {
         GRANT_CODE => code_grant(app, oidc, &client, &form).await,
@@ -136,8 +154,16 @@ async fn token_inner(
     }
 }
 
-async fn code_grant(app: &AppState, oidc: &Oidc, client: &Client, form: &TokenForm) -> Result<TokenResponse, OAuthError> {
-    let code = form.code.as_deref().ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
+async fn code_grant(
+    app: &AppState,
+    oidc: &Oidc,
+    client: &Client,
+    form: &TokenForm,
+) -> Result<TokenResponse, OAuthError> {
+    let code = form
+        .code
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
     let now = app.now_ms();
     let key = GrantKey::of_secret(GrantKind::Code, code);
     let grant = match app.store.take_grant(&key, now).await? {
@@ -155,38 +181,64 @@ async fn code_grant(app: &AppState, oidc: &Oidc, client: &Client, form: &TokenFo
         Some(Taken::First(json)) => Grant::from_json(&json)?,
     };
     if grant.client_id != client.id {
-        return Err(OAuthError::invalid_grant("the code was issued to another client"));
+        return Err(OAuthError::invalid_grant(
+            "the code was issued to another client",
+        ));
     }
     if form.redirect_uri.as_deref() != grant.redirect_uri.as_deref() {
-        return Err(OAuthError::invalid_grant("redirect_uri differs from the authorization request"));
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri differs from the authorization request",
+        ));
     }
     match (&grant.code_challenge, form.code_verifier.as_deref()) {
         (Some(challenge), Some(verifier)) => {
             use base64::Engine as _;
             let ok_form = (43..=128).contains(&verifier.len())
-                && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+                && verifier
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(Sha256::digest(verifier.as_bytes()));
             if !ok_form || computed.as_bytes() != challenge.as_bytes() {
-                return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"));
+                return Err(OAuthError::invalid_grant(
+                    "code_verifier does not match the code_challenge",
+                ));
             }
         }
         (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is missing")),
         // RFC 9700 §2.1.1: a verifier for a code issued without a challenge
         // is an injection attempt.
-        (None, Some(_)) => return Err(OAuthError::invalid_grant("no code_challenge was sent for this code")),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "no code_challenge was sent for this code",
+            ))
+        }
         (None, None) => {}
     }
     issue(app, oidc, client, &grant).await
 }
 
-async fn refresh_grant(app: &AppState, oidc: &Oidc, client: &Client, form: &TokenForm) -> Result<TokenResponse, OAuthError> {
+async fn refresh_grant(
+    app: &AppState,
+    oidc: &Oidc,
+    client: &Client,
+    form: &TokenForm,
+) -> Result<TokenResponse, OAuthError> {
     let rt = form
         .refresh_token
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
     let now = app.now_ms();
-    let grant = match app.store.take_grant(&GrantKey::of_secret(GrantKind::RefreshToken, rt), now).await? {
-        None => return Err(OAuthError::invalid_grant("the refresh token is unknown, revoked or expired")),
+    let grant = match app
+        .store
+        .take_grant(&GrantKey::of_secret(GrantKind::RefreshToken, rt), now)
+        .await?
+    {
+        None => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is unknown, revoked or expired",
+            ))
+        }
         Some(Taken::Again(json)) => {
             // RFC 9700 §4.14.2: a rotated refresh token presented again
             // means it was stolen; end the whole family.
@@ -194,12 +246,16 @@ async fn refresh_grant(app: &AppState, oidc: &Oidc, client: &Client, form: &Toke
                 revoke_sid(app, &g.sid).await;
                 metrics::counter!("qrlogin_oidc_refresh_replays_total").increment(1);
             }
-            return Err(OAuthError::invalid_grant("the refresh token was already used"));
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used",
+            ));
         }
         Some(Taken::First(json)) => Grant::from_json(&json)?,
     };
     if grant.client_id != client.id {
-        return Err(OAuthError::invalid_grant("the refresh token belongs to another client"));
+        return Err(OAuthError::invalid_grant(
+            "the refresh token belongs to another client",
+        ));
     }
     if !session_alive(app, &grant.sid).await? {
         return Err(OAuthError::invalid_grant("the session has ended"));
@@ -209,7 +265,10 @@ async fn refresh_grant(app: &AppState, oidc: &Oidc, client: &Client, form: &Toke
         // Narrowing only (RFC 6749 §6).
         let had: Vec<&str> = g.scope.split(' ').collect();
         if asked.split(' ').any(|s| !had.contains(&s)) {
-            return Err(OAuthError::new("invalid_scope", "a refresh cannot widen the scope"));
+            return Err(OAuthError::new(
+                "invalid_scope",
+                "a refresh cannot widen the scope",
+            ));
         }
         g.scope = super::granted_scope(asked);
     }
@@ -220,7 +279,9 @@ async fn refresh_grant(app: &AppState, oidc: &Oidc, client: &Client, form: &Toke
 /// Whether the OP session `sid` names is still alive (not logged out, not
 /// revoked by a replay).
 pub(crate) async fn session_alive(app: &AppState, sid: &str) -> Result<bool, OAuthError> {
-    let Ok(r) = sid.parse::<SessionRef>() else { return Ok(false) };
+    let Ok(r) = sid.parse::<SessionRef>() else {
+        return Ok(false);
+    };
     Ok(app.store.session(&r, app.now_ms()).await?.is_some())
 }
 
@@ -235,7 +296,12 @@ pub(crate) async fn revoke_sid(app: &AppState, sid: &str) {
 
 /// Mints the ID token, the access token and (when allowed) a new refresh
 /// token for `grant`.
-pub(crate) async fn issue(app: &AppState, oidc: &Oidc, client: &Client, grant: &Grant) -> Result<TokenResponse, OAuthError> {
+pub(crate) async fn issue(
+    app: &AppState,
+    oidc: &Oidc,
+    client: &Client,
+    grant: &Grant,
+) -> Result<TokenResponse, OAuthError> {
     let now = app.now_ms();
     let ttl = oidc.access_token_ttl_ms;
     let profile = grant.scope.split(' ').any(|s| s == "profile");
@@ -263,13 +329,23 @@ pub(crate) async fn issue(app: &AppState, oidc: &Oidc, client: &Client, grant: &
     let json = stored.to_json()?;
     let access_token = random_token()?;
     app.store
-        .put_grant(&GrantKey::of_secret(GrantKind::AccessToken, &access_token), &json, ttl, now)
+        .put_grant(
+            &GrantKey::of_secret(GrantKind::AccessToken, &access_token),
+            &json,
+            ttl,
+            now,
+        )
         .await?;
     let refresh_token = if client.allows(GRANT_REFRESH) {
         let rt = random_token()?;
         let session_ms = app.store.ttls().session_ms;
         app.store
-            .put_grant(&GrantKey::of_secret(GrantKind::RefreshToken, &rt), &json, session_ms, now)
+            .put_grant(
+                &GrantKey::of_secret(GrantKind::RefreshToken, &rt),
+                &json,
+                session_ms,
+                now,
+            )
             .await?;
         Some(rt)
     } else {

@@ -128,7 +128,8 @@ pub(crate) async fn open_login(
     pending_ms: Option<u64>,
     header_binding: bool,
 ) -> Result<Opened, ApiError> {
-    let (opened, _secret) = open_login_with_secret(app, ip, user_agent, client_id, pending_ms, header_binding).await?;
+    let (opened, _secret) =
+        open_login_with_secret(app, ip, user_agent, client_id, pending_ms, header_binding).await?;
     Ok(opened)
 }
 

@@ -102,15 +102,18 @@ pub fn describe_agent(ua: &str) -> (String, String) {
 
 fn context_of(app: &AppState, rec: &LoginRecord) -> ScanContext {
     let (browser, os) = describe_agent(&rec.browser.user_agent);
-    let client = rec.client_id.as_deref().map(|id| crate::oidc::authorize::ClientInfo {
-        id: id.to_string(),
-        name: app
-            .oidc
-            .as_ref()
-            .and_then(|o| o.clients.get(id))
-            .map(|c| c.name.clone())
-            .unwrap_or_else(|| id.to_string()),
-    });
+    let client = rec
+        .client_id
+        .as_deref()
+        .map(|id| crate::oidc::authorize::ClientInfo {
+            id: id.to_string(),
+            name: app
+                .oidc
+                .as_ref()
+                .and_then(|o| o.clients.get(id))
+                .map(|c| c.name.clone())
+                .unwrap_or_else(|| id.to_string()),
+        });
     ScanContext {
         client,
         login_id: rec.id.to_string(),
