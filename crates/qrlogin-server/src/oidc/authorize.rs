@@ -295,7 +295,7 @@ pub async fn start(
                 .into_response());
         }
     };
-    let opened =
+    let (opened, _) =
         crate::routes::browser::open_login(&app, ip, ua, Some(client.id.clone()), None, false)
             .await?;
     let id = opened.record.id;

@@ -135,7 +135,7 @@ async fn start(
         ));
     }
     let scope = super::granted_scope(form.scope.as_deref().unwrap_or("openid"));
-    let (opened, secret) = crate::routes::browser::open_login_with_secret(
+    let (opened, secret) = crate::routes::browser::open_login(
         app,
         ip,
         ua,

@@ -100,7 +100,7 @@ pub async fn create(
     app.limits.check_ip(IpBucket::Create, ip)?;
     let body = body.unwrap_or_default();
     let header_binding = matches!(body.binding, Binding::Header);
-    let opened = open_login(&app, ip, user_agent, None, None, header_binding).await?;
+    let (opened, _) = open_login(&app, ip, user_agent, None, None, header_binding).await?;
     let mut resp = (StatusCode::CREATED, Json(opened.created)).into_response();
     if let Some(cookie) = opened.cookie {
         resp.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -119,23 +119,9 @@ pub(crate) struct Opened {
 /// Creates a login for a browser (or a device) at `ip`: what
 /// `POST /v1/logins`, the OIDC authorize page and the device grant share.
 /// `client_id` names the relying party a protocol face made it for;
-/// `pending_ms` overrides the pending lifetime (device codes).
+/// `pending_ms` overrides the pending lifetime (device codes). Also hands
+/// back the browser secret (the device grant makes its device code of it).
 pub(crate) async fn open_login(
-    app: &AppState,
-    ip: std::net::IpAddr,
-    user_agent: String,
-    client_id: Option<String>,
-    pending_ms: Option<u64>,
-    header_binding: bool,
-) -> Result<Opened, ApiError> {
-    let (opened, _secret) =
-        open_login_with_secret(app, ip, user_agent, client_id, pending_ms, header_binding).await?;
-    Ok(opened)
-}
-
-/// [`open_login`], also handing back the browser secret (the device grant
-/// makes its device code from it).
-pub(crate) async fn open_login_with_secret(
     app: &AppState,
     ip: std::net::IpAddr,
     user_agent: String,
