@@ -44,6 +44,10 @@ pub enum ApiError {
     RequestTimeout,
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
+    /// This client address holds `--max-streams-per-ip` SSE streams and
+    /// long-polls already.
+    #[error("too many open event streams and long-polls from this address")]
+    TooManyStreams { retry_after_secs: u64 },
     /// A status poll came too fast: poll less often (RFC 8628 `slow_down`).
     #[error("polling too fast, slow down")]
     SlowDown { retry_after_secs: u64 },
@@ -79,9 +83,9 @@ impl ApiError {
             ApiError::WrongMatchCode => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::RateLimited { .. } | ApiError::SlowDown { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::RateLimited { .. }
+            | ApiError::SlowDown { .. }
+            | ApiError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StoreUnavailable | ApiError::VerifierUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -103,6 +107,7 @@ impl ApiError {
             ApiError::RequestTimeout => "request_timeout",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::SlowDown { .. } => "slow_down",
+            ApiError::TooManyStreams { .. } => "too_many_streams",
             ApiError::StoreUnavailable => "store_unavailable",
             ApiError::VerifierUnavailable => "verifier_unavailable",
             ApiError::Internal => "internal",
@@ -173,7 +178,8 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (status, axum::Json(body)).into_response();
         if let ApiError::RateLimited { retry_after_secs }
-        | ApiError::SlowDown { retry_after_secs } = self
+        | ApiError::SlowDown { retry_after_secs }
+        | ApiError::TooManyStreams { retry_after_secs } = self
         {
             resp.headers_mut().insert(
                 header::RETRY_AFTER,

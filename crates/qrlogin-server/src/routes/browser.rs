@@ -3,7 +3,7 @@
 use crate::app::AppState;
 use crate::config::MatchMode;
 use crate::error::{ApiError, ErrorBody};
-use crate::limit::IpBucket;
+use crate::limit::{IpBucket, StreamSlot};
 use crate::qr;
 use crate::routes::extract::{
     BrowserAuth, ClientIp, LastEventId, LoginPath, OptionalJson, UserAgent, BROWSER_COOKIE,
@@ -216,6 +216,12 @@ pub async fn status(
         })
         .transpose()?;
     let secret = auth.require()?;
+    // A long-poll holds a slot of the client's streams for as long as it
+    // may wait; a plain status read does not.
+    let _slot = match wait.is_zero() {
+        true => None,
+        false => app.streams.open(ip)?,
+    };
     let mut w = Watcher::open(&app, id, &secret).await?;
     let since = since.unwrap_or(w.reported());
     if w.reported() == since && !wait.is_zero() {
@@ -250,6 +256,8 @@ struct SseState {
     w: Watcher,
     send_now: bool,
     _gauge: SseGauge,
+    /// One of the client's `--max-streams-per-ip`, held until the stream ends.
+    _slot: Option<StreamSlot>,
 }
 
 /// Decrements the SSE waiter gauge when the stream is dropped.
@@ -281,12 +289,14 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     app.limits.check_ip(IpBucket::Poll, ip)?;
     let secret = auth.require()?;
+    let slot = app.streams.open(ip)?;
     let w = Watcher::open(&app, id, &secret).await?;
     let send_now = last_seen.is_none_or(|seen| w.rec.version > seen);
     let state = SseState {
         w,
         send_now,
         _gauge: SseGauge::new(),
+        _slot: slot,
     };
     let stream = stream::unfold(state, |mut st| async move {
         if st.send_now {
