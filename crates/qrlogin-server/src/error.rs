@@ -38,6 +38,9 @@ pub enum ApiError {
     WrongMatchCode,
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A JSON body sent without `Content-Type: application/json`.
+    #[error("expected Content-Type: application/json")]
+    UnsupportedMediaType,
     /// The request body did not arrive in time (a trickled body would
     /// otherwise hold its connection and task for as long as the client likes).
     #[error("the request body did not arrive in time")]
@@ -82,6 +85,7 @@ impl ApiError {
             ApiError::Gone => StatusCode::GONE,
             ApiError::WrongMatchCode => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited { .. }
             | ApiError::SlowDown { .. }
@@ -104,6 +108,7 @@ impl ApiError {
             ApiError::Gone => "gone",
             ApiError::WrongMatchCode => "wrong_match_code",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::RequestTimeout => "request_timeout",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::SlowDown { .. } => "slow_down",

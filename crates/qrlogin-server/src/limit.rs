@@ -177,9 +177,11 @@ impl FromStr for RateLimitSpec {
                     .ok_or_else(|| format!("burst={value:?}: expected a whole number ≥ 1"))?;
                 match out.last_mut() {
                     Some((_, Setting::Rate { burst: b, .. })) => *b = Some(burst),
-                    _ => return Err(format!(
+                    _ => {
+                        return Err(format!(
                         "burst={value} must follow a bucket's rate (create=600/min,burst={value})"
-                    )),
+                    ))
+                    }
                 }
                 continue;
             }

@@ -124,7 +124,7 @@ async fn malformed_json_bodies_are_400(kind: StoreKind) {
         );
         r.assert_error(StatusCode::BAD_REQUEST, "bad_request");
     }
-    // A valid body with the wrong content type, or none.
+    // A valid body with the wrong content type, or none: 415.
     let good = r#"{"username":"alice","password":"wonderland"}"#;
     for ct in [
         Some("text/plain"),
@@ -137,7 +137,7 @@ async fn malformed_json_bodies_are_400(kind: StoreKind) {
         }
         send(rb)
             .await
-            .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+            .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
     }
 
     // Create: the optional body must be a valid one when present.

@@ -96,7 +96,10 @@ async fn a_dual_stack_listener_sees_ipv4_clients_as_ipv4(kind: StoreKind) {
         .iter()
         .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
         .count();
-    assert!(refused >= 5, "the burst of 5 held for 127.0.0.2: {refused} refused");
+    assert!(
+        refused >= 5,
+        "the burst of 5 held for 127.0.0.2: {refused} refused"
+    );
     let b = create_with(&client_from("127.0.0.3"), &base, &[]).await;
     assert_eq!(
         b.status,
@@ -152,7 +155,10 @@ async fn forwarded_for_garbage_never_launders_a_spoofed_address(kind: StoreKind)
     let mut cfg = config();
     // The test client's 127.0.0.1 is in the trusted range, and so is the
     // inner proxy 10.0.0.2 that the chains below name.
-    cfg.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
+    cfg.trusted_proxies = vec![
+        "127.0.0.0/8".parse().unwrap(),
+        "10.0.0.0/8".parse().unwrap(),
+    ];
     let app = unlimited_with(kind, cfg).await;
     let phone = app.phone(ALICE).await;
     let http = raw_client();
@@ -161,7 +167,10 @@ async fn forwarded_for_garbage_never_launders_a_spoofed_address(kind: StoreKind)
         ("198.51.100.9, 10.0.0.2", "198.51.100.9"),
         // Ports (Azure Application Gateway) and brackets are read.
         ("198.51.100.66, 203.0.113.7:4711", "203.0.113.7"),
-        ("198.51.100.66, [2001:db8::7]:443, 10.0.0.2:8080", "2001:db8::7"),
+        (
+            "198.51.100.66, [2001:db8::7]:443, 10.0.0.2:8080",
+            "2001:db8::7",
+        ),
         ("[::ffff:203.0.113.8]", "203.0.113.8"),
         // Garbage ends the walk at the last trusted hop; the attacker's
         // value to its left is never the client.
@@ -292,30 +301,35 @@ async fn two_thousand_half_sent_heads_are_closed_at_the_header_timeout_while_oth
         attackers.extend(conns);
     }
     let opened_in = started.elapsed();
-    let results = join_all(attackers.into_iter().map(|(mut s, sent, trickle)| async move {
-        if trickle {
-            let mut closed = None;
-            for _ in 0..40 {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                if s.write_all(b"a").await.is_err() || !still_open(&mut s).await {
-                    closed = Some(sent.elapsed());
-                    break;
+    let results = join_all(
+        attackers
+            .into_iter()
+            .map(|(mut s, sent, trickle)| async move {
+                if trickle {
+                    let mut closed = None;
+                    for _ in 0..40 {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        if s.write_all(b"a").await.is_err() || !still_open(&mut s).await {
+                            closed = Some(sent.elapsed());
+                            break;
+                        }
+                    }
+                    closed
+                } else {
+                    closed_within(&mut s, TIMEOUT + Duration::from_secs(15))
+                        .await
+                        .map(|_| sent.elapsed())
                 }
-            }
-            closed
-        } else {
-            closed_within(&mut s, TIMEOUT + Duration::from_secs(15))
-                .await
-                .map(|_| sent.elapsed())
-        }
-    }))
+            }),
+    )
     .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (served, slowest) = normal.await.expect("normal client");
 
     let open = results.iter().filter(|r| r.is_none()).count();
     assert_eq!(
-        open, 0,
+        open,
+        0,
         "{open} of {HEADS} half-sent heads were still open {:?} after the timeout",
         TIMEOUT + Duration::from_secs(15)
     );
@@ -424,7 +438,9 @@ async fn idle_keepalive_is_closed_at_its_own_timeout_and_a_waiting_browser_never
     let (status, head, _) = read_response(&mut once).await;
     assert_eq!(status, 200);
     assert!(head.contains("connection: close"), "{head}");
-    assert!(closed_within(&mut once, Duration::from_secs(5)).await.is_some());
+    assert!(closed_within(&mut once, Duration::from_secs(5))
+        .await
+        .is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -512,12 +528,7 @@ async fn the_stream_cap_answers_429_on_the_next_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepting_pauses_at_max_connections_with_a_warning_and_a_metric_then_resumes() {
     let bin = Proc::start(&["--max-connections", "20", "--header-timeout", "60"]);
-    let addr: SocketAddr = bin
-        .base
-        .strip_prefix("http://")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr: SocketAddr = bin.base.strip_prefix("http://").unwrap().parse().unwrap();
     // 20 connections that send nothing hold every slot.
     let mut holders = Vec::new();
     for _ in 0..20 {
@@ -549,7 +560,10 @@ async fn accepting_pauses_at_max_connections_with_a_warning_and_a_metric_then_re
         .find(|l| l.starts_with("qrlogin_accept_paused_total"))
         .unwrap_or_else(|| panic!("no qrlogin_accept_paused_total in /metrics"));
     assert!(!paused.ends_with(" 0"), "{paused}");
-    assert!(text.contains("qrlogin_open_connections"), "no open-connections gauge");
+    assert!(
+        text.contains("qrlogin_open_connections"),
+        "no open-connections gauge"
+    );
     drop(holders);
     let log = bin.log();
     assert!(

@@ -3,7 +3,6 @@
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{header, Extensions, HeaderMap, StatusCode};
@@ -32,51 +31,81 @@ impl<S: Send + Sync> FromRequestParts<S> for LoginPath {
     }
 }
 
-/// JSON body whose rejections are our JSON errors (400 / 413 / 415).
+/// JSON body whose rejections are our JSON errors (400 / 413 / 415): it
+/// must be declared `application/json` (or `application/*+json`) and be a
+/// JSON object.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rej) => Err(json_rejection(rej)),
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
         }
+        let bytes = body_bytes(req, state).await?;
+        object_body(&bytes).map(ApiJson)
     }
 }
 
-/// An optional JSON body: empty is `None`, anything else must parse.
+/// An optional JSON body: empty is `None`, anything else must be a JSON
+/// object that parses (whatever the declared content type: `curl -d`
+/// declares a form).
 pub struct OptionalJson<T>(pub Option<T>);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
     type Rejection = ApiError;
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|rej| {
-                if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge
-                } else {
-                    ApiError::bad_request("unreadable body")
-                }
-            })?;
+        let bytes = body_bytes(req, state).await?;
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(OptionalJson(None));
         }
-        serde_json::from_slice(&bytes)
-            .map(|v| OptionalJson(Some(v)))
-            .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+        object_body(&bytes).map(|v| OptionalJson(Some(v)))
     }
 }
 
-fn json_rejection(rej: JsonRejection) -> ApiError {
-    match rej.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            ApiError::bad_request("expected Content-Type: application/json")
-        }
-        _ => ApiError::bad_request(format!("malformed JSON body: {}", rej.body_text())),
+/// The whole body, within the body limit (413 beyond it).
+async fn body_bytes<S: Send + Sync>(
+    req: axum::extract::Request,
+    state: &S,
+) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::bad_request("unreadable body")
+            }
+        })
+}
+
+/// `Content-Type: application/json` or `application/<something>+json`,
+/// parameters allowed.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A JSON object as `T`. serde would also read a struct from a JSON array,
+/// by position; the API documents objects, so anything else is a 400.
+fn object_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
     }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
 }
 
 /// Value of cookie `name`, if present.
