@@ -470,7 +470,10 @@ async fn sign_in_flood_is_429_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_poll_flood_is_429_slow_down() {
-    let app = app(StoreKind::Memory).await; // rate limits on
+    // Rate limits on, the poll bucket set tight (its default burst is 600).
+    let mut cfg = config();
+    cfg.rate_limit = vec!["poll=300/min,burst=60".parse().expect("rate-limit spec")];
+    let app = app_with(StoreKind::Memory, cfg, None).await;
     let browser = app.browser();
     let login = browser.create().await;
     let mut slowed = None;
