@@ -6,7 +6,9 @@
 //! exactly (ids, secrets and tokens have one spelling and print back as
 //! received); cookie and bearer extraction never mistake one name for
 //! another; the client IP is the socket peer unless the peer is a trusted
-//! proxy, and then never a trusted address.
+//! proxy, and then the right-most untrusted `X-Forwarded-For` hop, read
+//! with ports, brackets, IPv4-mapped spellings and whitespace, and never
+//! anything at or left of an entry that cannot be read; always canonical.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
