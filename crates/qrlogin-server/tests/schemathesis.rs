@@ -62,7 +62,14 @@ async fn the_api_conforms_to_its_openapi_document() {
     for mode in ["negative", "positive"] {
         let mut cmd = Command::new(&st);
         cmd.args(["run", &format!("{}/openapi.json", bin.base)])
-            .args(["--mode", mode, "--checks", "all", "--max-examples", &examples])
+            .args([
+                "--mode",
+                mode,
+                "--checks",
+                "all",
+                "--max-examples",
+                &examples,
+            ])
             .args(["--request-timeout", "15", "--no-color"])
             .env("SCHEMATHESIS_HOOKS", dir.join("hooks.py"))
             .env("QRL_BASE", &bin.base)

@@ -206,10 +206,9 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
 /// Whether the server still holds `s` open (nothing to read, no EOF).
 async fn still_open(s: &mut TcpStream) -> bool {
     let mut buf = [0u8; 1024];
-    matches!(
-        tokio::time::timeout(Duration::from_millis(20), s.read(&mut buf)).await,
-        Err(_)
-    )
+    tokio::time::timeout(Duration::from_millis(20), s.read(&mut buf))
+        .await
+        .is_err()
 }
 
 /// Reads one HTTP/1.1 response head from `s`: its status and header lines.
