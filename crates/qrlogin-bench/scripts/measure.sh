@@ -49,12 +49,23 @@ for _ in $(seq 50); do
 done
 REDIS_URL="redis+unix://$SOCK"
 
+# The load generator is one client address: servers that cap the streams
+# per address (--max-streams-per-ip, since issue 11) get the cap off, like
+# the rate limits. Older binaries (A/B runs) do not know the flag.
+NO_STREAM_CAP=
+if "$QRLOGIN" --help | grep -- --max-streams-per-ip >/dev/null; then NO_STREAM_CAP="--max-streams-per-ip 0"; fi
+# A Redis store turns the demo identity off by default (and the demo
+# verifier then refuses to start); the load generator signs in as the demo
+# users.
+DEMO_USERS=
+if "$QRLOGIN" --help | grep -- --demo-users >/dev/null; then DEMO_USERS="--demo-users true"; fi
+
 # start_server STORE [extra qrlogin flags] -> sets SERVER_PID and URL
 start_server() {
   local store=$1
   shift
   # shellcheck disable=SC2086 # SERVER_FLAGS: extra flags, split on spaces
-  "$QRLOGIN" serve --listen 127.0.0.1:0 --store "$store" --rate-limits false ${SERVER_FLAGS:-} "$@" \
+  "$QRLOGIN" serve --listen 127.0.0.1:0 --store "$store" --rate-limits false $NO_STREAM_CAP $DEMO_USERS ${SERVER_FLAGS:-} "$@" \
     >"$TMP/server.out" 2>"$TMP/server.err" &
   SERVER_PID=$!
   URL=

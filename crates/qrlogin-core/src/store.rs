@@ -27,8 +27,12 @@ pub struct User {
 /// The network an address is on, as a prefix: the /24 of an IPv4 address,
 /// the /64 of an IPv6 one. The phone shows it as the browser's approximate
 /// place, and number matching compares browser and phone networks.
+///
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, how an IPv4 client
+/// reaches a dual-stack listener) is on its IPv4 /24: read as IPv6, every
+/// IPv4 client would be on one "network" `0:0:0:0::/64`.
 pub fn network_of(ip: &str) -> String {
-    match ip.parse::<std::net::IpAddr>() {
+    match ip.parse::<std::net::IpAddr>().map(|ip| ip.to_canonical()) {
         Ok(std::net::IpAddr::V4(v4)) => {
             let o = v4.octets();
             format!("{}.{}.{}.0/24", o[0], o[1], o[2])
@@ -371,5 +375,15 @@ mod tests {
         assert!(v6.requires("2001:db8:1:3::1"));
         assert!(MatchPolicy::Always.requires("192.0.2.1"));
         assert!(!MatchPolicy::Never.requires("198.51.100.1"));
+    }
+
+    /// IPv4 clients of a dual-stack listener arrive as `::ffff:a.b.c.d`:
+    /// they are on their IPv4 /24, not all on one IPv6 /64.
+    #[test]
+    fn mapped_ipv4_addresses_are_on_their_ipv4_network() {
+        assert_eq!(network_of("::ffff:192.0.2.77"), "192.0.2.0/24");
+        let phone = MatchPolicy::IfOtherNetwork(network_of("::ffff:198.51.100.9"));
+        assert!(phone.requires("::ffff:192.0.2.77"));
+        assert!(!phone.requires("198.51.100.200"));
     }
 }

@@ -3,15 +3,15 @@
 
 use crate::config::{MatchMode, ServeConfig};
 use crate::jwt::JwtSessions;
-use crate::limit::{Limits, Rates};
+use crate::limit::{Limits, Rates, Streams};
 use crate::routes;
+use crate::routes::extract::ProxyRange;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use qrlogin_core::MobileVerifier;
 use qrlogin_core::{Clock, Store, SystemClock};
 use qrlogin_identity::DemoIdentity;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,8 +37,10 @@ pub struct Inner {
     pub(crate) mobile_token_ttl_ms: u64,
     pub(crate) backstop: Duration,
     pub(crate) max_wait: Duration,
-    pub(crate) trusted_proxies: Vec<IpAddr>,
+    pub(crate) trusted_proxies: Vec<ProxyRange>,
     pub(crate) limits: Limits,
+    /// Open SSE streams and long-polls per client (`--max-streams-per-ip`).
+    pub(crate) streams: Arc<Streams>,
     pub(crate) match_mode: MatchMode,
     pub(crate) max_body: usize,
     /// JWT session mode's key and rules; `None` in opaque mode (the default).
@@ -85,7 +87,8 @@ impl AppState {
             backstop: Duration::from_secs(cfg.backstop.max(1)),
             max_wait: Duration::from_secs(cfg.max_wait),
             trusted_proxies: cfg.trusted_proxies.clone(),
-            limits: Limits::new(cfg.rate_limits, Rates::default()),
+            limits: Limits::new(cfg.rate_limits, Rates::default().with(&cfg.rate_limit)),
+            streams: Streams::new(cfg.max_streams_per_ip),
             match_mode: cfg.match_code,
             max_body: cfg.max_body,
             signing_key: p

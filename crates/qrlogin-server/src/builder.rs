@@ -41,6 +41,8 @@ pub struct QrLogin {
     state: AppState,
     router: Router,
     tasks: Tasks,
+    /// Header and keep-alive timeouts, connection cap (`serve` applies them).
+    conn_limits: http1::ConnLimits,
 }
 
 /// Background tasks, aborted on drop.
@@ -94,8 +96,13 @@ impl QrLogin {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let QrLogin { router, tasks, .. } = self;
-        let r = http1::serve_http1(listener, router, shutdown).await;
+        let QrLogin {
+            router,
+            tasks,
+            conn_limits,
+            ..
+        } = self;
+        let r = http1::serve_http1(listener, router, conn_limits, shutdown).await;
         drop(tasks);
         r
     }
@@ -199,10 +206,28 @@ impl QrLoginBuilder {
         );
         tasks.push(spawn_limit_sweeper(&state));
         tracing::info!(verifier = kind, demo = state.demo_on(), "phone identity");
+        let conn_limits = http1::ConnLimits::from_config(&cfg);
+        tracing::info!(
+            header_timeout_s = conn_limits.header_timeout.as_secs(),
+            keepalive_timeout_s = conn_limits.keepalive_timeout.as_secs(),
+            max_connections = conn_limits.max_connections,
+            max_streams_per_ip = cfg.max_streams_per_ip,
+            "connection limits"
+        );
+        match cfg.rate_limits {
+            true => tracing::info!(
+                "rate limits: {}",
+                crate::limit::Rates::default()
+                    .with(&cfg.rate_limit)
+                    .describe()
+            ),
+            false => tracing::warn!("rate limits are off (--rate-limits false)"),
+        }
         Ok(QrLogin {
             router: router(state.clone()),
             state,
             tasks: Tasks(tasks),
+            conn_limits,
         })
     }
 

@@ -9,8 +9,9 @@
 //! flag before clap parses, so clap's own rules give the precedence, and a
 //! flag added later has its key without any code here.
 
+use crate::routes::extract::ProxyRange;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -424,14 +425,64 @@ pub struct ServeConfig {
     )]
     pub max_wait: u64,
 
-    /// Peers whose X-Forwarded-For is believed (comma-separated IPs).
+    /// Peers whose X-Forwarded-For is believed: comma-separated addresses
+    /// and CIDR ranges, IPv4 or IPv6 (10.0.0.1,10.0.0.0/8,2001:db8::/32).
     #[arg(
         help_heading = "Limits",
         long,
         env = "QRLOGIN_TRUSTED_PROXIES",
         value_delimiter = ','
     )]
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: Vec<ProxyRange>,
+
+    /// Seconds a client has to send a complete request head, counted from
+    /// the connection's accept (or, on a kept-alive connection, from the
+    /// first byte of the next request); then the connection is closed.
+    /// Bounds slowloris clients that send half a head and wait.
+    #[arg(
+        help_heading = "Connections",
+        long,
+        env = "QRLOGIN_HEADER_TIMEOUT",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub header_timeout: u64,
+
+    /// Seconds an idle keep-alive connection (no request in flight, nothing
+    /// of the next one received) stays open; 0 closes every connection after
+    /// its response. Longer than the idle timeouts of common proxies and
+    /// load balancers (nginx and AWS ALB: 60 s), so they never reuse a
+    /// connection we are closing.
+    #[arg(
+        help_heading = "Connections",
+        long,
+        env = "QRLOGIN_KEEPALIVE_TIMEOUT",
+        default_value_t = 75
+    )]
+    pub keepalive_timeout: u64,
+
+    /// Most open client connections; beyond it the service stops accepting
+    /// (new connections wait in the kernel's backlog) until one closes, and
+    /// logs a warning. 0: the process's file-descriptor limit minus 256
+    /// kept for the store, upstream calls and logs.
+    #[arg(
+        help_heading = "Connections",
+        long,
+        env = "QRLOGIN_MAX_CONNECTIONS",
+        default_value_t = 0
+    )]
+    pub max_connections: usize,
+
+    /// Most SSE streams and long-polls one client address (an IPv4 address,
+    /// an IPv6 /64) may hold open at once; the next one gets 429. Room for an
+    /// office behind one NAT address; 0: no cap.
+    #[arg(
+        help_heading = "Connections",
+        long,
+        env = "QRLOGIN_MAX_STREAMS_PER_IP",
+        default_value_t = 1000
+    )]
+    pub max_streams_per_ip: u32,
 
     /// Largest accepted request body, in bytes.
     #[arg(help_heading = "Limits", long, env = "QRLOGIN_MAX_BODY", default_value_t = 16 * 1024)]
@@ -446,6 +497,20 @@ pub struct ServeConfig {
         default_value = "on-risk"
     )]
     pub match_code: MatchMode,
+
+    /// One bucket's rate and burst, e.g. `create=600/min,burst=100` (rate
+    /// per `s`, `min` or `h`; `off` turns the bucket off). Buckets: any,
+    /// create, poll, sign-in, scan, phone-user. Repeat the flag or list
+    /// several in one value: `create=600/min,burst=100,scan=off`. Unnamed
+    /// buckets keep their defaults (README, "Rate limits").
+    #[arg(
+        help_heading = "Limits",
+        long = "rate-limit",
+        env = "QRLOGIN_RATE_LIMIT",
+        action = clap::ArgAction::Append,
+        value_name = "BUCKET=N/PER[,burst=B]"
+    )]
+    pub rate_limit: Vec<crate::limit::RateLimitSpec>,
 
     /// Per-IP and per-user rate limits (turn off only for load tests).
     #[arg(help_heading = "Limits", long, env = "QRLOGIN_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set)]

@@ -38,12 +38,19 @@ pub enum ApiError {
     WrongMatchCode,
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A JSON body sent without `Content-Type: application/json`.
+    #[error("expected Content-Type: application/json")]
+    UnsupportedMediaType,
     /// The request body did not arrive in time (a trickled body would
     /// otherwise hold its connection and task for as long as the client likes).
     #[error("the request body did not arrive in time")]
     RequestTimeout,
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
+    /// This client address holds `--max-streams-per-ip` SSE streams and
+    /// long-polls already.
+    #[error("too many open event streams and long-polls from this address")]
+    TooManyStreams { retry_after_secs: u64 },
     /// A status poll came too fast: poll less often (RFC 8628 `slow_down`).
     #[error("polling too fast, slow down")]
     SlowDown { retry_after_secs: u64 },
@@ -78,10 +85,11 @@ impl ApiError {
             ApiError::Gone => StatusCode::GONE,
             ApiError::WrongMatchCode => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::RateLimited { .. } | ApiError::SlowDown { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::RateLimited { .. }
+            | ApiError::SlowDown { .. }
+            | ApiError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StoreUnavailable | ApiError::VerifierUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -100,9 +108,11 @@ impl ApiError {
             ApiError::Gone => "gone",
             ApiError::WrongMatchCode => "wrong_match_code",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::RequestTimeout => "request_timeout",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::SlowDown { .. } => "slow_down",
+            ApiError::TooManyStreams { .. } => "too_many_streams",
             ApiError::StoreUnavailable => "store_unavailable",
             ApiError::VerifierUnavailable => "verifier_unavailable",
             ApiError::Internal => "internal",
@@ -173,7 +183,8 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (status, axum::Json(body)).into_response();
         if let ApiError::RateLimited { retry_after_secs }
-        | ApiError::SlowDown { retry_after_secs } = self
+        | ApiError::SlowDown { retry_after_secs }
+        | ApiError::TooManyStreams { retry_after_secs } = self
         {
             resp.headers_mut().insert(
                 header::RETRY_AFTER,

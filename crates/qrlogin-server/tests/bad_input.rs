@@ -124,7 +124,7 @@ async fn malformed_json_bodies_are_400(kind: StoreKind) {
         );
         r.assert_error(StatusCode::BAD_REQUEST, "bad_request");
     }
-    // A valid body with the wrong content type, or none.
+    // A valid body with the wrong content type, or none: 415.
     let good = r#"{"username":"alice","password":"wonderland"}"#;
     for ct in [
         Some("text/plain"),
@@ -137,7 +137,7 @@ async fn malformed_json_bodies_are_400(kind: StoreKind) {
         }
         send(rb)
             .await
-            .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+            .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
     }
 
     // Create: the optional body must be a valid one when present.
@@ -470,7 +470,10 @@ async fn sign_in_flood_is_429_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_poll_flood_is_429_slow_down() {
-    let app = app(StoreKind::Memory).await; // rate limits on
+    // Rate limits on, the poll bucket set tight (its default burst is 600).
+    let mut cfg = config();
+    cfg.rate_limit = vec!["poll=300/min,burst=60".parse().expect("rate-limit spec")];
+    let app = app_with(StoreKind::Memory, cfg, None).await;
     let browser = app.browser();
     let login = browser.create().await;
     let mut slowed = None;

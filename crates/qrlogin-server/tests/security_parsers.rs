@@ -6,7 +6,9 @@
 //! exactly (ids, secrets and tokens have one spelling and print back as
 //! received); cookie and bearer extraction never mistake one name for
 //! another; the client IP is the socket peer unless the peer is a trusted
-//! proxy, and then never a trusted address.
+//! proxy, and then the right-most untrusted `X-Forwarded-For` hop, read
+//! with ports, brackets, IPv4-mapped spellings and whitespace, and never
+//! anything at or left of an entry that cannot be read; always canonical.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
@@ -15,7 +17,7 @@ use qrlogin_core::{
 };
 use qrlogin_server::jwt::JwtSessions;
 use qrlogin_server::routes::browser::CreateBody;
-use qrlogin_server::routes::extract::{bearer, client_ip, cookie};
+use qrlogin_server::routes::extract::{bearer, client_ip, cookie, ProxyRange};
 use qrlogin_server::routes::phone::{describe_agent, Decision, SignIn};
 use std::net::IpAddr;
 use std::sync::OnceLock;
@@ -260,36 +262,73 @@ proptest! {
     #[test]
     fn client_ip_trusts_forwarded_for_only_from_trusted_proxies(
         xff in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..60), 0..3),
-        hops in prop::collection::vec(any::<[u8; 4]>(), 0..5),
+        hops in prop::collection::vec((any::<[u8; 4]>(), any::<u16>(), 0..4u8), 0..5),
         peer in any::<[u8; 4]>(),
         trust_peer in any::<bool>(),
         trust_hops in any::<[bool; 5]>(),
+        peer_mapped in any::<bool>(),
     ) {
-        let peer = IpAddr::from(peer);
-        let mut trusted: Vec<IpAddr> = Vec::new();
+        let peer4 = IpAddr::from(peer);
+        // The peer as a dual-stack listener may report it.
+        let peer = if peer_mapped { IpAddr::V6(std::net::Ipv4Addr::from(peer).to_ipv6_mapped()) } else { peer4 };
+        let mut trusted: Vec<ProxyRange> = Vec::new();
         if trust_peer {
-            trusted.push(peer);
+            trusted.push(ProxyRange::from(peer4));
         }
-        let hop_ips: Vec<IpAddr> = hops.iter().map(|o| IpAddr::from(*o)).collect();
+        let hop_ips: Vec<IpAddr> = hops.iter().map(|(o, _, _)| IpAddr::from(*o)).collect();
         for (i, ip) in hop_ips.iter().enumerate() {
             if trust_hops[i] {
-                trusted.push(*ip);
+                trusted.push(ProxyRange::from(*ip));
             }
         }
-        // Garbage headers never panic.
+        let is_trusted = |ip: &IpAddr| trusted.iter().any(|r| r.contains(*ip));
+        // Garbage headers never panic, and never yield a trusted address
+        // other than the walk's own.
         let h = header_map("x-forwarded-for", &xff);
-        let _ = client_ip(peer, &h, &trusted);
-        // A well-formed chain.
-        let chain = hop_ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ");
+        let got = client_ip(peer, &h, &trusted);
+        if !trust_peer {
+            prop_assert_eq!(got, peer4);
+        }
+        // A well-formed chain, each hop spelt one of four ways: plain, with
+        // a port, and (as an IPv4-mapped IPv6 address) bare or bracketed.
+        let spelt: Vec<String> = hops.iter().map(|(o, port, how)| {
+            let v4 = std::net::Ipv4Addr::from(*o);
+            match how {
+                0 => format!("{v4}"),
+                1 => format!("\t{v4}:{port} "),
+                2 => format!(" {}", v4.to_ipv6_mapped()),
+                _ => format!("[{}]:{port}", v4.to_ipv6_mapped()),
+            }
+        }).collect();
+        let chain = spelt.join(",");
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_str(&chain).unwrap());
         let got = client_ip(peer, &h, &trusted);
         if !trust_peer {
-            prop_assert_eq!(got, peer, "an untrusted peer's X-Forwarded-For was believed");
+            prop_assert_eq!(got, peer4, "an untrusted peer's X-Forwarded-For was believed");
         } else {
-            // The right-most untrusted hop, or the peer if all are trusted.
-            let want = hop_ips.iter().rev().find(|ip| !trusted.contains(ip)).copied().unwrap_or(peer);
-            prop_assert_eq!(got, want);
+            // The right-most untrusted hop, or the left-most hop if all are
+            // trusted (the peer when there are none); always canonical.
+            let want = hop_ips.iter().rev().find(|ip| !is_trusted(ip)).copied()
+                .or(hop_ips.first().copied()).unwrap_or(peer4);
+            prop_assert_eq!(got, want, "{:?}", chain);
+        }
+        // Garbage anywhere in the chain: the walk stops at it, so neither
+        // the garbage nor anything to its left is the answer unless the
+        // walk reached an untrusted hop first.
+        if trust_peer && !hop_ips.is_empty() {
+            let cut = xff.len() % (hop_ips.len() + 1);
+            for junk in ["unknown", "", "garbage", "1.2.3.4:", "[::1", "2001:db8::1:8x"] {
+                let mut parts = spelt.clone();
+                parts.insert(cut, junk.to_string());
+                let mut h = HeaderMap::new();
+                h.insert("x-forwarded-for", HeaderValue::from_str(&parts.join(",")).unwrap());
+                let got = client_ip(peer, &h, &trusted);
+                let right = &hop_ips[cut..];
+                let want = right.iter().rev().find(|ip| !is_trusted(ip)).copied()
+                    .or(right.first().copied()).unwrap_or(peer4);
+                prop_assert_eq!(got, want, "{:?}", parts);
+            }
         }
     }
 }

@@ -16,6 +16,12 @@
 //!   (127.0.0.1) is configured as a trusted proxy.
 //! * The code is never shown to anyone but the browser that created the
 //!   login; the phone's choices do not give it away on reload.
+//! * What matching does *not* stop, told as a test: a live relay page
+//!   (QRLJacking done properly) shows the victim the real QR and the real
+//!   number, so the victim picks right and the attacker is logged in. What
+//!   remains against it is the context the phone shows (the attacker's
+//!   address and network, the real origin) and the on-risk signal itself;
+//!   a phisher on the victim's own /24 is not even asked for the number.
 //!
 //! Both stores.
 
@@ -37,6 +43,7 @@ per_store!(
     match_on_risk_required_across_networks_only,
     a_relayed_qr_with_a_guessed_code_never_approves_on_a_wrong_guess,
     match_code_is_shown_only_to_the_bound_browser,
+    a_live_relay_that_shows_the_real_number_is_not_stopped_by_matching,
 );
 
 const FIREFOX: &str =
@@ -362,5 +369,94 @@ async fn match_code_is_shown_only_to_the_bound_browser(kind: StoreKind) {
     assert!(
         !rest.to_string().contains(&format!("\"{code}\"")),
         "the scan answer singles out the code: {ctx}"
+    );
+}
+
+async fn a_live_relay_that_shows_the_real_number_is_not_stopped_by_matching(kind: StoreKind) {
+    const ATTACKER: &str = "203.0.113.66";
+    const VICTIM_PHONE: &str = "198.51.100.9";
+    let app = matching(kind, MatchMode::OnRisk).await;
+    let victim = app.phone(ALICE).await;
+
+    // The relay: the attacker's browser opens the real login page; the
+    // attacker's fake page shows the victim its QR *and* its number, live.
+    let login = create_from(&app, ATTACKER).await;
+    let shown_on_the_relay_page = code_of(&login);
+    let ctx = phone_from(&victim, VICTIM_PHONE, &login.id, "scan", None)
+        .await
+        .ok_json(StatusCode::OK);
+
+    // What the victim's phone is told, which is all that could stop it:
+    // the login is the real site's (the origin the relay page is not), and
+    // the browser asking is on another network than the phone; on-risk
+    // matching fired because of exactly that.
+    assert_eq!(ctx["site"]["origin"], app.base, "{ctx}");
+    assert_eq!(ctx["browser"]["ip"], ATTACKER, "{ctx}");
+    assert_eq!(ctx["browser"]["network"], "203.0.113.0/24", "{ctx}");
+    assert_ne!(
+        ctx["browser"]["network"],
+        qrlogin_core::network_of(VICTIM_PHONE),
+        "the phone can see that the browser is elsewhere"
+    );
+    let picks = choices(&ctx).expect("on-risk matching asks across networks");
+    assert!(picks.contains(&shown_on_the_relay_page));
+
+    // The victim picks the number the relay page shows (the right one):
+    // matching does not stop a live relay. The attacker is logged in.
+    let r = phone_from(
+        &victim,
+        VICTIM_PHONE,
+        &login.id,
+        "approve",
+        Some(&shown_on_the_relay_page),
+    )
+    .await;
+    assert_eq!(r.ok_json(StatusCode::OK)["state"], "approved");
+    let attacker = Browser::new(&app.base);
+    let session = attacker.redeem(&login).await.ok_json(StatusCode::OK);
+    assert_eq!(
+        session["user"]["id"], ALICE_ID,
+        "the relay got alice's session"
+    );
+
+    // What does stop it: the victim reading the context and denying.
+    let login = create_from(&app, ATTACKER).await;
+    phone_from(&victim, VICTIM_PHONE, &login.id, "scan", None)
+        .await
+        .ok_json(StatusCode::OK);
+    let r = phone_from(&victim, VICTIM_PHONE, &login.id, "deny", None).await;
+    assert_eq!(r.ok_json(StatusCode::OK)["state"], "denied");
+    attacker
+        .redeem(&login)
+        .await
+        .assert_error(StatusCode::CONFLICT, "conflict");
+
+    // What matching does stop: a QR forwarded without its number (the
+    // victim guesses; see the test above) and approve-without-looking
+    // (push fatigue): no pick at all denies.
+    let login = create_from(&app, ATTACKER).await;
+    phone_from(&victim, VICTIM_PHONE, &login.id, "scan", None)
+        .await
+        .ok_json(StatusCode::OK);
+    phone_from(&victim, VICTIM_PHONE, &login.id, "approve", None)
+        .await
+        .assert_error(StatusCode::CONFLICT, "wrong_match_code");
+    attacker
+        .redeem(&login)
+        .await
+        .assert_error(StatusCode::CONFLICT, "conflict");
+
+    // And with on-risk, a relay from the victim's own /24 (the same café
+    // Wi-Fi, the same carrier NAT) is not asked for a number at all.
+    let login = create_from(&app, "198.51.100.77").await;
+    let ctx = phone_from(&victim, VICTIM_PHONE, &login.id, "scan", None)
+        .await
+        .ok_json(StatusCode::OK);
+    assert!(choices(&ctx).is_none(), "{ctx}");
+    let r = phone_from(&victim, VICTIM_PHONE, &login.id, "approve", None).await;
+    assert_eq!(r.ok_json(StatusCode::OK)["state"], "approved");
+    assert_eq!(
+        attacker.redeem(&login).await.ok_json(StatusCode::OK)["user"]["id"],
+        ALICE_ID
     );
 }

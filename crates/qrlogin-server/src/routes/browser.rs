@@ -3,7 +3,7 @@
 use crate::app::AppState;
 use crate::config::MatchMode;
 use crate::error::{ApiError, ErrorBody};
-use crate::limit::IpBucket;
+use crate::limit::{IpBucket, StreamSlot};
 use crate::qr;
 use crate::routes::extract::{
     BrowserAuth, ClientIp, LastEventId, LoginPath, OptionalJson, UserAgent, BROWSER_COOKIE,
@@ -90,7 +90,7 @@ pub struct Created {
 }
 
 /// `POST /v1/logins`
-#[utoipa::path(post, path = "/v1/logins", tag = "browser", request_body(content = Option<CreateBody>, description = "optional; {\"binding\":\"header\"} for non-browser clients"), responses((status = 201, body = Created, description = "created; sets the qrl_bs cookie unless header binding"), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/logins", tag = "browser", request_body(content = Option<CreateBody>, description = "optional; {\"binding\":\"header\"} for non-browser clients"), responses((status = 201, body = Created, description = "created; sets the qrl_bs cookie unless header binding"), (status = 400, body = ErrorBody, description = "the body is not a valid CreateBody"), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn create(
     AxState(app): AxState<AppState>,
     ClientIp(ip): ClientIp,
@@ -225,7 +225,7 @@ pub struct StatusQuery {
 }
 
 /// `GET /v1/logins/{id}?wait=S&since=STATE` — state now, or long-poll.
-#[utoipa::path(get, path = "/v1/logins/{id}", tag = "browser", params(("id" = String, Path, description = "login id"), ("wait" = Option<u64>, Query, description = "long-poll up to this many seconds"), ("since" = Option<State>, Query, description = "wait for a state other than this")), responses((status = 200, body = StatusBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody, description = "slow_down")))]
+#[utoipa::path(get, path = "/v1/logins/{id}", tag = "browser", security(("browser_secret" = []), ("browser_cookie" = [])), params(("id" = String, Path, description = "login id"), ("wait" = Option<u64>, Query, description = "long-poll up to this many seconds"), ("since" = Option<State>, Query, description = "wait for a state other than this")), responses((status = 200, body = StatusBody), (status = 404, body = ErrorBody, description = "unknown, expired or consumed login, or not this browser's (one answer for all)"), (status = 429, body = ErrorBody, description = "slow_down (polling too fast), or too_many_streams (a long-poll beyond --max-streams-per-ip)"), (status = 503, body = ErrorBody)))]
 pub async fn status(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,
@@ -252,6 +252,12 @@ pub async fn status(
         })
         .transpose()?;
     let secret = auth.require()?;
+    // A long-poll holds a slot of the client's streams for as long as it
+    // may wait; a plain status read does not.
+    let _slot = match wait.is_zero() {
+        true => None,
+        false => app.streams.open(ip)?,
+    };
     let mut w = Watcher::open(&app, id, &secret).await?;
     let since = since.unwrap_or(w.reported());
     if w.reported() == since && !wait.is_zero() {
@@ -286,6 +292,8 @@ struct SseState {
     w: Watcher,
     send_now: bool,
     _gauge: SseGauge,
+    /// One of the client's `--max-streams-per-ip`, held until the stream ends.
+    _slot: Option<StreamSlot>,
 }
 
 /// Decrements the SSE waiter gauge when the stream is dropped.
@@ -307,7 +315,7 @@ impl Drop for SseGauge {
 /// On connect the current state is sent (named after itself) unless the
 /// client's `Last-Event-ID` says it has seen that version; then one event per
 /// change; the stream ends after a final state.
-#[utoipa::path(get, path = "/v1/logins/{id}/events", tag = "browser", params(("id" = String, Path, description = "login id"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this version")), responses((status = 200, content_type = "text/event-stream", description = "events named after states; data is StatusBody"), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/logins/{id}/events", tag = "browser", security(("browser_secret" = []), ("browser_cookie" = [])), params(("id" = String, Path, description = "login id"), ("Last-Event-ID" = Option<String>, Header, description = "resume after this version (the id of the last event seen); anything that is not a version is ignored, as an EventSource may send any id back")), responses((status = 200, content_type = "text/event-stream", description = "events named after states; data is StatusBody"), (status = 404, body = ErrorBody, description = "unknown, expired or consumed login, or not this browser's (one answer for all)"), (status = 429, body = ErrorBody, description = "slow_down, or too_many_streams (beyond --max-streams-per-ip)"), (status = 503, body = ErrorBody)))]
 pub async fn events(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,
@@ -317,12 +325,14 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     app.limits.check_ip(IpBucket::Poll, ip)?;
     let secret = auth.require()?;
+    let slot = app.streams.open(ip)?;
     let w = Watcher::open(&app, id, &secret).await?;
     let send_now = last_seen.is_none_or(|seen| w.rec.version > seen);
     let state = SseState {
         w,
         send_now,
         _gauge: SseGauge::new(),
+        _slot: slot,
     };
     let stream = stream::unfold(state, |mut st| async move {
         if st.send_now {
@@ -358,7 +368,7 @@ pub struct Redeemed {
 }
 
 /// `POST /v1/logins/{id}/redeem` — approved → consumed, exactly once.
-#[utoipa::path(post, path = "/v1/logins/{id}/redeem", tag = "browser", params(("id" = String, Path, description = "login id")), responses((status = 200, body = Redeemed, description = "sets the qrl_session cookie"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/logins/{id}/redeem", tag = "browser", security(("browser_secret" = []), ("browser_cookie" = [])), params(("id" = String, Path, description = "login id")), responses((status = 200, body = Redeemed, description = "sets the qrl_session cookie"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "not approved (yet), or already redeemed by a concurrent call"), (status = 503, body = ErrorBody)))]
 pub async fn redeem(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,
@@ -411,7 +421,7 @@ pub async fn redeem(
 }
 
 /// `DELETE /v1/logins/{id}` — the browser gives up.
-#[utoipa::path(delete, path = "/v1/logins/{id}", tag = "browser", params(("id" = String, Path, description = "login id")), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/logins/{id}", tag = "browser", security(("browser_secret" = []), ("browser_cookie" = [])), params(("id" = String, Path, description = "login id")), responses((status = 204, description = "cancelled"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "already final"), (status = 503, body = ErrorBody)))]
 pub async fn cancel(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,

@@ -20,20 +20,20 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
 }
 
 /// `GET /healthz` — the process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "process is up")))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, content_type = "text/plain", body = String, description = "process is up")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// `GET /readyz` — the store answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "store reachable"), (status = 503, body = ErrorBody)))]
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, content_type = "text/plain", body = String, description = "store reachable"), (status = 503, body = ErrorBody)))]
 pub async fn readyz(AxState(app): AxState<AppState>) -> Result<&'static str, ApiError> {
     app.store.ping().await?;
     Ok("ready")
 }
 
 /// `GET /metrics` — Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", description = "Prometheus text format")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", description = "Prometheus text format"), (status = 503, description = "no metrics recorder")))]
 pub async fn metrics() -> Response {
     match prometheus() {
         Some(h) => (

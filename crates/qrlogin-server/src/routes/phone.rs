@@ -25,7 +25,7 @@ pub struct SignedIn {
 }
 
 /// `POST /v1/mobile/session` — the built-in demo identity.
-#[utoipa::path(post, path = "/v1/mobile/session", tag = "phone", request_body = SignIn, responses((status = 200, body = SignedIn), (status = 401, body = ErrorBody), (status = 404, description = "the demo users are off", body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/mobile/session", tag = "phone", request_body = SignIn, responses((status = 200, body = SignedIn), (status = 401, body = ErrorBody), (status = 404, description = "the demo users are off", body = ErrorBody), (status = 415, description = "the body is not declared as application/json", body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn sign_in(
     AxState(app): AxState<AppState>,
     ClientIp(ip): ClientIp,
@@ -166,12 +166,27 @@ pub async fn scan(
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct Decision {
+    /// The number the computer shows, when the scan answer had
+    /// `match_choices`: one or two digits, spaces around them ignored.
+    #[schema(pattern = "^ *[0-9]{1,2} *$")]
     pub match_code: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Decided {
     pub state: State,
+}
+
+/// A `match_code` exactly as the document's pattern says: one or two
+/// digits, spaces around them allowed.
+fn match_code(text: &str) -> Result<u8, ApiError> {
+    let digits = text.trim_matches(' ');
+    match digits.len() {
+        1 | 2 if digits.bytes().all(|b| b.is_ascii_digit()) => digits
+            .parse()
+            .map_err(|_| ApiError::bad_request("match_code must be a 2-digit number")),
+        _ => Err(ApiError::bad_request("match_code must be a 2-digit number")),
+    }
 }
 
 /// `POST /v1/mobile/logins/{id}/approve`
@@ -185,13 +200,7 @@ pub async fn approve(
     app.limits.check_user(&user.id)?;
     let code = match body.and_then(|b| b.match_code) {
         None => None,
-        Some(text) => Some(
-            text.trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|c| *c <= 99)
-                .ok_or_else(|| ApiError::bad_request("match_code must be a 2-digit number"))?,
-        ),
+        Some(text) => Some(match_code(&text)?),
     };
     let rec = app
         .store

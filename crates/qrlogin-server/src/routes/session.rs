@@ -21,7 +21,7 @@ pub struct WhoAmI {
 /// `GET /v1/session` — who the session (opaque token or, in JWT mode, a
 /// verified JWT) belongs to. The server-side record is always consulted, so
 /// a logged-out session is refused in both modes.
-#[utoipa::path(get, path = "/v1/session", tag = "session", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/session", tag = "session", security(("session_token" = []), ("session_cookie" = [])), responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn whoami(
     AxState(app): AxState<AppState>,
     SessionAuth(session): SessionAuth,
@@ -41,7 +41,7 @@ pub async fn whoami(
 /// `POST /v1/session/logout` — revokes the session (deletes its server-side
 /// record) and clears the cookie. In JWT mode only a JWT that verifies can
 /// revoke its record.
-#[utoipa::path(post, path = "/v1/session/logout", tag = "session", responses((status = 204)))]
+#[utoipa::path(post, path = "/v1/session/logout", tag = "session", security((), ("session_token" = []), ("session_cookie" = [])), responses((status = 204, description = "the session (if any) is revoked and its cookie cleared"), (status = 503, body = ErrorBody)))]
 pub async fn logout(
     AxState(app): AxState<AppState>,
     SessionAuth(session): SessionAuth,

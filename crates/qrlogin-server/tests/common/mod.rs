@@ -121,8 +121,18 @@ pub async fn app(kind: StoreKind) -> App {
 
 /// The service with `cfg` (its `listen` and `store` are overridden) on
 /// `kind`, with `clock` (default: the system clock).
-pub async fn app_with(kind: StoreKind, mut cfg: ServeConfig, clock: Option<Arc<dyn Clock>>) -> App {
-    cfg.listen = "127.0.0.1:0".parse().expect("loopback address");
+pub async fn app_with(kind: StoreKind, cfg: ServeConfig, clock: Option<Arc<dyn Clock>>) -> App {
+    app_at(kind, cfg, clock, "127.0.0.1:0").await
+}
+
+/// Like [`app_with`], listening on `listen` (e.g. `[::]:0`, a dual-stack
+/// listener). `base` still names the bound address.
+pub async fn app_at(
+    kind: StoreKind,
+    mut cfg: ServeConfig,
+    clock: Option<Arc<dyn Clock>>,
+    listen: &str,
+) -> App {
     let (store, redis): (Arc<dyn Store>, Option<RedisServer>) = match kind {
         StoreKind::Memory => {
             cfg.store = "memory".into();
@@ -134,7 +144,8 @@ pub async fn app_with(kind: StoreKind, mut cfg: ServeConfig, clock: Option<Arc<d
             (redis_store(&server.url(), &cfg).await, Some(server))
         }
     };
-    let mut app = spawn_on(cfg, store.clone(), clock).await;
+    cfg.listen = listen.parse().expect("listen address");
+    let mut app = spawn_listening(cfg, store.clone(), clock).await;
     app.kind = kind;
     app.redis = redis;
     app
@@ -148,6 +159,15 @@ pub async fn spawn_on(
     clock: Option<Arc<dyn Clock>>,
 ) -> App {
     cfg.listen = "127.0.0.1:0".parse().expect("loopback address");
+    spawn_listening(cfg, store, clock).await
+}
+
+/// The service on `store`, listening on `cfg.listen`.
+async fn spawn_listening(
+    cfg: ServeConfig,
+    store: Arc<dyn Store>,
+    clock: Option<Arc<dyn Clock>>,
+) -> App {
     let clock = clock.unwrap_or_else(AppState::system_clock);
     let kind = if cfg.store == "memory" {
         StoreKind::Memory
