@@ -22,6 +22,7 @@
 use crate::app::{router, AppState, Parts};
 use crate::config::{ServeConfig, SessionFormat};
 use crate::jwt::JwtSessions;
+use crate::site::Site;
 use crate::{http1, identity, routes};
 use anyhow::Context as _;
 use axum::Router;
@@ -158,10 +159,13 @@ impl QrLoginBuilder {
             .or_else(|| cfg.public_url.clone())
             .unwrap_or_else(|| format!("http://{}", cfg.listen));
         let clock = self.clock.unwrap_or_else(AppState::system_clock);
-        if self.verifier.is_none() {
-            // Refuse a demo-users mistake before connecting to anything.
-            identity::demo_users_on(&cfg, &public_url)?;
-        }
+        // Refuse a demo-users mistake, or a bad path or branding, before
+        // connecting to anything.
+        let demo_on = match self.verifier {
+            None => identity::demo_users_on(&cfg, &public_url)?,
+            Some(_) => false,
+        };
+        let site = Site::build(&cfg, &public_url, demo_on)?;
         let store = match self.store {
             Some(s) => s,
             None => open_store(&cfg).await?,
@@ -189,6 +193,7 @@ impl QrLoginBuilder {
                 demo,
                 verifier,
                 jwt,
+                site,
             },
         );
         tasks.push(spawn_limit_sweeper(&state));
@@ -292,7 +297,7 @@ pub fn jwt_sessions(
 
 /// Everything `build` would resolve from `cfg`, short of connecting to the
 /// store or binding: store URL, identity (files read, flags combined), JWT
-/// keys. What `qrlogin check-config` runs.
+/// keys, mount path, branding and app links. What `qrlogin check-config` runs.
 pub fn check(cfg: &ServeConfig) -> anyhow::Result<()> {
     check_store_url(&cfg.store)?;
     let public_url = cfg
@@ -300,8 +305,9 @@ pub fn check(cfg: &ServeConfig) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{}", cfg.listen));
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new(cfg.ttls()));
-    identity::from_config(cfg, &public_url, store, AppState::system_clock())?;
+    let (_, demo) = identity::from_config(cfg, &public_url, store, AppState::system_clock())?;
     jwt_sessions(cfg, &public_url)?;
+    Site::build(cfg, &public_url, demo.is_some())?;
     Ok(())
 }
 

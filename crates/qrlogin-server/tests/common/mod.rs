@@ -53,6 +53,20 @@ pub enum StoreKind {
     Redis,
 }
 
+/// The number the browser that created `login` is shown: from the create
+/// answer (`--match-code always`), else from its status once a scan has
+/// asked the phone for it (`on-risk`); `None` when it is not shown.
+pub async fn shown_code(base: &str, login: &Login) -> Option<String> {
+    if let Some(c) = login.created["match_code"].as_str() {
+        return Some(c.to_string());
+    }
+    let v = Browser::new(base)
+        .status(login, "")
+        .await
+        .ok_json(StatusCode::OK);
+    v["match_code"].as_str().map(str::to_owned)
+}
+
 /// Both stores, for tests that loop instead of using [`per_store!`].
 pub fn stores() -> [StoreKind; 2] {
     [StoreKind::Memory, StoreKind::Redis]
