@@ -375,6 +375,7 @@ class Widget {
     let es;
     try { es = new EventSource(login.events); } catch (e) { this.poll(login); return; }
     login.es = es;
+    this.root.setAttribute('data-qrl-transport', 'sse');
     let errors = 0;
     let heard = false;
     const toPoll = () => {
@@ -408,6 +409,7 @@ class Widget {
   }
 
   async poll(login) {
+    this.root.setAttribute('data-qrl-transport', 'poll');
     let failures = 0;
     while (login === this.login && !login.done) {
       const url = new URL(login.statusUrl);

@@ -3,6 +3,8 @@
 //! addresses changed) in front of two `qrlogin` processes on one private
 //! Redis, public URL `https://127.0.0.1:PORT/auth/qr`.
 
+#![allow(dead_code)]
+
 use crate::common::Proc;
 use qrlogin_testkit::{example_site, Nginx, NginxSite, RedisServer};
 
