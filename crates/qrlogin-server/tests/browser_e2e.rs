@@ -1292,3 +1292,249 @@ async fn finish(ctx: &Ctx, result: Result<()>, out: &Path) {
     let bad = console_errors(&console);
     assert!(bad.is_empty(), "the browser console shows errors: {bad:#?}");
 }
+
+// ---------------------------------------------------------------------------
+// the browser SDK on its own (the demo page `/` is built on it)
+
+/// Counts the SDK's creates and lets the test hide the tab (Page
+/// Visibility): `window.__creates`, `window.__hidden`.
+const SDK_PROBE: &str = r#"
+window.__creates = 0;
+const realFetch = window.fetch;
+window.fetch = function (url, opts) {
+  if (opts && opts.method === 'POST' && String(url).endsWith('/v1/logins')) window.__creates++;
+  return realFetch.apply(this, arguments);
+};
+window.__hidden = false;
+Object.defineProperty(Document.prototype, 'hidden', { configurable: true, get() { return window.__hidden; } });
+Object.defineProperty(Document.prototype, 'visibilityState', { configurable: true, get() { return window.__hidden ? 'hidden' : 'visible'; } });
+window.__setHidden = function (h) { window.__hidden = h; document.dispatchEvent(new Event('visibilitychange')); };
+"#;
+
+/// A browser on a fresh server for the SDK tests.
+struct SdkRun {
+    ctx: Ctx,
+    out: PathBuf,
+    _session: SessionGuard,
+    _driver: ChildGuard,
+    _server: ChildGuard,
+    _profile: tempfile::TempDir,
+}
+
+async fn sdk_run(name: &str, extra_args: &[&str]) -> SdkRun {
+    let chromium = find_exe("chromium", "/usr/bin/chromium").expect(MISSING);
+    let driver = find_exe("chromedriver", "/usr/bin/chromedriver").expect(MISSING);
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    let profile = tempfile::Builder::new()
+        .prefix("chromium-profile-")
+        .tempdir_in(&out)
+        .unwrap();
+    let (server, base) =
+        start_server(&out.join("server.log"), extra_args).unwrap_or_else(|e| panic!("{e:#}"));
+    let (chromedriver, driver_url) = start_chromedriver(&driver, &out.join("chromedriver.log"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let camera = out.join("camera.y4m");
+    write_y4m(&placeholder_png(), &camera).unwrap();
+    let (wd, session) = WebDriver::new_session(&driver_url, &chromium, profile.path(), &camera)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let ctx = Ctx {
+        wd,
+        metrics: Some(format!("{base}/metrics")),
+        base,
+        http: reqwest::Client::new(),
+        shots: out.clone(),
+        camera,
+        stack: None,
+    };
+    SdkRun {
+        ctx,
+        out,
+        _session: session,
+        _driver: chromedriver,
+        _server: server,
+        _profile: profile,
+    }
+}
+
+impl Ctx {
+    async fn js_u64(&self, script: &str) -> u64 {
+        self.wd
+            .js(script, json!([]))
+            .await
+            .ok()
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Scans and approves `link`'s login as bob over the phone API.
+    async fn bob_approves(&self, link: &str, code: &str) -> Result<()> {
+        let id = link
+            .rsplit_once("/m/")
+            .map(|(_, id)| id)
+            .unwrap_or_default();
+        let signin: Value = self
+            .http
+            .post(format!("{}/v1/mobile/session", self.base))
+            .json(&json!({ "username": "bob", "password": "builder" }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let token = signin["token"].as_str().unwrap_or_default().to_string();
+        self.http
+            .post(format!("{}/v1/mobile/logins/{id}/scan", self.base))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .error_for_status()?;
+        let body = if code.is_empty() {
+            json!({})
+        } else {
+            json!({ "match_code": code })
+        };
+        self.http
+            .post(format!("{}/v1/mobile/logins/{id}/approve", self.base))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    async fn sdk_expiry(&self) -> Result<()> {
+        self.cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": SDK_PROBE }),
+        )
+        .await?;
+        self.wd
+            .goto(&format!("{}/?max_refreshes=2", self.base))
+            .await?;
+        let (first, _) = self.wait_qr(None).await?;
+        let countdown = self.text(".qrl-expiry").await;
+        if !countdown.starts_with("Code expires in 0:0") {
+            bail!("countdown reads {countdown:?}");
+        }
+        // Expired codes are replaced twice (N = 2), then the page asks.
+        self.wd
+            .wait_js(
+                "two refreshes, then the 'Show a new code' button",
+                Duration::from_secs(30),
+                "return window.__creates === 3 && document.querySelector('.qrl-new').offsetParent !== null",
+                json!([]),
+            )
+            .await?;
+        self.shot("sdk-01-refreshes-stopped.png").await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let creates = self.js_u64("return window.__creates").await;
+        if creates != 3 {
+            bail!("after N refreshes the page went on creating: {creates} creates");
+        }
+        // The button gives a new code (and N fresh refreshes).
+        self.wd.click(".qrl-new").await?;
+        let (second, _) = self.wait_qr(Some(&first)).await?;
+        // A hidden tab lets its code expire and creates nothing ...
+        self.wd
+            .js("window.__setHidden(true); return true", json!([]))
+            .await?;
+        self.wd
+            .wait_js(
+                "the code to expire in the hidden tab",
+                Duration::from_secs(15),
+                "return document.getElementById('qr-login').getAttribute('data-qrl-state') === 'expired'",
+                json!([]),
+            )
+            .await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let creates = self.js_u64("return window.__creates").await;
+        if creates != 4 {
+            bail!("a hidden tab refreshed its code: {creates} creates (want 4)");
+        }
+        self.wait_text(".qrl-status", "come back").await?;
+        // ... until it is shown again.
+        self.wd
+            .js("window.__setHidden(false); return true", json!([]))
+            .await?;
+        let (third, code) = self.wait_qr(Some(&second)).await?;
+        let creates = self.js_u64("return window.__creates").await;
+        if creates != 5 {
+            bail!("showing the tab again should create one code: {creates} creates (want 5)");
+        }
+        // The refreshed code logs in.
+        self.bob_approves(&third, &code).await?;
+        self.wait_text("#logged-in", "logged in as bob").await?;
+        Ok(())
+    }
+
+    async fn sdk_long_poll_and_locale(&self) -> Result<()> {
+        // Event streams never get through: the SDK must long-poll.
+        self.cdp("Network.enable", json!({})).await?;
+        self.cdp("Network.setBlockedURLs", json!({ "urls": ["*/events*"] }))
+            .await?;
+        self.wd.goto(&format!("{}/?locale=de", self.base)).await?;
+        let (link, code) = self.wait_qr(None).await?;
+        self.wait_text(".qrl-status", "Warten").await?;
+        let copy = self.text(".qrl-copy").await;
+        if copy != "Link kopieren" {
+            bail!("German copy button reads {copy:?}");
+        }
+        self.wd
+            .wait_js(
+                "the SDK to fall back to long-polling",
+                Duration::from_secs(20),
+                "return document.getElementById('qr-login').getAttribute('data-qrl-transport') === 'poll'",
+                json!([]),
+            )
+            .await?;
+        self.shot("sdk-02-german-long-poll.png").await?;
+        // Switching the language switches the widget's texts.
+        let switch = "const s = document.getElementById('locale'); s.value = arguments[0]; s.dispatchEvent(new Event('change')); return true";
+        self.wd.js(switch, json!(["en"])).await?;
+        self.wait_text(".qrl-status", "Waiting for your phone")
+            .await?;
+        self.wait_text(".qrl-copy", "Copy link").await?;
+        self.wait_text("#login-title", "Log in with your phone")
+            .await?;
+        self.wd.js(switch, json!(["de"])).await?;
+        self.wait_text(".qrl-status", "Warten").await?;
+        // The login completes over long-poll.
+        self.bob_approves(&link, &code).await?;
+        self.wait_text("#logged-in", "logged in as bob").await?;
+        self.cdp("Network.setBlockedURLs", json!({ "urls": [] }))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Expiry: the SDK replaces an expired code at most N times (here 2), then
+/// shows "Show a new code"; a hidden tab (Page Visibility) refreshes
+/// nothing until it is shown again; the refreshed code logs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_refreshes_expired_codes_at_most_n_times_and_not_while_hidden() {
+    let _one = ONE_BROWSER.lock().await;
+    let run = sdk_run(
+        "browser_sdk_expiry",
+        &["--pending-ttl", "2", "--final-keep", "1"],
+    )
+    .await;
+    let result = tokio::time::timeout(Duration::from_secs(90), run.ctx.sdk_expiry())
+        .await
+        .unwrap_or_else(|_| Err(anyhow!("took over 90 s")));
+    finish(&run.ctx, result, &run.out).await;
+}
+
+/// SSE blocked (every event stream request fails): the SDK long-polls and
+/// the login completes; the locale switches between German and English.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_long_polls_when_sse_is_blocked_and_switches_locale() {
+    let _one = ONE_BROWSER.lock().await;
+    let run = sdk_run("browser_sdk_long_poll", &[]).await;
+    let result = tokio::time::timeout(Duration::from_secs(90), run.ctx.sdk_long_poll_and_locale())
+        .await
+        .unwrap_or_else(|_| Err(anyhow!("took over 90 s")));
+    finish(&run.ctx, result, &run.out).await;
+}
