@@ -1538,3 +1538,64 @@ async fn sdk_long_polls_when_sse_is_blocked_and_switches_locale() {
         .unwrap_or_else(|_| Err(anyhow!("took over 90 s")));
     finish(&run.ctx, result, &run.out).await;
 }
+
+impl Ctx {
+    async fn demo_off_pages(&self) -> Result<()> {
+        let created: Value = self
+            .http
+            .post(format!("{}/v1/logins", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let link = created["qr_payload"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.viewport(390, 844, true).await?;
+        for (page, shot) in [
+            (link.as_str(), "demo-off-confirm.png"),
+            (&format!("{}/phone", self.base), "demo-off-phone.png"),
+        ] {
+            self.wd.goto(page).await?;
+            self.wait_text("#step-title", "Open this code with the Example Shop app")
+                .await?;
+            self.expect_focus("step-title", "opening the page with the demo off")
+                .await?;
+            let found = self
+                .wd
+                .js(
+                    "return [document.querySelectorAll('input[name=username]').length, !!document.getElementById('confirm-error'), document.body.innerText.includes('wonderland')]",
+                    json!([]),
+                )
+                .await?;
+            if found != json!([0, false, false]) {
+                bail!("{page}: with the demo off there must be no sign-in form, no error, no demo hint: {found}");
+            }
+            self.shot(shot).await?;
+        }
+        Ok(())
+    }
+}
+
+/// With the demo identity off (a real verifier), the page a phone's camera
+/// opens says to use the site's own app: no sign-in form, no demo hint,
+/// no misleading error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_pages_with_the_demo_off_say_to_use_the_sites_app() {
+    let _one = ONE_BROWSER.lock().await;
+    let args = [
+        "--mobile-verifier",
+        "userinfo",
+        "--mobile-userinfo-url",
+        "http://127.0.0.1:9/userinfo",
+        "--site-name",
+        "Example Shop",
+    ];
+    let run = sdk_run("browser_demo_off", &args).await;
+    let result = tokio::time::timeout(Duration::from_secs(60), run.ctx.demo_off_pages())
+        .await
+        .unwrap_or_else(|_| Err(anyhow!("took over 60 s")));
+    finish(&run.ctx, result, &run.out).await;
+}
