@@ -255,21 +255,12 @@ async fn branding_reaches_the_pages_and_demo_hints_only_with_the_demo_on() {
             assert!(page.contains("&quot;demo&quot;:false"), "{path}: {page}");
         }
     }
-    let js = send(
-        http.get(
-            off.url(
-                &send(http.get(off.url("/m/x")))
-                    .await
-                    .text()
-                    .split('"')
-                    .find(|s| s.ends_with("/confirm-core.js"))
-                    .unwrap()
-                    .to_string(),
-            ),
-        ),
-    )
-    .await
-    .text();
+    let confirm = send(http.get(off.url("/m/x"))).await.text();
+    let script = confirm
+        .split('"')
+        .find(|s| s.ends_with("/confirm-core.js"))
+        .expect("the confirm script's link");
+    let js = send(http.get(off.url(script))).await.text();
     assert!(
         js.contains("Open this code with the "),
         "the confirm script has the demo-off message"
@@ -323,7 +314,8 @@ async fn app_links_are_served_at_the_origin_root_for_the_confirm_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_paths_branding_and_app_links_refuse_to_start() {
-    let bad: Vec<(&str, Box<dyn Fn(&mut ServeConfig)>)> = vec![
+    type Tweak = Box<dyn Fn(&mut ServeConfig)>;
+    let bad: Vec<(&str, Tweak)> = vec![
         (
             "--base-path",
             Box::new(|c| c.base_path = Some("auth".into())),
