@@ -1599,3 +1599,93 @@ async fn phone_pages_with_the_demo_off_say_to_use_the_sites_app() {
         .unwrap_or_else(|_| Err(anyhow!("took over 60 s")));
     finish(&run.ctx, result, &run.out).await;
 }
+
+impl Ctx {
+    async fn sdk_behind_a_silent_stream(&self) -> Result<()> {
+        self.wd.goto(&format!("{}/", self.base)).await?;
+        let (link, code) = self.wait_qr(None).await?;
+        // The stream never answers: after the first-event bound the SDK
+        // long-polls instead.
+        self.wd
+            .wait_js(
+                "the SDK to give up on the silent stream and long-poll",
+                Duration::from_secs(20),
+                "return document.getElementById('qr-login').getAttribute('data-qrl-transport') === 'poll'",
+                json!([]),
+            )
+            .await?;
+        let element = self
+            .wd
+            .js("return !!customElements.get('qr-login')", json!([]))
+            .await?;
+        if element != json!(true) {
+            bail!("the SDK should define <qr-login>");
+        }
+        self.bob_approves(&link, &code).await?;
+        self.wait_text("#logged-in", "logged in as bob").await?;
+        self.shot("silent-stream-logged-in.png").await?;
+        Ok(())
+    }
+}
+
+/// The first complaint: behind a proxy that holds event streams
+/// back, the stream never errors and no event ever arrives, so a page that
+/// only falls back on errors waits forever. Here nginx passes `…/events` to
+/// an upstream that accepts the connection and never answers (what a
+/// buffering hop looks like from the browser). The SDK notices the silence
+/// (no first event within its bound), long-polls, and the login completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_long_polls_when_the_event_stream_stays_silent_behind_the_proxy() {
+    let _one = ONE_BROWSER.lock().await;
+    // Accepts connections and holds them, silent, until the test ends.
+    let hole = TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let hole_addr = hole.local_addr().expect("its address");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in hole.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let stack = tokio::task::spawn_blocking(move || {
+        proxy::Stack::start_with(&[], move |conf| {
+            let events = "proxy_pass http://qrlogin;\n            proxy_buffering off;";
+            assert_eq!(conf.matches(events).count(), 1, "the events location");
+            conf.replace(
+                events,
+                &format!("proxy_pass http://{hole_addr};\n            proxy_buffering off;"),
+            )
+        })
+    })
+    .await
+    .expect("starting nginx, Redis and two instances");
+    let chromium = find_exe("chromium", "/usr/bin/chromium").expect(MISSING);
+    let driver = find_exe("chromedriver", "/usr/bin/chromedriver").expect(MISSING);
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser_sdk_silent_stream");
+    std::fs::create_dir_all(&out).unwrap();
+    let profile = tempfile::Builder::new()
+        .prefix("chromium-profile-")
+        .tempdir_in(&out)
+        .unwrap();
+    let (chromedriver, driver_url) = start_chromedriver(&driver, &out.join("chromedriver.log"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let camera = out.join("camera.y4m");
+    write_y4m(&placeholder_png(), &camera).unwrap();
+    let (wd, session) = WebDriver::new_session(&driver_url, &chromium, profile.path(), &camera)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let ctx = Ctx {
+        wd,
+        base: stack.public.clone(),
+        http: stack.client([127, 0, 0, 1]),
+        shots: out.clone(),
+        camera,
+        metrics: None,
+        stack: Some(std::sync::Mutex::new(stack)),
+    };
+    let result = tokio::time::timeout(Duration::from_secs(60), ctx.sdk_behind_a_silent_stream())
+        .await
+        .unwrap_or_else(|_| Err(anyhow!("took over 60 s")));
+    finish(&ctx, result, &out).await;
+    drop(session);
+    drop(chromedriver);
+}

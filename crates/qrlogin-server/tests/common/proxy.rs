@@ -27,6 +27,13 @@ impl Stack {
     /// behind nginx, 127.0.0.1 (nginx) as the one trusted proxy, and
     /// `extra`.
     pub fn start(extra: &[&str]) -> Stack {
+        Self::start_with(extra, |conf| conf)
+    }
+
+    /// [`Stack::start`] with the nginx configuration changed by `edit`
+    /// (after the test's ports and paths are in), for tests of a proxy
+    /// that is set up wrong.
+    pub fn start_with(extra: &[&str], edit: impl FnOnce(String) -> String) -> Stack {
         let redis = RedisServer::start();
         let site = NginxSite::new();
         let public = format!("{}/auth/qr", site.https_url());
@@ -43,7 +50,11 @@ impl Stack {
         ];
         args.extend_from_slice(extra);
         let instances = vec![Proc::start(&args), Proc::start(&args)];
-        let conf = example_site(EXAMPLE, &site, [instances[0].addr(), instances[1].addr()]);
+        let conf = edit(example_site(
+            EXAMPLE,
+            &site,
+            [instances[0].addr(), instances[1].addr()],
+        ));
         let nginx = Nginx::start(site, &conf);
         Stack {
             nginx,
