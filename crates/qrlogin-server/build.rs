@@ -41,6 +41,28 @@ fn main() {
         .unwrap();
     }
     code.push_str("];\n");
+    // A version of the whole set (FNV-1a over paths and bytes), so pages can
+    // link assets under a path that changes whenever any of them does.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for b in f
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .as_bytes()
+            .iter()
+            .chain(&bytes)
+        {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    writeln!(
+        code,
+        "/// Changes whenever any embedded file does.\npub const ASSET_VERSION: &str = \"{h:016x}\";"
+    )
+    .unwrap();
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("assets.rs");
     std::fs::write(out, code).unwrap();
 }

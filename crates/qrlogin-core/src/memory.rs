@@ -140,6 +140,7 @@ impl MemoryStore {
                 version: rec.version,
                 state: rec.state,
                 user: rec.user.clone(),
+                match_required: rec.match_required,
             },
         );
         Ok(rec)

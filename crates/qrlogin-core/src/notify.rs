@@ -24,11 +24,15 @@ use tokio::sync::watch;
 pub enum Hint {
     /// Nothing yet (the value a new registration starts with).
     None,
-    /// The login moved to `state` at `version`; `user` is who scanned.
+    /// The login moved to `state` at `version`; `user` is who scanned;
+    /// `match_required` says whether the scan asked the phone for the match
+    /// code (so a watcher can show the code to its browser then, and only
+    /// then, without reading the store).
     Changed {
         version: u64,
         state: State,
         user: Option<User>,
+        match_required: bool,
     },
     /// Hints may have been lost: read the store again.
     Reread,
@@ -215,6 +219,7 @@ mod tests {
             version: 2,
             state: State::Scanned,
             user: None,
+            match_required: false,
         };
         n.notify(&id, hint.clone());
         assert_eq!(a.next().await, hint);

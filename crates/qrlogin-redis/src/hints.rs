@@ -2,8 +2,9 @@
 //!
 //! Every transition script publishes a compact JSON hint on
 //! [`HINT_CHANNEL`](crate::HINT_CHANNEL):
-//! `{"id":"<login id>","v":<version>,"s":"<state>","uid":"..","un":".."}`
-//! (`uid`/`un` absent before a scan). One background task per store holds
+//! `{"id":"<login id>","v":<version>,"s":"<state>","uid":"..","un":"..","mr":1}`
+//! (`uid`/`un` absent before a scan, `mr` unless the scan asked the phone
+//! for the match code). One background task per store holds
 //! one pub/sub connection for all logins and feeds each hint into the
 //! store's [`Notifier`], which wakes only the watchers of that login.
 //!
@@ -58,6 +59,9 @@ struct Message {
     uid: Option<String>,
     #[serde(default)]
     un: Option<String>,
+    /// `1` when the scan asked the phone for the match code.
+    #[serde(default)]
+    mr: Option<u8>,
 }
 
 /// Parses a hint message; `None` for anything malformed (logged, ignored:
@@ -76,6 +80,7 @@ pub(crate) fn parse(payload: &[u8]) -> Option<(LoginId, Hint)> {
             version: msg.v,
             state,
             user,
+            match_required: msg.mr == Some(1),
         },
     ))
 }
@@ -415,7 +420,8 @@ mod tests {
                     user: Some(User {
                         id: "a/b".into(),
                         name: "Ålice \"x\"".into()
-                    })
+                    }),
+                    match_required: false,
                 }
             ))
         );
@@ -427,7 +433,8 @@ mod tests {
                 Hint::Changed {
                     version: 2,
                     state: State::Cancelled,
-                    user: None
+                    user: None,
+                    match_required: false,
                 }
             ))
         );

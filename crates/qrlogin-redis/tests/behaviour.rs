@@ -68,7 +68,8 @@ async fn a_watcher_on_one_instance_is_woken_by_another() {
         Hint::Changed {
             version: 3,
             state: State::Approved,
-            user: Some(alice())
+            user: Some(alice()),
+            match_required: false,
         }
     );
     // And the other way round.
@@ -84,6 +85,7 @@ async fn a_watcher_on_one_instance_is_woken_by_another() {
             version: 4,
             state: State::Consumed,
             user: Some(alice()),
+            match_required: false,
         },
     )
     .await;

@@ -6,6 +6,9 @@
 (function () {
   'use strict';
   function $(id) { return document.getElementById(id); }
+  // The mount path qrlogin serves under ('' at the origin root).
+  var base = '';
+  try { base = JSON.parse(document.querySelector('meta[name="qrlogin-config"]').content).base || ''; } catch (e) { base = ''; }
   var status = $('status');
   function say(text) { status.textContent = text; }
 
@@ -64,7 +67,7 @@
   function start() {
     $('retry').hidden = true;
     say('Preparing a sign-in code…');
-    post('/oauth2/authorize/login', { query: window.location.search }).then(function (r) {
+    post(base + '/oauth2/authorize/login', { query: window.location.search }).then(function (r) {
       if (r.status === 400 && r.data && r.data.redirect) { window.location.assign(r.data.redirect); return; }
       if (r.status !== 201) { say((r.data && r.data.message) || 'Could not start the sign-in.'); $('retry').hidden = false; return; }
       var login = r.data;

@@ -4,6 +4,16 @@
 (function () {
   'use strict';
 
+  // What the server rendered into the page: its public path, the site's
+  // name, whether the demo sign-in is on.
+  var CFG = (function () {
+    try {
+      var m = document.querySelector('meta[name="qrlogin-config"]');
+      return JSON.parse(m.getAttribute('content')) || {};
+    } catch (e) { return {}; }
+  })();
+  var BASE = CFG.base || '';
+  var SITE = CFG.site || 'this site';
   var TOKEN_KEY = 'qrl_mobile_token';
   var USER_KEY = 'qrl_mobile_user';
   var ID_RE = /^[A-Za-z0-9_-]{8,64}$/;
@@ -69,6 +79,14 @@
     clear(container);
     append(container, children);
   }
+  // After each step the new step's heading takes the focus, so keyboard and
+  // screen-reader users continue where the page changed, not at the top.
+  function focusHeading(container) {
+    var hd = container.querySelector('h1, h2');
+    if (!hd) return;
+    hd.setAttribute('tabindex', '-1');
+    hd.focus();
+  }
 
   // ---- HTTP ---------------------------------------------------------------
 
@@ -81,7 +99,7 @@
       headers['Content-Type'] = 'application/json';
       opts.body = JSON.stringify(body);
     }
-    return fetch(path, opts).then(function (res) {
+    return fetch(BASE + path, opts).then(function (res) {
       return res.text().then(function (text) {
         var data = null;
         if (text) { try { data = JSON.parse(text); } catch (e) { data = null; } }
@@ -102,7 +120,9 @@
   function friendly(r, phase) {
     switch (r.status) {
       case 0: return 'Cannot reach the server. Check your connection and try again.';
-      case 404: return 'This login code is unknown or has already been used. Get a new code on your computer.';
+      case 404:
+        if (phase === 'signin') return 'Signing in here is not available. Use the ' + SITE + ' app.';
+        return 'This login code is unknown or has already been used. Get a new code on your computer.';
       case 410: return 'This login code has expired. Get a new code on your computer and scan it again.';
       case 409:
         return phase === 'scan'
@@ -154,7 +174,7 @@
     opts = opts || {};
     var n = ++formCount;
     var msg = h('p', { class: 'status' + (opts.messageKind ? ' ' + opts.messageKind : ''), role: 'status', 'aria-live': 'polite', id: 'signin-status' },
-      opts.message || 'Sign in to the qrlogin app to continue.');
+      opts.message || 'Sign in to the ' + SITE + ' app to continue.');
     var user = h('input', { type: 'text', id: 'username-' + n, name: 'username', autocomplete: 'username', autocapitalize: 'none', spellcheck: 'false', required: true });
     var pass = h('input', { type: 'password', id: 'password-' + n, name: 'password', autocomplete: 'current-password', required: true });
     user.classList.add('username');
@@ -164,7 +184,7 @@
       h('label', { for: 'username-' + n }, 'Username'), user,
       h('label', { for: 'password-' + n }, 'Password'), pass,
       h('div', { class: 'actions' }, submit),
-      h('p', { class: 'muted small' }, 'Demo users: alice / wonderland, bob / builder.'));
+      CFG.demo ? h('p', { class: 'muted small', id: 'demo-hint' }, 'Demo users: alice / wonderland, bob / builder.') : null);
 
     form.addEventListener('submit', function (ev) {
       ev.preventDefault();
@@ -197,11 +217,25 @@
     });
 
     render(container, [
-      opts.title === false ? null : h('h2', null, opts.title || 'Sign in'),
+      opts.title === false ? null : h('h2', { id: 'step-title' }, opts.title || 'Sign in'),
       msg,
       form
     ]);
-    user.focus();
+    focusHeading(container);
+  }
+
+  // Without the demo sign-in there is nothing to sign in to here: the
+  // site's own app opens this link (and shows the same request).
+  function renderUseApp(container, loginId) {
+    var link = window.location.origin + BASE + '/m/' + encodeURIComponent(loginId || '');
+    render(container, [
+      h('h2', { id: 'step-title' }, 'Open this code with the ' + SITE + ' app'),
+      h('p', { class: 'status', role: 'status', id: 'use-app' },
+        'Scan the code on your computer with the ' + SITE + ' app on your phone, where you are already signed in. ' +
+        'The app shows who is asking and lets you approve or deny.'),
+      loginId ? h('p', { class: 'muted small mono' }, link) : null
+    ]);
+    focusHeading(container);
   }
 
   // ---- the confirm flow ---------------------------------------------------
@@ -226,15 +260,17 @@
     function showError(text, title) {
       stop();
       render(container, [
-        h('h2', null, title || 'Cannot continue'),
+        h('h2', { id: 'step-title' }, title || 'Cannot continue'),
         h('div', { class: 'error-box', role: 'alert', id: 'confirm-error' }, text)
       ]);
+      focusHeading(container);
       if (opts.onFinished) opts.onFinished('error');
     }
 
     function signInAgain(message, then) {
       clearSession();
       if (opts.onSignedOut) opts.onSignedOut();
+      if (!CFG.demo) { stop(); renderUseApp(container, loginId); return; }
       renderSignIn(container, {
         message: message,
         messageKind: 'warn',
@@ -252,6 +288,11 @@
 
     function scan() {
       if (stopped) return;
+      if (!token() && !CFG.demo) {
+        stop();
+        renderUseApp(container, loginId);
+        return;
+      }
       if (!token()) {
         renderSignIn(container, {
           message: 'Sign in to confirm a login on another device.',
@@ -373,13 +414,14 @@
       function showResult(approved) {
         stop();
         render(container, [
-          h('h2', null, approved ? 'Approved' : 'Denied'),
+          h('h2', { id: 'step-title' }, approved ? 'Approved' : 'Denied'),
           h('p', { class: approved ? 'success big-check' : 'error-box', id: 'result', role: 'status', 'aria-live': 'polite' },
             approved ? 'Approved — you can return to your computer.'
                      : 'Denied — the other device was not logged in.'),
           approved ? null : h('p', { class: 'muted small' },
             'If you did not try to log in, someone may have shown you this code: never approve a code you did not ask for.')
         ]);
+        focusHeading(container);
         finish(approved ? 'approved' : 'denied');
       }
 
@@ -390,11 +432,12 @@
         h('dl', { class: 'context', 'aria-label': 'Login request details' }, rows()),
         choiceBox,
         status,
-        h('div', { class: 'actions' }, deny, approve),
+        h('div', { class: 'actions decide' }, deny, approve),
         h('p', { class: 'notice' },
           'Someone asked to log in to your account from the browser above. If that was not you, tap Deny.')
       ]);
       refresh();
+      focusHeading(container);
 
       var t = setInterval(function () {
         var left = deadline - Date.now();
@@ -455,6 +498,9 @@
     getUser: getUser,
     clearSession: clearSession,
     renderSignIn: renderSignIn,
+    renderUseApp: renderUseApp,
+    focusHeading: focusHeading,
+    config: CFG,
     renderWhoAmI: renderWhoAmI,
     runConfirm: runConfirm,
     parseLoginLink: parseLoginLink,

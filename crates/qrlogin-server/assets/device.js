@@ -2,6 +2,8 @@
 // where the phone sees the device's context and approves, as after a scan.
 (function () {
   'use strict';
+  var base = '';
+  try { base = JSON.parse(document.querySelector('meta[name="qrlogin-config"]').content).base || ''; } catch (e) { base = ''; }
   var form = document.getElementById('device-form');
   var input = document.getElementById('user-code');
   var status = document.getElementById('device-status');
@@ -10,7 +12,7 @@
   form.addEventListener('submit', function (ev) {
     ev.preventDefault();
     status.textContent = 'Looking the code up…';
-    fetch('/v1/device/lookup', {
+    fetch(base + '/v1/device/lookup', {
       method: 'POST', credentials: 'same-origin', cache: 'no-store',
       headers: { 'Accept': 'application/json', 'Content-Type': 'application/json' },
       body: JSON.stringify({ user_code: input.value })

@@ -47,6 +47,13 @@
   function show() {
     updateWho();
     el.confirmSection.hidden = true;
+    if (!P.hasToken() && !P.config.demo) {
+      // This stand-in signs in with the demo users only.
+      el.scanArea.hidden = true;
+      el.signinArea.hidden = false;
+      P.renderUseApp(el.signinArea, null);
+      return;
+    }
     if (!P.hasToken()) {
       el.scanArea.hidden = true;
       el.signinArea.hidden = false;
@@ -61,7 +68,12 @@
     P.clear(el.signinArea);
     el.scanArea.hidden = false;
     setScanStatus('Choose a way to scan.');
+    if (focusNext) P.focusHeading(el.scanArea);
+    focusNext = true;
   }
+  // The first view keeps the page's natural start; every later step focuses
+  // its heading.
+  var focusNext = false;
 
   function openLogin(text) {
     var parsed = P.parseLoginLink(text);
@@ -83,7 +95,7 @@
     stopConfirm = P.runConfirm(el.confirmArea, parsed.id, {
       onSignedIn: updateWho,
       onSignedOut: updateWho,
-      onFinished: function () { updateWho(); el.scanAgain.focus(); }
+      onFinished: function () { updateWho(); }
     });
     return true;
   }

@@ -6,6 +6,7 @@ use crate::jwt::JwtSessions;
 use crate::limit::{Limits, Rates, Streams};
 use crate::routes;
 use crate::routes::extract::ProxyRange;
+use crate::site::Site;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
@@ -50,6 +51,10 @@ pub struct Inner {
     pub(crate) signing_key: Option<Arc<crate::keys::SigningKey>>,
     /// The OpenID Provider face; `None` without `--oidc-clients`.
     pub(crate) oidc: Option<Arc<crate::oidc::Oidc>>,
+    /// Mount and public paths, branding, rendered pages, app links.
+    pub(crate) site: Site,
+    /// Whether the browser learns who scanned before approval.
+    pub(crate) show_scanner_name: bool,
 }
 
 impl std::ops::Deref for AppState {
@@ -68,6 +73,7 @@ pub(crate) struct Parts {
     pub verifier: Arc<dyn MobileVerifier>,
     pub jwt: Option<Arc<JwtSessions>>,
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
+    pub site: Site,
 }
 
 impl AppState {
@@ -98,6 +104,8 @@ impl AppState {
                 .or_else(|| p.oidc.as_ref().map(|o| o.key.clone())),
             jwt: p.jwt,
             oidc: p.oidc,
+            site: p.site,
+            show_scanner_name: cfg.show_scanner_name,
         }))
     }
 
@@ -114,6 +122,11 @@ impl AppState {
     /// The public URL (no trailing slash).
     pub fn public_url(&self) -> &str {
         &self.0.public_url
+    }
+
+    /// Where routes are served (`""` for the root) and what links use.
+    pub fn mount(&self) -> &crate::site::Mount {
+        &self.0.site.mount
     }
 
     /// Whether the demo sign-in is on.
@@ -135,10 +148,10 @@ pub fn origin_of(url: &str) -> String {
     }
 }
 
-/// Every route, and the two layers every request passes through.
-pub(crate) fn router(state: AppState) -> Router {
-    let max_body = state.max_body;
-    let api = Router::new()
+/// Every route qrlogin serves under its base path, relative to it. New
+/// routes and pages go here (the router nests this under `--base-path`).
+fn routes() -> Router<AppState> {
+    Router::new()
         .route("/v1/logins", post(routes::browser::create))
         .route(
             "/v1/logins/{id}",
@@ -189,20 +202,54 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))
-        .route("/openapi.json", get(crate::openapi::openapi_json));
-
-    let pages = Router::new()
+        .route("/openapi.json", get(crate::openapi::openapi_json))
+        // Pages.
         .route("/", get(routes::pages::login_page))
         .route("/m/{id}", get(routes::pages::confirm_page))
         .route("/phone", get(routes::pages::phone_page))
         .route("/device", get(crate::oidc::device::device_page))
-        .route("/assets/{*path}", get(routes::pages::asset));
+        .route(
+            "/_qrlogin/assets/{version}/{*path}",
+            get(routes::pages::asset_file),
+        )
+        .route("/_qrlogin/sdk/{*path}", get(routes::pages::sdk_file))
+}
 
+/// Paths that standards fix at the origin root, whatever the base path.
+/// The JWKS is also served under the base path (with the other routes).
+fn origin_root(base: &str) -> Router<AppState> {
+    let r = Router::new()
+        .route(
+            "/.well-known/apple-app-site-association",
+            get(routes::pages::apple_app_site_association),
+        )
+        .route(
+            "/.well-known/assetlinks.json",
+            get(routes::pages::assetlinks),
+        );
+    if base.is_empty() {
+        r
+    } else {
+        r.route("/.well-known/jwks.json", get(routes::session::jwks))
+    }
+}
+
+/// The whole router: [`routes`] nested under the base path, the origin-root
+/// files beside them, and the two layers every request passes through.
+pub(crate) fn router(state: AppState) -> Router {
+    let max_body = state.max_body;
+    let base = state.site.mount.base.clone();
+    let app = if base.is_empty() {
+        routes()
+    } else {
+        // `{base}/` is the login page too (axum's nest matches `{base}`).
+        Router::new()
+            .route(&format!("{base}/"), get(routes::pages::login_page))
+            .nest(&base, routes())
+    };
     // Two layers only (see routes::guard for why): the body limit the
     // extractors read, and the front door doing everything else.
-    Router::new()
-        .merge(pages)
-        .merge(api)
+    app.merge(origin_root(&base))
         .fallback(routes::ops::not_found)
         .method_not_allowed_fallback(routes::ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -24,6 +24,7 @@ use crate::config::{ServeConfig, SessionFormat};
 use crate::jwt::JwtSessions;
 use crate::keys::SigningKey;
 use crate::oidc::Oidc;
+use crate::site::Site;
 use crate::{http1, identity, routes};
 use anyhow::Context as _;
 use axum::Router;
@@ -167,10 +168,13 @@ impl QrLoginBuilder {
             .or_else(|| cfg.public_url.clone())
             .unwrap_or_else(|| format!("http://{}", cfg.listen));
         let clock = self.clock.unwrap_or_else(AppState::system_clock);
-        if self.verifier.is_none() {
-            // Refuse a demo-users mistake before connecting to anything.
-            identity::demo_users_on(&cfg, &public_url)?;
-        }
+        // Refuse a demo-users mistake, or a bad path or branding, before
+        // connecting to anything.
+        let demo_on = match self.verifier {
+            None => identity::demo_users_on(&cfg, &public_url)?,
+            Some(_) => false,
+        };
+        let site = Site::build(&cfg, &public_url, demo_on)?;
         let store = match self.store {
             Some(s) => s,
             None => open_store(&cfg).await?,
@@ -202,6 +206,7 @@ impl QrLoginBuilder {
                 verifier,
                 jwt,
                 oidc,
+                site,
             },
         );
         tasks.push(spawn_limit_sweeper(&state));
@@ -367,7 +372,7 @@ fn oidc_from_config(
 
 /// Everything `build` would resolve from `cfg`, short of connecting to the
 /// store or binding: store URL, identity (files read, flags combined), JWT
-/// keys. What `qrlogin check-config` runs.
+/// keys, mount path, branding and app links. What `qrlogin check-config` runs.
 pub fn check(cfg: &ServeConfig) -> anyhow::Result<()> {
     check_store_url(&cfg.store)?;
     let public_url = cfg
@@ -375,8 +380,9 @@ pub fn check(cfg: &ServeConfig) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{}", cfg.listen));
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new(cfg.ttls()));
-    identity::from_config(cfg, &public_url, store, AppState::system_clock())?;
+    let (_, demo) = identity::from_config(cfg, &public_url, store, AppState::system_clock())?;
     sessions_and_oidc(cfg, &public_url)?;
+    Site::build(cfg, &public_url, demo.is_some())?;
     Ok(())
 }
 

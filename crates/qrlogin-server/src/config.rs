@@ -98,10 +98,18 @@ pub struct ServeConfig {
     )]
     pub listen: SocketAddr,
 
-    /// The URL browsers and phones reach this service at; the QR code points
-    /// to PUBLIC_URL/m/{id}. Defaults to http://<listen address>.
+    /// The URL browsers and phones reach this service at, with the path it
+    /// is mounted under if any (https://site.example/auth/qr): the QR code
+    /// points to PUBLIC_URL/m/{id}, and every link and cookie path starts
+    /// with its path. Defaults to http://<listen address>.
     #[arg(help_heading = "Service", long, env = "QRLOGIN_PUBLIC_URL")]
     pub public_url: Option<String>,
+
+    /// The path qrlogin serves everything under (API, pages, assets, SSE,
+    /// QR images, metrics). Default: the path of --public-url; `/` when
+    /// your reverse proxy strips that prefix before passing requests on.
+    #[arg(help_heading = "Service", long, env = "QRLOGIN_BASE_PATH")]
+    pub base_path: Option<String>,
 
     /// `memory`, or a Redis URL: redis://, rediss://, redis+unix:///path,
     /// redis+cluster://h1:p1,h2:p2 (Redis Cluster seeds) or
@@ -200,6 +208,38 @@ pub struct ServeConfig {
         default_value = "qrlogin demo"
     )]
     pub site_name: String,
+
+    /// Logo shown on the pages: an https:// URL or a path on this origin
+    /// (e.g. /static/logo.svg). Default: qrlogin's mark.
+    #[arg(help_heading = "Pages", long, env = "QRLOGIN_SITE_LOGO_URL")]
+    pub site_logo_url: Option<String>,
+
+    /// Primary colour of the pages' buttons and links, #rrggbb or #rgb.
+    #[arg(help_heading = "Pages", long, env = "QRLOGIN_SITE_COLOR")]
+    pub site_color: Option<String>,
+
+    /// "Need help?" link on the pages: an https:// or mailto: URL.
+    #[arg(help_heading = "Pages", long, env = "QRLOGIN_SUPPORT_URL")]
+    pub support_url: Option<String>,
+
+    /// Whether the browser is told who scanned its code before the phone
+    /// approves ("Scanned by Alice"). Feedback against login CSRF versus
+    /// privacy: whoever sits at the browser learns the scanner's name
+    /// (docs/SECURITY.md).
+    #[arg(help_heading = "Pages", long, env = "QRLOGIN_SHOW_SCANNER_NAME", default_value_t = true, action = clap::ArgAction::Set)]
+    pub show_scanner_name: bool,
+
+    /// Native apps that open the QR's link directly (comma-separated):
+    /// `ios:<TEAM ID>.<bundle id>` and `android:<package>@<SHA-256 cert
+    /// fingerprint>`; serves /.well-known/apple-app-site-association and
+    /// /.well-known/assetlinks.json for PUBLIC_URL/m/*.
+    #[arg(
+        help_heading = "Pages",
+        long,
+        env = "QRLOGIN_APP_LINKS",
+        value_delimiter = ','
+    )]
+    pub app_links: Vec<String>,
 
     /// JSON file of demo-identity users: [{"id","name","username","password_hash"}]
     /// (hashes from `qrlogin hash-password`). Default: the seeded demo users.

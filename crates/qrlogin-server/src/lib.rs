@@ -8,7 +8,7 @@
 //!
 //! Where things are: [`builder`] (assembly), [`config`] (flags, environment,
 //! config file), [`identity`] (which phone verifier), [`app`] (state and
-//! routes), [`routes`] (thin handlers), [`http1`] (the accept loop),
+//! routes), [`site`] (mount path, branding, pages), [`routes`] (thin handlers), [`http1`] (the accept loop),
 //! [`signals`].
 
 pub mod app;
@@ -26,6 +26,7 @@ pub mod openapi;
 pub mod qr;
 pub mod routes;
 pub mod signals;
+pub mod site;
 pub mod watch;
 
 pub use app::AppState;

@@ -199,7 +199,12 @@ impl Modify for FrontDoor {
 )]
 pub struct ApiDoc;
 
-/// `GET /openapi.json`
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// `GET /openapi.json`. Its `servers` entry is the public URL, so the
+/// paths (relative to it) are right under any `--public-url` path.
+pub async fn openapi_json(
+    axum::extract::State(app): axum::extract::State<crate::AppState>,
+) -> Json<utoipa::openapi::OpenApi> {
+    let mut doc = ApiDoc::openapi();
+    doc.servers = Some(vec![utoipa::openapi::Server::new(app.public_url())]);
+    Json(doc)
 }

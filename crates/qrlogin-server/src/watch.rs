@@ -28,6 +28,10 @@ pub struct Seen {
     pub expires_at_ms: u64,
     /// Who scanned, once scanned.
     pub user: Option<User>,
+    /// The number-matching code, and whether the scan asked the phone for
+    /// it (then the browser is shown it).
+    pub match_code: Option<u8>,
+    pub match_required: bool,
 }
 
 impl Seen {
@@ -38,6 +42,8 @@ impl Seen {
             version: rec.version,
             expires_at_ms: rec.expires_at_ms,
             user: rec.user,
+            match_code: rec.match_code,
+            match_required: rec.match_required,
         }
     }
 
@@ -86,6 +92,11 @@ impl Watcher {
         })
     }
 
+    /// The service this watcher belongs to.
+    pub fn app(&self) -> &AppState {
+        &self.app
+    }
+
     /// The app's clock.
     pub fn now_ms(&self) -> u64 {
         self.app.now_ms()
@@ -121,7 +132,7 @@ impl Watcher {
             let expiry_first = until_expiry <= self.app.backstop;
             tokio::select! {
                 hint = self.reg.next() => match hint {
-                    Hint::Changed { version, state, user } => {
+                    Hint::Changed { version, state, user, match_required } => {
                         if version == self.rec.version + 1 {
                             if state == State::Scanned && self.rec.state == State::Pending {
                                 // The scan script extended expiry by exactly this.
@@ -129,6 +140,7 @@ impl Watcher {
                             }
                             self.rec.version = version;
                             self.rec.state = state;
+                            self.rec.match_required = match_required;
                             if user.is_some() {
                                 self.rec.user = user;
                             }

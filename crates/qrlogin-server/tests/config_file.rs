@@ -205,13 +205,14 @@ fn help_groups_the_flags_by_topic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_runs_with_what_the_file_says() {
-    let f = toml_file("site-name = \"Shop from file\"\nmatch-code = \"off\"\n");
+    let f = toml_file("site-name = \"Shop from file\"\nmatch-code = \"always\"\n");
     let bin = Proc::start(&["--config", path(&f)]);
     let browser = Browser::new(&bin.base);
     let login = browser.create().await;
     assert!(
-        login.created["match_code"].is_null(),
-        "match-code off from the file"
+        login.created["match_code"].is_string(),
+        "match-code always from the file: {}",
+        login.created
     );
     let phone = Phone::sign_in(&bin.base, ALICE).await;
     let ctx = phone.scan_ok(&login.id).await;

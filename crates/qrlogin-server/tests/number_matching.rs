@@ -171,12 +171,26 @@ async fn on_risk_asks_only_across_networks(kind: StoreKind) {
     );
     assert_eq!(ctx["browser"]["network"], "203.0.113.0/24");
     assert!(ctx.get("match_choices").is_none(), "{ctx}");
+    // The browser is shown no number: the phone will not ask for one.
+    assert!(same.created.get("match_code").is_none(), "{}", same.created);
+    assert_eq!(shown_code(&app.base, &same).await, None);
     phone.approve_ok(&same.id).await;
 
-    // Another network: the phone must pick the code.
+    // Another network: the phone must pick the code, and the browser is
+    // shown it with the scan (not at create).
     let other = create("203.0.113.9").await;
+    assert!(
+        other.created.get("match_code").is_none(),
+        "{}",
+        other.created
+    );
     let ctx = scan(other.id.clone(), "198.51.100.7").await;
-    let (code, _) = code_and_choices(&other, &ctx);
+    let mut shown = other.clone();
+    shown.created["match_code"] = shown_code(&app.base, &other)
+        .await
+        .expect("code shown after scan")
+        .into();
+    let (code, _) = code_and_choices(&shown, &ctx);
     let r = approve_with(&phone, &other.id, &format!(r#"{{"match_code":"{code}"}}"#)).await;
     assert_eq!(r.ok_json(StatusCode::OK)["state"], "approved");
 }

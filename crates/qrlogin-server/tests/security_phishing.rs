@@ -101,11 +101,12 @@ fn choices(ctx: &Value) -> Option<Vec<String>> {
     })
 }
 
-fn code_of(login: &Login) -> String {
-    login.created["match_code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no match_code in {}", login.created))
-        .to_string()
+/// The number the login's browser is shown (at create with `always`,
+/// with the scan with `on-risk`).
+async fn code_of(app: &App, login: &Login) -> String {
+    shown_code(&app.base, login)
+        .await
+        .unwrap_or_else(|| panic!("no match_code shown for {}", login.created))
 }
 
 async fn phone_sees_the_full_context_before_approving(kind: StoreKind) {
@@ -151,7 +152,7 @@ async fn match_always_wrong_pick_denies_and_the_browser_sees_denied(kind: StoreK
 
     // Cookie-bound browser watching over SSE.
     let login = browser.create().await;
-    let code = code_of(&login);
+    let code = code_of(&app, &login).await;
     let mut sse = browser.events(&login, None).await;
     assert_eq!(sse.expect().await.state(), "pending");
     let ctx = phone.scan_ok(&login.id).await;
@@ -194,7 +195,7 @@ async fn match_always_wrong_pick_denies_and_the_browser_sees_denied(kind: StoreK
             .post(app.url(&format!("/v1/mobile/logins/{}/approve", l.id)))
             .bearer_auth(&phone.token);
         if let Some(c) = body {
-            if c == code_of(&l) {
+            if c == code_of(&app, &l).await {
                 continue;
             }
             rb = rb.json(&serde_json::json!({ "match_code": c }));
@@ -216,7 +217,7 @@ async fn match_always_right_pick_approves(kind: StoreKind) {
     let browser = app.browser();
     let phone = app.phone(ALICE).await;
     let login = browser.create().await;
-    let code = code_of(&login);
+    let code = code_of(&app, &login).await;
     assert_eq!(code.len(), 2);
     let ctx = phone.scan_ok(&login.id).await;
     let picks = choices(&ctx).expect("choices");
@@ -281,8 +282,15 @@ async fn match_on_risk_required_across_networks_only(kind: StoreKind) {
         phone_from(&phone, p_ip, &login.id, "scan", None)
             .await
             .ok_json(StatusCode::OK);
-        let code = code_of(&login);
-        let r = phone_from(&phone, p_ip, &login.id, "approve", Some(&code)).await;
+        // The browser is shown the number exactly when the phone is asked.
+        assert!(
+            login.created.get("match_code").is_none(),
+            "{}",
+            login.created
+        );
+        let code = shown_code(&app.base, &login).await;
+        assert_eq!(code.is_some(), required, "{b_ip} / {p_ip}: shown {code:?}");
+        let r = phone_from(&phone, p_ip, &login.id, "approve", code.as_deref()).await;
         assert_eq!(r.ok_json(StatusCode::OK)["state"], "approved");
     }
 
@@ -325,10 +333,12 @@ async fn a_relayed_qr_with_a_guessed_code_never_approves_on_a_wrong_guess(kind: 
             .await
             .ok_json(StatusCode::OK);
         let picks = choices(&ctx).expect("relayed QR must require matching");
+        // What the attacker's screen shows (the victim does not see it).
+        let code = code_of(&app, &login).await;
         let guess = &picks[i % 3];
         let r = phone_from(&victim, "198.51.100.9", &login.id, "approve", Some(guess)).await;
         let attacker = Browser::new(&app.base);
-        if *guess == code_of(&login) {
+        if *guess == code {
             assert_eq!(r.ok_json(StatusCode::OK)["state"], "approved");
             approved += 1;
         } else {
@@ -349,7 +359,7 @@ async fn match_code_is_shown_only_to_the_bound_browser(kind: StoreKind) {
     let phone = app.phone(ALICE).await;
     let eve = Bystander::new(&app.base);
     let login = browser.create().await;
-    let code = code_of(&login);
+    let code = code_of(&app, &login).await;
     // The QR payload is the confirm URL with the id and nothing else (the
     // two digits themselves may well occur in a port or an id by chance).
     assert_eq!(
@@ -381,10 +391,12 @@ async fn a_live_relay_that_shows_the_real_number_is_not_stopped_by_matching(kind
     // The relay: the attacker's browser opens the real login page; the
     // attacker's fake page shows the victim its QR *and* its number, live.
     let login = create_from(&app, ATTACKER).await;
-    let shown_on_the_relay_page = code_of(&login);
     let ctx = phone_from(&victim, VICTIM_PHONE, &login.id, "scan", None)
         .await
         .ok_json(StatusCode::OK);
+    // With on-risk matching the browser learns the number with the scan;
+    // the relay page shows it the moment it appears.
+    let shown_on_the_relay_page = code_of(&app, &login).await;
 
     // What the victim's phone is told, which is all that could stop it:
     // the login is the real site's (the origin the relay page is not), and

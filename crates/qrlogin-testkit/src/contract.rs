@@ -201,6 +201,10 @@ cases!(
     hints_follow_transitions,
     /// Refused or idempotent calls do not wake watchers.
     no_hints_for_refusals,
+    /// The scan's hint says whether the phone was asked for the match
+    /// code (on-risk: across networks only), so a watcher can show the
+    /// code to its browser exactly then, without reading the store.
+    hints_say_when_matching_is_required,
     /// Demo phone tokens: put, get, overwrite, expiry.
     mobile_tokens,
     /// Unknown ids are NotFound / None everywhere.
@@ -259,6 +263,7 @@ macro_rules! store_contract {
             expired_login_purged_after_keep,
             hints_follow_transitions,
             no_hints_for_refusals,
+            hints_say_when_matching_is_required,
             mobile_tokens,
             unknown_ids,
             concurrent_approves_one_wins,
@@ -347,6 +352,7 @@ pub fn scanned_by(user: User) -> Hint {
         version: 2,
         state: State::Scanned,
         user: Some(user),
+        match_required: false,
     }
 }
 
@@ -603,6 +609,7 @@ mod imp {
                     version: 3,
                     state: State::Denied,
                     user: Some(alice()),
+                    match_required: true,
                 },
             )
             .await;
@@ -1100,6 +1107,7 @@ mod imp {
             version,
             state,
             user,
+            match_required: false,
         }
     }
 
@@ -1147,6 +1155,51 @@ mod imp {
         let mut wd = s.notifier().register(d.id);
         s.deny(&d.id, "alice", T0 + 2000).await.expect("deny");
         expect_hint(&mut wd, changed(3, State::Denied, Some(alice()))).await;
+    }
+
+    pub async fn hints_say_when_matching_is_required(s: Sut) {
+        // new_login's browser is at 2001:db8::1.
+        let cases = [
+            (Some(42), MatchPolicy::Always, true),
+            (Some(42), MatchPolicy::Never, false),
+            (
+                Some(42),
+                MatchPolicy::IfOtherNetwork(network_of("198.51.100.7")),
+                true,
+            ),
+            (
+                Some(42),
+                MatchPolicy::IfOtherNetwork(network_of("2001:db8::99")),
+                false,
+            ),
+            (None, MatchPolicy::Always, false),
+        ];
+        for (code, policy, want) in cases {
+            let (new, secret) = new_login(code);
+            let rec = s.create(new, T0).await.expect("create");
+            let mut reg = s.notifier().register(rec.id);
+            s.scan_with(&rec.id, &alice(), &policy, T0 + 1000)
+                .await
+                .expect("scan");
+            let scanned = Hint::Changed {
+                version: 2,
+                state: State::Scanned,
+                user: Some(alice()),
+                match_required: want,
+            };
+            assert_eq!(next_hint(&mut reg).await, scanned, "{code:?} {policy:?}");
+            // Later hints of the login keep saying it.
+            s.cancel(&rec.id, &secret.hash(), T0 + 2000)
+                .await
+                .expect("cancel");
+            let cancelled = Hint::Changed {
+                version: 3,
+                state: State::Cancelled,
+                user: Some(alice()),
+                match_required: want,
+            };
+            assert_eq!(next_hint(&mut reg).await, cancelled, "{code:?} {policy:?}");
+        }
     }
 
     pub async fn no_hints_for_refusals(s: Sut) {

@@ -12,6 +12,9 @@
 //!   introspection and userinfo a production provider serves, not a mock;
 //!   with harness controls to mint tokens for a subject, sign refusal-test
 //!   JWTs, rotate keys and count JWKS fetches.
+//! * [`Nginx`] — a private nginx (own config, pid file, temp dirs, free
+//!   loopback ports, a self-signed certificate) in front of the services
+//!   under test, to run the README's reverse-proxy setup for real.
 //! * [`contract`] — the one store contract suite that both the memory store
 //!   and the Redis store must pass (SPEC §4), with the
 //!   [`store_contract!`] macro that turns it into one test per case.
@@ -21,12 +24,14 @@
 pub mod bench;
 pub mod contract;
 pub mod model;
+mod nginx;
 mod oidc_provider;
 mod redis_cluster;
 mod redis_sentinel;
 mod redis_server;
 
 pub use contract::StoreUnderTest;
+pub use nginx::{example_site, Nginx, NginxSite};
 pub use oidc_provider::OidcProvider;
 pub use redis_cluster::{redis_cli, RedisCluster};
 pub use redis_sentinel::{RedisSentinel, MASTER_NAME};

@@ -98,6 +98,7 @@ local function commit(rec, changes)
     s = rec.state,
     uid = rec.uid,
     un = rec.uname,
+    mr = (rec.mreq == '1') and 1 or nil,
   }))
   return json
 end

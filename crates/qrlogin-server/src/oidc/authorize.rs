@@ -50,9 +50,10 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    fn into_response(self) -> Response {
+    fn into_response(self, app: &AppState) -> Response {
         match self {
             Refusal::Page(why) => html_page(
+                app,
                 StatusCode::BAD_REQUEST,
                 "This sign-in link is not valid",
                 why,
@@ -235,8 +236,8 @@ pub async fn authorize(
 ) -> Result<Response, ApiError> {
     let oidc = oidc_of(&app)?;
     match check(oidc, query.as_deref().unwrap_or("")) {
-        Ok(_) => crate::routes::pages::serve("authorize.html"),
-        Err(r) => Ok(r.into_response()),
+        Ok(_) => Ok(crate::routes::pages::authorize_page(&app)),
+        Err(r) => Ok(r.into_response(&app)),
     }
 }
 
@@ -319,7 +320,7 @@ pub async fn start(
                 id: client.id.clone(),
                 name: client.name.clone(),
             },
-            continue_to: format!("/v1/logins/{id}/continue"),
+            continue_to: app.mount().link(&format!("/v1/logins/{id}/continue")),
         }),
     )
         .into_response();
@@ -339,6 +340,7 @@ pub async fn continue_login(
     let oidc = oidc_of(&app)?;
     let gone = || {
         Ok(html_page(
+            &app,
             StatusCode::NOT_FOUND,
             "This sign-in has ended",
             "Go back to the application and start again.",
@@ -359,7 +361,7 @@ pub async fn continue_login(
             "access_denied",
             why,
         )
-        .into_response())
+        .into_response(&app))
     };
     // Redeem: approved → consumed, with the OP session (the ID token's sid).
     let token = SessionToken::new_for(id);
@@ -374,6 +376,7 @@ pub async fn continue_login(
         Err(TransitionError::Expired) => return deny("the sign-in expired"),
         Err(TransitionError::WrongState(s)) => {
             return Ok(html_page(
+                &app,
                 StatusCode::CONFLICT,
                 "Not approved yet",
                 &format!("This sign-in is {s}; approve it on your phone first."),
@@ -412,7 +415,7 @@ pub async fn continue_login(
     }
     pairs.push(("iss", &oidc.issuer));
     let mut resp = redirect(&with_query(&req.redirect_uri, &pairs));
-    if let Some(c) = super::clear_login_cookie(&id, app.secure_cookies) {
+    if let Some(c) = super::clear_login_cookie(&app, &id) {
         resp.headers_mut().insert(header::SET_COOKIE, c);
     }
     Ok(resp)

@@ -321,7 +321,7 @@ pub async fn lookup(
 #[utoipa::path(get, path = "/device", tag = "pages", responses((status = 200, description = "the page to type a device's user code on", content_type = "text/html"), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody)))]
 pub async fn device_page(AxState(app): AxState<AppState>) -> Result<Response, ApiError> {
     crate::oidc::authorize::oidc_of(&app)?;
-    crate::routes::pages::serve("device.html")
+    Ok(crate::routes::pages::device_page(&app))
 }
 
 #[cfg(test)]

@@ -198,6 +198,7 @@ pub async fn logout(
     let client_id = match (&hint, p.get("client_id")) {
         (Some(h), Some(c)) if &h.aud != c => {
             return Ok(html_page(
+                &app,
                 StatusCode::BAD_REQUEST,
                 "Logout refused",
                 "client_id and id_token_hint disagree.",
@@ -212,6 +213,7 @@ pub async fn logout(
     }
     match p.get("post_logout_redirect_uri") {
         None => Ok(html_page(
+            &app,
             StatusCode::OK,
             "You are signed out",
             "You can close this page.",
@@ -222,8 +224,7 @@ pub async fn logout(
                 .and_then(|c| oidc.clients.get(c))
                 .is_some_and(|c| c.post_logout_redirect_uris.iter().any(|u| u == uri));
             if !registered {
-                return Ok(html_page(
-                    StatusCode::BAD_REQUEST,
+                return Ok(html_page(&app, StatusCode::BAD_REQUEST,
                     "Logout redirect refused",
                     "post_logout_redirect_uri is not registered for this application (an id_token_hint or client_id names it).",
                 ));

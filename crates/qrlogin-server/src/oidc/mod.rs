@@ -119,21 +119,28 @@ impl Grant {
 }
 
 /// A plain HTML page for errors that must not redirect (unknown client or
-/// redirect URI: RFC 6749 §4.1.2.1) and for the end of a logout.
-pub(crate) fn html_page(status: StatusCode, title: &str, text: &str) -> Response {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
+/// redirect URI: RFC 6749 §4.1.2.1) and for the end of a logout; under the
+/// pages' Content-Security-Policy, with their stylesheet.
+pub(crate) fn html_page(
+    app: &crate::app::AppState,
+    status: StatusCode,
+    title: &str,
+    text: &str,
+) -> Response {
+    let esc = crate::site::escape_html;
+    let css = app.mount().link(&format!(
+        "{}/{}/app.css",
+        crate::site::ASSETS_DIR,
+        app.site.version
+    ));
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{t}</title><link rel=\"stylesheet\" href=\"/assets/app.css\"></head>\
+         <title>{t}</title><link rel=\"stylesheet\" href=\"{css}\"></head>\
          <body><main class=\"card\"><h1>{t}</h1><p>{x}</p></main></body></html>",
         t = esc(title),
-        x = esc(text)
+        x = esc(text),
+        css = esc(&css),
     );
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
@@ -142,6 +149,7 @@ pub(crate) fn html_page(status: StatusCode, title: &str, text: &str) -> Response
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::CONTENT_SECURITY_POLICY, app.site.csp.clone());
     resp
 }
 
@@ -231,14 +239,17 @@ pub(crate) async fn authenticate(
 }
 
 /// Drops the browser-secret cookie of a finished authorize login.
-pub(crate) fn clear_login_cookie(id: &qrlogin_core::LoginId, secure: bool) -> Option<HeaderValue> {
+pub(crate) fn clear_login_cookie(
+    app: &crate::app::AppState,
+    id: &qrlogin_core::LoginId,
+) -> Option<HeaderValue> {
     set_cookie(
         crate::routes::extract::BROWSER_COOKIE,
         "",
-        &format!("/v1/logins/{id}"),
+        &app.mount().link(&format!("/v1/logins/{id}")),
         0,
         "Strict",
-        secure,
+        app.secure_cookies,
     )
     .ok()
 }

@@ -16,7 +16,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::stream::{self, Stream};
+use futures_util::stream;
 use qrlogin_core::{BrowserContext, BrowserSecret, LoginId, NewLogin, SessionToken, State, User};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
@@ -154,7 +154,7 @@ pub(crate) async fn open_login(
         )
         .await?;
     metrics::counter!("qrlogin_logins_created_total").increment(1);
-    let base = format!("/v1/logins/{id}");
+    let base = app.mount().link(&format!("/v1/logins/{id}"));
     let expires_in = secs_until(now, rec.expires_at_ms);
     let created = Created {
         login_id: id.to_string(),
@@ -166,7 +166,13 @@ pub(crate) async fn open_login(
         events: format!("{base}/events"),
         status: base.clone(),
         browser_secret: header_binding.then(|| secret.expose()),
-        match_code: rec.match_code.map(|c| format!("{c:02}")),
+        // `always`: shown from the start. `on-risk`: only once a scan has
+        // asked the phone for it (the `scanned` event), so the browser never
+        // shows a number the phone will not ask for.
+        match_code: match app.match_mode {
+            MatchMode::Always => rec.match_code.map(|c| format!("{c:02}")),
+            _ => None,
+        },
     };
     let cookie = if header_binding {
         None
@@ -199,19 +205,30 @@ pub struct StatusBody {
     pub version: u64,
     pub expires_at: String,
     pub expires_in: u64,
+    /// Who scanned (from `scanned` on; while `scanned` only with
+    /// `--show-scanner-name true`, the default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<User>,
+    /// While `scanned`, when the phone was asked to pick it: the number
+    /// the browser must show.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub match_code: Option<String>,
 }
 
 impl StatusBody {
-    fn of(rec: &Seen, state: State, now_ms: u64) -> Self {
+    fn of(app: &AppState, rec: &Seen, state: State, now_ms: u64) -> Self {
         Self {
             state,
             version: rec.version,
             expires_at: rfc3339(rec.expires_at_ms),
             expires_in: secs_until(now_ms, rec.expires_at_ms),
             user: match state {
+                State::Scanned if !app.show_scanner_name => None,
                 State::Scanned | State::Approved | State::Consumed => rec.user.clone(),
+                _ => None,
+            },
+            match_code: match state {
+                State::Scanned if rec.match_required => rec.match_code.map(|c| format!("{c:02}")),
                 _ => None,
             },
         }
@@ -269,12 +286,12 @@ pub async fn status(
         }
     }
     let now = app.now_ms();
-    Ok(Json(StatusBody::of(&w.rec, w.current(), now)))
+    Ok(Json(StatusBody::of(&app, &w.rec, w.current(), now)))
 }
 
 fn event_of(w: &Watcher, now_ms: u64) -> Event {
     let state = w.reported();
-    let body = StatusBody::of(&w.rec, state, now_ms);
+    let body = StatusBody::of(w.app(), &w.rec, state, now_ms);
     Event::default()
         .event(state.as_str())
         .id(w.rec.version.to_string())
@@ -310,11 +327,21 @@ impl Drop for SseGauge {
     }
 }
 
+/// How often an idle SSE stream carries a keep-alive comment (proxies'
+/// read timeouts must be longer; the SDK falls back to long-poll when
+/// neither an event nor a keep-alive arrives for a while).
+pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 /// `GET /v1/logins/{id}/events` — Server-Sent Events of state changes.
 ///
 /// On connect the current state is sent (named after itself) unless the
 /// client's `Last-Event-ID` says it has seen that version; then one event per
 /// change; the stream ends after a final state.
+///
+/// The answer says `X-Accel-Buffering: no` and `Cache-Control: no-cache,
+/// no-transform`: a reverse proxy that buffers (nginx by default) or
+/// compresses would otherwise hold the events back until the stream ends,
+/// and the browser would wait without ever seeing an error to fall back on.
 #[utoipa::path(get, path = "/v1/logins/{id}/events", tag = "browser", security(("browser_secret" = []), ("browser_cookie" = [])), params(("id" = String, Path, description = "login id"), ("Last-Event-ID" = Option<String>, Header, description = "resume after this version (the id of the last event seen); anything that is not a version is ignored, as an EventSource may send any id back")), responses((status = 200, content_type = "text/event-stream", description = "events named after states; data is StatusBody"), (status = 404, body = ErrorBody, description = "unknown, expired or consumed login, or not this browser's (one answer for all)"), (status = 429, body = ErrorBody, description = "slow_down, or too_many_streams (beyond --max-streams-per-ip)"), (status = 503, body = ErrorBody)))]
 pub async fn events(
     AxState(app): AxState<AppState>,
@@ -322,7 +349,7 @@ pub async fn events(
     ClientIp(ip): ClientIp,
     auth: BrowserAuth,
     LastEventId(last_seen): LastEventId,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     app.limits.check_ip(IpBucket::Poll, ip)?;
     let secret = auth.require()?;
     let slot = app.streams.open(ip)?;
@@ -338,7 +365,7 @@ pub async fn events(
         if st.send_now {
             st.send_now = false;
             let ev = event_of(&st.w, st.w.now_ms());
-            return Some((Ok(ev), st));
+            return Some((Ok::<Event, Infallible>(ev), st));
         }
         if st.w.reported().is_final() {
             return None;
@@ -353,7 +380,20 @@ pub async fn events(
             Err(_) => None,
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE));
+    Ok((
+        [
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache, no-transform"),
+            ),
+            (
+                header::HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
+        ],
+        sse,
+    ))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -404,7 +444,7 @@ pub async fn redeem(
     let cookie = set_cookie(
         SESSION_COOKIE,
         &token,
-        "/",
+        app.mount().cookie_root(),
         expires_in,
         "Lax",
         app.secure_cookies,

@@ -31,9 +31,19 @@ const DRAIN_LIMIT: u64 = 1024 * 1024;
 /// one must not hold its task for as long as it likes.
 const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Routes that are web pages: they choose their own caching; everything
-/// else (the API, errors) is per-user and short-lived, so `no-store`.
-const PAGES: [&str; 4] = ["/", "/m/{id}", "/phone", "/assets/{*path}"];
+/// Routes (relative to the base path) that are web pages or public files:
+/// they choose their own caching; everything else (the API, errors) is
+/// per-user and short-lived, so `no-store`.
+const PAGES: [&str; 8] = [
+    "/",
+    "",
+    "/m/{id}",
+    "/phone",
+    "/_qrlogin/assets/{version}/{*path}",
+    "/_qrlogin/sdk/{*path}",
+    "/.well-known/apple-app-site-association",
+    "/.well-known/assetlinks.json",
+];
 
 /// Every request, in this order: the catch-all per-IP rate limit, the
 /// body-size check (declared lengths; chunked bodies are read here, capped),
@@ -47,7 +57,12 @@ pub async fn front_door(AxState(app): AxState<AppState>, req: Request, next: Nex
         Some(p) => Arc::<str>::from(p.as_str()).into(),
         None => SharedString::const_str("unmatched"),
     };
-    let page = PAGES.contains(&&*route);
+    let page = {
+        let rel = route
+            .strip_prefix(app.mount().base.as_str())
+            .unwrap_or(&route);
+        PAGES.contains(&rel)
+    };
 
     let mut resp = match refusal(&app, req).await {
         Ok(req) => next.run(req).await,

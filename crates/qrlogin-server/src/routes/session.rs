@@ -49,7 +49,14 @@ pub async fn logout(
     if let Some(session) = session {
         app.store.revoke_session(&session).await?;
     }
-    let clear = set_cookie(SESSION_COOKIE, "", "/", 0, "Lax", app.secure_cookies)?;
+    let clear = set_cookie(
+        SESSION_COOKIE,
+        "",
+        app.mount().cookie_root(),
+        0,
+        "Lax",
+        app.secure_cookies,
+    )?;
     Ok(([(header::SET_COOKIE, clear)], StatusCode::NO_CONTENT).into_response())
 }
 

@@ -53,6 +53,20 @@ pub enum StoreKind {
     Redis,
 }
 
+/// The number the browser that created `login` is shown: from the create
+/// answer (`--match-code always`), else from its status once a scan has
+/// asked the phone for it (`on-risk`); `None` when it is not shown.
+pub async fn shown_code(base: &str, login: &Login) -> Option<String> {
+    if let Some(c) = login.created["match_code"].as_str() {
+        return Some(c.to_string());
+    }
+    let v = Browser::new(base)
+        .status(login, "")
+        .await
+        .ok_json(StatusCode::OK);
+    v["match_code"].as_str().map(str::to_owned)
+}
+
 /// Both stores, for tests that loop instead of using [`per_store!`].
 pub fn stores() -> [StoreKind; 2] {
     [StoreKind::Memory, StoreKind::Redis]
@@ -798,6 +812,17 @@ impl Proc {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// `127.0.0.1:PORT`, the address it listens on.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    /// Kills the process (SIGKILL, like a crashed instance) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

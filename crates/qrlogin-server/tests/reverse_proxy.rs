@@ -1,0 +1,237 @@
+//! Behind a real reverse proxy: nginx with `examples/nginx/qrlogin.conf` in
+//! front of two `qrlogin` instances on one private Redis, public URL
+//! `https://127.0.0.1:PORT/auth/qr` (README "Deploy behind a reverse proxy").
+//!
+//! * The whole login runs through nginx, with everything under the one
+//!   `/auth/qr/` location: create, QR image, SSE, scan, approve, redeem.
+//! * The `scanned` and `approved` events arrive through nginx while the
+//!   stream is open (asserted as events, not as times).
+//! * The phone is shown the browser's own address (127.0.0.2), which only
+//!   `X-Forwarded-For` from the trusted proxy (127.0.0.1) can tell.
+//! * The instance holding the browser's stream is killed mid-wait: the
+//!   browser reconnects through nginx with `Last-Event-ID`, lands on the
+//!   other instance, and the login completes there.
+//! * Cookies carry `Path=/auth/qr…` and `Secure`; the origin-root files
+//!   reach qrlogin through their own location.
+
+#[macro_use]
+mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
+
+use common::*;
+use proxy::Stack;
+use reqwest::StatusCode;
+use serde_json::json;
+
+const BROWSER_IP: [u8; 4] = [127, 0, 0, 2];
+const PHONE_IP: [u8; 4] = [127, 0, 0, 3];
+
+fn events_stream(resp: reqwest::Response) -> SseStream {
+    assert_eq!(resp.status(), StatusCode::OK, "SSE through nginx");
+    let h = resp.headers();
+    assert_eq!(
+        h.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-cache, no-transform"),
+        "SSE cache-control through nginx"
+    );
+    assert!(
+        h.get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("text/event-stream")),
+        "{h:?}"
+    );
+    SseStream::new(resp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_login_runs_through_nginx_and_survives_an_instance_dying_mid_wait() {
+    let ios = "ios:ABCDE12345.com.example.shop";
+    let mut stack = tokio::task::spawn_blocking(move || {
+        Stack::start(&["--app-links", ios, "--site-name", "Example Shop"])
+    })
+    .await
+    .expect("starting nginx, Redis and two instances");
+    let browser = stack.client(BROWSER_IP);
+    let phone_http = stack.client(PHONE_IP);
+
+    // ---- the browser creates a login through nginx
+    let r = send(browser.post(stack.url("/v1/logins")).json(&json!({}))).await;
+    let created = r.ok_json(StatusCode::CREATED);
+    let id = created["login_id"].as_str().unwrap().to_string();
+    assert_eq!(created["qr_payload"], stack.url(&format!("/m/{id}")));
+    assert_eq!(created["events"], format!("/auth/qr/v1/logins/{id}/events"));
+    let cookie = r.set_cookie("qrl_bs").expect("browser-secret cookie");
+    assert!(
+        cookie.contains(&format!("Path=/auth/qr/v1/logins/{id};")) && cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let qr = send(browser.get(format!(
+        "{}{}",
+        stack.origin(),
+        created["qr_svg"].as_str().unwrap()
+    )))
+    .await;
+    assert_eq!(qr.status, StatusCode::OK);
+
+    // ---- the browser waits on SSE, through nginx
+    let events_url = format!("{}{}", stack.origin(), created["events"].as_str().unwrap());
+    let resp = within(
+        "SSE through nginx",
+        browser
+            .get(&events_url)
+            .header("accept", "text/event-stream")
+            .send(),
+    )
+    .await
+    .expect("SSE request");
+    let mut sse = events_stream(resp);
+    sse.expect_named("pending").await;
+
+    // ---- the phone (another address) signs in and scans through nginx
+    let signin = send(
+        phone_http
+            .post(stack.url("/v1/mobile/session"))
+            .json(&json!({"username": "alice", "password": "wonderland"})),
+    )
+    .await
+    .ok_json(StatusCode::OK);
+    let token = signin["token"].as_str().unwrap().to_string();
+    let ctx = send(
+        phone_http
+            .post(stack.url(&format!("/v1/mobile/logins/{id}/scan")))
+            .bearer_auth(&token),
+    )
+    .await
+    .ok_json(StatusCode::OK);
+    assert_eq!(
+        ctx["browser"]["ip"], "127.0.0.2",
+        "the phone must see the browser's address (X-Forwarded-For from the trusted proxy), not nginx's: {ctx}"
+    );
+    assert_eq!(ctx["site"]["origin"], stack.origin());
+    assert_eq!(ctx["site"]["name"], "Example Shop");
+
+    // The scanned event arrives through nginx, on the open stream.
+    let scanned = sse.expect_named("scanned").await;
+    assert_eq!(scanned.json()["user"]["id"], ALICE_ID);
+    let last_id = scanned.id.clone().expect("event id");
+
+    // ---- the instance holding the stream dies
+    let holder = stack
+        .instance_streaming()
+        .await
+        .expect("one instance holds the waiting browser");
+    eprintln!("[proxy] killing instance {holder} (it holds the stream)");
+    stack.instances[holder].kill();
+    assert!(
+        within("the stream ends with its instance", sse.next())
+            .await
+            .is_none(),
+        "the stream should end when its instance dies"
+    );
+
+    // The browser reconnects through nginx, resuming after the event it saw:
+    // nginx passes it to the other instance; nothing is repeated.
+    let resp = within(
+        "SSE reconnect through nginx",
+        browser
+            .get(&events_url)
+            .header("accept", "text/event-stream")
+            .header("last-event-id", &last_id)
+            .send(),
+    )
+    .await
+    .expect("SSE reconnect");
+    let mut sse = events_stream(resp);
+    assert_eq!(
+        stack.instance_streaming().await,
+        Some(1 - holder),
+        "the reconnected stream is on the surviving instance"
+    );
+
+    // ---- approve through nginx; the event comes on the new stream
+    let r = send(
+        phone_http
+            .post(stack.url(&format!("/v1/mobile/logins/{id}/approve")))
+            .bearer_auth(&token)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(r.ok_json(StatusCode::OK)["state"], "approved");
+    sse.expect_named("approved").await;
+
+    // ---- redeem through nginx
+    let r = send(browser.post(stack.url(&format!("/v1/logins/{id}/redeem")))).await;
+    let v = r.ok_json(StatusCode::OK);
+    assert_eq!(v["user"]["id"], ALICE_ID);
+    let session = r.set_cookie("qrl_session").expect("session cookie");
+    assert!(
+        session.contains("Path=/auth/qr;") && session.contains("Secure"),
+        "{session}"
+    );
+    let who = send(browser.get(stack.url("/v1/session")))
+        .await
+        .ok_json(StatusCode::OK);
+    assert_eq!(who["user"]["id"], ALICE_ID);
+
+    // ---- the pages and their assets come through the one location
+    let page = send(browser.get(stack.url("/"))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    let css = html
+        .split('"')
+        .find(|s| s.starts_with("/auth/qr/_qrlogin/assets/") && s.ends_with("/app.css"))
+        .unwrap_or_else(|| panic!("no versioned app.css link in the page:\n{html}"))
+        .to_string();
+    let asset = send(browser.get(format!("{}{css}", stack.origin()))).await;
+    assert_eq!(asset.status, StatusCode::OK);
+    assert_eq!(
+        asset
+            .headers
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("public, max-age=31536000, immutable")
+    );
+    let sdk = send(browser.get(stack.url("/_qrlogin/sdk/qrlogin.js"))).await;
+    assert_eq!(sdk.status, StatusCode::OK);
+    assert!(sdk.text().contains("export const QrLogin"));
+
+    // ---- origin-root files, through their own location
+    let aasa = send(browser.get(format!(
+        "{}/.well-known/apple-app-site-association",
+        stack.origin()
+    )))
+    .await
+    .ok_json(StatusCode::OK);
+    assert_eq!(
+        aasa["applinks"]["details"][0]["components"][0]["/"],
+        "/auth/qr/m/*"
+    );
+    // Outside the location, nothing reaches qrlogin.
+    let outside = send(browser.get(format!("{}/v1/logins", stack.origin()))).await;
+    assert_eq!(outside.status, StatusCode::NOT_FOUND);
+    assert!(!outside.text().contains("\"error\""), "{}", outside.text());
+    drop(stack);
+}
+
+/// The direct answer (no proxy in between) carries the header that tells
+/// nginx not to buffer; nginx consumes it, so it is checked here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_answers_tell_proxies_not_to_buffer() {
+    let app = app(StoreKind::Memory).await;
+    let browser = app.browser();
+    let login = browser.create().await;
+    let resp = within(
+        "SSE",
+        browser
+            .http
+            .get(app.url(&format!("/v1/logins/{}/events", login.id)))
+            .send(),
+    )
+    .await
+    .expect("SSE");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let h = resp.headers();
+    assert_eq!(h["x-accel-buffering"], "no");
+    assert_eq!(h["cache-control"], "no-cache, no-transform");
+}
