@@ -199,12 +199,27 @@ impl Modify for FrontDoor {
 )]
 pub struct ApiDoc;
 
+/// Whether `path` belongs to the OpenID Provider face (tag `oidc`, and its
+/// `/device` page), which exists only with `--oidc-clients`.
+fn oidc_path(path: &str) -> bool {
+    path.starts_with("/oauth2/")
+        || path == "/.well-known/openid-configuration"
+        || path.starts_with("/v1/device/")
+        || path == "/device"
+        || path == "/v1/logins/{id}/continue"
+}
+
 /// `GET /openapi.json`. Its `servers` entry is the public URL, so the
-/// paths (relative to it) are right under any `--public-url` path.
+/// paths (relative to it) are right under any `--public-url` path. It
+/// documents what this instance serves: without `--oidc-clients` the
+/// OpenID Provider's paths (which then answer 404) are left out.
 pub async fn openapi_json(
     axum::extract::State(app): axum::extract::State<crate::AppState>,
 ) -> Json<utoipa::openapi::OpenApi> {
     let mut doc = ApiDoc::openapi();
     doc.servers = Some(vec![utoipa::openapi::Server::new(app.public_url())]);
+    if app.oidc.is_none() {
+        doc.paths.paths.retain(|path, _| !oidc_path(path));
+    }
     Json(doc)
 }

@@ -968,6 +968,29 @@ async fn discovery_lists_every_endpoint_and_the_jwks_verifies_id_tokens() {
         assert_eq!(d[k], format!("{}{path}", op.app.base), "{k}");
     }
     assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
+    let api = send(raw_client().get(op.app.url("/openapi.json")))
+        .await
+        .ok_json(StatusCode::OK);
+    for path in [
+        "/.well-known/openid-configuration",
+        "/oauth2/authorize",
+        "/oauth2/authorize/login",
+        "/v1/logins/{id}/continue",
+        "/oauth2/token",
+        "/oauth2/userinfo",
+        "/oauth2/revoke",
+        "/oauth2/logout",
+        "/oauth2/device_authorization",
+        "/v1/device/lookup",
+        "/device",
+    ] {
+        assert!(api["paths"].get(path).is_some(), "openapi lacks {path}");
+    }
+    assert!(
+        api["paths"]["/oauth2/token"]["post"]["requestBody"]["content"]
+            .get("application/x-www-form-urlencoded")
+            .is_some()
+    );
     let jwks = send(raw_client().get(op.app.url("/.well-known/jwks.json")))
         .await
         .ok_json(StatusCode::OK);

@@ -331,7 +331,7 @@ pub async fn start(
 }
 
 /// `GET /v1/logins/{id}/continue`
-#[utoipa::path(get, path = "/v1/logins/{id}/continue", tag = "oidc", params(("id" = String, Path, description = "login id")), responses((status = 303, description = "to the client with code, state and iss (or error=access_denied)"), (status = 404, description = "unknown, finished or foreign login (a page)", content_type = "text/html"), (status = 409, description = "not approved yet (a page)", content_type = "text/html"), (status = 503, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/logins/{id}/continue", tag = "oidc", params(("id" = String, Path, description = "login id")), responses((status = 303, description = "to the client with code, state and iss (or error=access_denied)"), (status = 404, description = "unknown, finished or foreign login (a page), or no OpenID Provider here (JSON)", content((crate::error::ErrorBody = "application/json"), ("text/html"))), (status = 409, description = "not approved yet (a page)", content_type = "text/html"), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn continue_login(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,

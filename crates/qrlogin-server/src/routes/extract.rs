@@ -56,7 +56,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
     type Rejection = ApiError;
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
         let bytes = body_bytes(req, state).await?;
-        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        // No body at all is "no body"; anything else must be a JSON
+        // object (whitespace alone is not JSON).
+        if bytes.is_empty() {
             return Ok(OptionalJson(None));
         }
         object_body(&bytes).map(|v| OptionalJson(Some(v)))
