@@ -47,16 +47,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// An optional JSON body: empty is `None`, anything else must be a JSON
-/// object that parses (whatever the declared content type: `curl -d`
-/// declares a form).
+/// An optional JSON body: empty is `None`, anything else (even blanks)
+/// must be a JSON object that parses, whatever the declared content type
+/// (`curl -d` declares a form).
 pub struct OptionalJson<T>(pub Option<T>);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
     type Rejection = ApiError;
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
         let bytes = body_bytes(req, state).await?;
-        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        if bytes.is_empty() {
             return Ok(OptionalJson(None));
         }
         object_body(&bytes).map(|v| OptionalJson(Some(v)))
