@@ -45,7 +45,7 @@ async fn the_api_conforms_to_its_openapi_document() {
         "--rate-limits",
         "false",
         "--pending-ttl",
-        "3",
+        "5",
         "--scan-extension",
         "1",
         "--final-keep",

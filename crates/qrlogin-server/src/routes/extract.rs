@@ -47,9 +47,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// An optional JSON body: empty is `None`, anything else must be a JSON
-/// object that parses (whatever the declared content type: `curl -d`
-/// declares a form).
+/// An optional JSON body: empty is `None`, anything else (even blanks)
+/// must be a JSON object that parses, whatever the declared content type
+/// (`curl -d` declares a form).
 pub struct OptionalJson<T>(pub Option<T>);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
