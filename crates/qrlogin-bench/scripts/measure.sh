@@ -54,7 +54,9 @@ start_server() {
   local store=$1
   shift
   # shellcheck disable=SC2086 # SERVER_FLAGS: extra flags, split on spaces
-  "$QRLOGIN" serve --listen 127.0.0.1:0 --store "$store" --rate-limits false ${SERVER_FLAGS:-} "$@" \
+  # --demo-users true: the load generator signs in as the demo users, which
+  # a shared (Redis) store turns off by default since issue 8.
+  "$QRLOGIN" serve --listen 127.0.0.1:0 --store "$store" --rate-limits false --demo-users true ${SERVER_FLAGS:-} "$@" \
     >"$TMP/server.out" 2>"$TMP/server.err" &
   SERVER_PID=$!
   URL=
