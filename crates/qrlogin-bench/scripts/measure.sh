@@ -3,18 +3,34 @@
 #
 #   crates/qrlogin-bench/scripts/measure.sh [OUT_DIR] [SECTION...]
 #
-# SECTION is any of: throughput repeat wake redis idle (default: all but
-# repeat). Each run
+# SECTION is any of: throughput repeat wake redis idle jwt (default: all
+# but repeat and jwt). Each run
 # starts a fresh `qrlogin serve` (rate limits off: one client IP is exactly
 # what they stop) and, for Redis runs, uses a private redis-server on a unix
 # socket in a temporary directory (never a shared one), emptied and its stats
 # reset before every run. Every load run is bounded (a few seconds) and
 # targets 127.0.0.1 only. Results: one JSON report per run in OUT_DIR.
 #
+# jwt: server CPU per login with `--mobile-verifier demo` against `jwt`
+# (BENCHMARKS.md): a `qrlogin-bench idp` (a tiny OpenID provider on
+# 127.0.0.1, one fresh key per algorithm in JWT_ALGS, default "rs256"; add
+# es256 for ES256) is started once and mints TOKEN_POOL (default 40000)
+# access tokens, one per login; then, REPEATS times (default 3), for each
+# store, a demo run and a jwt run per algorithm alternate (A/B/A/B), every
+# one on a fresh server, so the verified-token cache starts empty and no
+# token is seen twice. SHARED=1 adds a run where every login presents the
+# same token (cache hits only). EXPERIMENT=/path/to/another/qrlogin adds,
+# after each jwt run, the same run with that binary (file names -exp-).
+# RATE=N offers N logins/s to every run instead of as many as c=64 manage:
+# CPU per login falls as throughput rises (more work per wake-up), so at a
+# fixed rate both verifiers are compared at the same load.
+#
 # Binaries: $QRLOGIN (default target/release/qrlogin) and $QRLOGIN_BENCH
 # (default target/release/qrlogin-bench); build them first with
 #   cargo build --release -p qrlogin-server -p qrlogin-bench
 set -euo pipefail
+# Say where it stopped: under set -e a failing command ends the script.
+trap 'echo "measure.sh: \"$BASH_COMMAND\" failed (line $LINENO)" >&2' ERR
 
 OUT=${1:-bench-results}
 shift || true
@@ -38,6 +54,8 @@ REDIS_PID=$!
 SERVER_PID=
 cleanup() {
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+  # shellcheck disable=SC2086 # a list of pids
+  [ -n "${IDP_PIDS:-}" ] && kill $IDP_PIDS 2>/dev/null || true
   kill "$REDIS_PID" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$TMP"
@@ -54,22 +72,46 @@ REDIS_URL="redis+unix://$SOCK"
 # the rate limits. Older binaries (A/B runs) do not know the flag.
 NO_STREAM_CAP=
 if "$QRLOGIN" --help | grep -- --max-streams-per-ip >/dev/null; then NO_STREAM_CAP="--max-streams-per-ip 0"; fi
-# A Redis store turns the demo identity off by default (and the demo
-# verifier then refuses to start); the load generator signs in as the demo
-# users.
-DEMO_USERS=
-if "$QRLOGIN" --help | grep -- --demo-users >/dev/null; then DEMO_USERS="--demo-users true"; fi
+# Since --mobile-verifier exists the demo users are off by default with a
+# shared store; the demo runs need them on (older binaries have no flag).
+DEMO_FLAGS=
+if "$QRLOGIN" serve --help 2>/dev/null | grep -q -- '--demo-users'; then
+  DEMO_FLAGS="--demo-users true"
+fi
+IDP_PIDS=
+
+# start_idp ALG -> sets ISSUER (a `qrlogin-bench idp` minting TOKEN_POOL tokens)
+start_idp() {
+  local alg=$1
+  "$BENCH" idp --listen 127.0.0.1:0 --alg "$alg" --tokens "${TOKEN_POOL:-40000}" \
+    >"$TMP/idp-$alg.out" 2>"$TMP/idp-$alg.err" &
+  IDP_PIDS="$IDP_PIDS $!"
+  ISSUER=
+  # Minting RS256 tokens takes a while (about 1.6 ms of CPU each).
+  for _ in $(seq 6000); do
+    ISSUER=$(sed -n 's/^issuer //p' "$TMP/idp-$alg.out" | head -1)
+    [ -n "$ISSUER" ] && break
+    sleep 0.1
+  done
+  [ -n "$ISSUER" ] || { cat "$TMP/idp-$alg.err" >&2; exit 1; }
+}
 
 # start_server STORE [extra qrlogin flags] -> sets SERVER_PID and URL
 start_server() {
   local store=$1
   shift
-  # shellcheck disable=SC2086 # SERVER_FLAGS: extra flags, split on spaces
-  "$QRLOGIN" serve --listen 127.0.0.1:0 --store "$store" --rate-limits false $NO_STREAM_CAP $DEMO_USERS ${SERVER_FLAGS:-} "$@" \
+  local flags=${SERVER_FLAGS:-}
+  case " $flags " in
+  *" --mobile-verifier "*) ;;
+  *) flags="$flags $DEMO_FLAGS" ;;
+  esac
+  # shellcheck disable=SC2086 # flags: extra flags, split on spaces
+  "$QRLOGIN" serve --listen 127.0.0.1:0 --store "$store" --rate-limits false $NO_STREAM_CAP $flags "$@" \
     >"$TMP/server.out" 2>"$TMP/server.err" &
   SERVER_PID=$!
   URL=
-  for _ in $(seq 100); do
+  # Up to 20 s: a busy machine (other people's builds) can be slow.
+  for _ in $(seq 400); do
     URL=$(sed -n 's/^listening on //p' "$TMP/server.out" | head -1)
     [ -n "$URL" ] && break
     sleep 0.05
@@ -120,6 +162,18 @@ run() {
     start_server memory
   fi
   wait_quiet
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    # Seen twice on the shared machine, cause unknown: keep its log, start
+    # it again rather than measure nothing.
+    echo "   (the server exited while waiting; log in $OUT/$name.server-exited.log)" >&2
+    cp "$TMP/server.err" "$OUT/$name.server-exited.log"
+    wait "$SERVER_PID" 2>/dev/null || true
+    if [ "$store" = redis ]; then
+      start_server "$REDIS_URL"
+    else
+      start_server memory
+    fi
+  fi
   echo "== $name (load before: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   "$BENCH" run --url "$URL" --server-pid "$SERVER_PID" "${extra[@]}" --json "$@" \
     >"$OUT/$name.json"
@@ -189,6 +243,38 @@ for section in $SECTIONS; do
         "$BENCH" idle --url "$URL" --server-pid "$SERVER_PID" --waiters "$WAITERS" \
           --wait $wait --hold 5 --json >"$OUT/idle-$store-$wait.json"
         stop_server
+      done
+    done
+    ;;
+  jwt)
+    # Server CPU per login, demo verifier against a JWT verifier, same
+    # store, concurrency and binary, runs alternating.
+    declare -A ISSUERS=()
+    for alg in ${JWT_ALGS:-rs256}; do
+      start_idp "$alg"
+      ISSUERS[$alg]=$ISSUER
+      echo "== idp $alg: $ISSUER" >&2
+    done
+    C=${CONCURRENCY:-64}
+    TAG=c$C${RATE:+-rate$RATE}
+    for i in $(seq "${REPEATS:-3}"); do
+      for store in ${STORES:-memory redis}; do
+        run "$store-demo-$TAG-r$i" "$store" --wait sse --concurrency "$C" --duration "$DURATION" ${RATE:+--rate "$RATE"}
+        for alg in ${JWT_ALGS:-rs256}; do
+          SERVER_FLAGS="--mobile-verifier jwt --mobile-jwt-issuer ${ISSUERS[$alg]} --mobile-jwt-audience qrlogin-bench" \
+            run "$store-jwt-$alg-$TAG-r$i" "$store" --wait sse --concurrency "$C" --duration "$DURATION" ${RATE:+--rate "$RATE"} \
+            --phone-auth jwt --idp "${ISSUERS[$alg]}" --token-pool "${TOKEN_POOL:-40000}"
+          if [ -n "${EXPERIMENT:-}" ]; then
+            QRLOGIN=$EXPERIMENT SERVER_FLAGS="--mobile-verifier jwt --mobile-jwt-issuer ${ISSUERS[$alg]} --mobile-jwt-audience qrlogin-bench" \
+              run "$store-jwt-$alg-exp-$TAG-r$i" "$store" --wait sse --concurrency "$C" --duration "$DURATION" ${RATE:+--rate "$RATE"} \
+              --phone-auth jwt --idp "${ISSUERS[$alg]}" --token-pool "${TOKEN_POOL:-40000}"
+          fi
+          if [ -n "${SHARED:-}" ]; then
+            SERVER_FLAGS="--mobile-verifier jwt --mobile-jwt-issuer ${ISSUERS[$alg]} --mobile-jwt-audience qrlogin-bench" \
+              run "$store-jwt-$alg-shared-$TAG-r$i" "$store" --wait sse --concurrency "$C" --duration "$DURATION" ${RATE:+--rate "$RATE"} \
+              --phone-auth jwt --idp "${ISSUERS[$alg]}" --phone-tokens shared
+          fi
+        done
       done
     done
     ;;

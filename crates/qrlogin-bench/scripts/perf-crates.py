@@ -16,6 +16,7 @@ for line in out.splitlines():
     elif dso.startswith("libc") and re.search(r"mem(move|cpy|set|cmp)", sym): key = "libc memcpy/memset"
     elif dso.startswith("libc"): key = "libc other (syscall wrappers etc.)"
     elif dso == "[vdso]": key = "vdso (clock)"
+    elif re.match(r"(ring_core_|__bn_|_?ecp_nistz256|ChaCha20|aes_|sha256_block)", sym): key = "ring"
     else:
         s = sym.lstrip("<")
         s = re.sub(r"^(core::ptr::drop_in_place<)+", "", s)

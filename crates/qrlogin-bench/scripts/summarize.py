@@ -12,15 +12,22 @@ def f(x, nd=2):
     return "–" if x is None else f"{x:.{nd}f}"
 
 
+def phone(r):
+    """demo, or e.g. "jwt RS256 per-login" (reports before --phone-auth: demo)."""
+    if r.get("phone_auth", "demo") == "demo":
+        return "demo"
+    return f"jwt {r.get('phone_token_alg') or '?'} {r.get('phone_tokens')}"
+
+
 def main(d):
     runs, idles = [], []
     for p in sorted(pathlib.Path(d).glob("*.json")):
         r = json.loads(p.read_text())
         (idles if "waiters_open" in r else runs).append((p.stem, r))
     if runs:
-        print("| run | store | wait | conc. | rate | logins/s (window) | logins/s (incl. drain) | errors | wake p50 | wake p99 | wake p99.9 | full p50 | full p99 | "
+        print("| run | store | phone | wait | conc. | rate | logins/s (window) | logins/s (incl. drain) | errors | wake p50 | wake p99 | wake p99.9 | full p50 | full p99 | "
               "status req/login | Redis cmds/login | Redis client cmds/login | CPU µs/login server / redis / bench | other processes (cores) |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for name, r in runs:
             s = r["steps"]
             w, full = s.get("wake", {}), s.get("full", {})
@@ -29,7 +36,7 @@ def main(d):
             cpu = r.get("cpu", {})
             store = "redis" if red else "memory"
             print(
-                f"| {name} | {store} | {r['wait']} | {r['concurrency']} | {r['rate'] or '–'} | "
+                f"| {name} | {store} | {phone(r)} | {r['wait']} | {r['concurrency']} | {r['rate'] or '–'} | "
                 f"{r.get('window_logins_per_s', 0):.0f} | {r['logins_per_s']:.0f} | {sum(r['errors'].values())} | "
                 f"{f(w.get('p50_ms'), 3)} | {f(w.get('p99_ms'), 3)} | {f(w.get('p999_ms'), 3)} | "
                 f"{f(full.get('p50_ms'))} | {f(full.get('p99_ms'))} | "
@@ -38,6 +45,28 @@ def main(d):
                 f"{f(cpu.get('server_us_per_login'), 0)} / {f(cpu.get('redis_us_per_login'), 0)} / "
                 f"{f(cpu.get('bench_us_per_login'), 0)} | "
                 f"{f(cpu['other_s'] / r['elapsed_s'] if cpu.get('other_s') is not None else None)} |"
+            )
+    if any(r.get("phone_auth") == "jwt" for _, r in runs):
+        # Server CPU per login by store and phone credential, every run
+        # (in file order) and their mean: the demo-vs-jwt comparison.
+        groups = {}
+        for name, r in runs:
+            store = "redis" if r.get("redis") else "memory"
+            label = phone(r) + (" (experiment binary)" if "-exp-" in name else "")
+            groups.setdefault((store, label), []).append(r)
+        print()
+        print("| store | phone | runs | server CPU µs/login, each run | mean | vs demo | logins/s (window), each run |")
+        print("|---|---|---|---|---|---|---|")
+        for (store, ph), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "demo", kv[0][1])):
+            cpu = [x["cpu"]["server_us_per_login"] for x in rs if x["cpu"].get("server_us_per_login")]
+            mean = sum(cpu) / len(cpu) if cpu else None
+            demo = groups.get((store, "demo"))
+            dcpu = [x["cpu"]["server_us_per_login"] for x in demo or [] if x["cpu"].get("server_us_per_login")]
+            dmean = sum(dcpu) / len(dcpu) if dcpu else None
+            vs = f"{100 * (mean / dmean - 1):+.1f} %" if mean and dmean and ph != "demo" else "–"
+            print(
+                f"| {store} | {ph} | {len(rs)} | {' / '.join(f'{c:.0f}' for c in cpu)} | {f(mean, 0)} | {vs} | "
+                f"{' / '.join(str(round(x.get('window_logins_per_s', 0))) for x in rs)} |"
             )
     if idles:
         print()

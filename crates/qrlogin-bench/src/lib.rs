@@ -6,16 +6,20 @@
 //!   Redis commands per login and the server's RSS.
 //! * [`idle`] holds N waiting browsers open and reports the server's RSS per
 //!   waiter.
+//! * [`idp`] is a tiny OpenID provider (discovery, JWKS, minted access
+//!   tokens), so [`run`] can measure a server with `--mobile-verifier jwt`
+//!   (`--phone-auth jwt`).
 //!
 //! It only ever targets loopback addresses, and every run is bounded in time
 //! (and optionally in count) and stops by itself.
 
 pub mod http;
 pub mod idle;
+pub mod idp;
 pub mod redis_stats;
 pub mod run;
 pub mod stats;
 pub mod sys;
 
 pub use idle::{idle, IdleConfig, IdleReport};
-pub use run::{run, Binding, RunConfig, RunReport, WaitMode};
+pub use run::{run, Binding, PhoneAuth, PhoneTokens, RunConfig, RunReport, WaitMode};

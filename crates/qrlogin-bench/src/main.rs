@@ -1,7 +1,9 @@
 //! `qrlogin-bench` — see `qrlogin-bench --help` and BENCHMARKS.md.
 
 use clap::{Args, Parser, Subcommand};
-use qrlogin_bench::{idle, run, Binding, IdleConfig, RunConfig, WaitMode};
+use qrlogin_bench::idp::{IdpAlg, DEFAULT_AUDIENCE};
+use qrlogin_bench::{idle, run, Binding, IdleConfig, PhoneAuth, PhoneTokens, RunConfig, WaitMode};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// mimalloc: the load generator shares the machine with the server it
@@ -13,7 +15,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "qrlogin-bench",
     version,
-    about = "Load generator for qrlogin (loopback targets only)"
+    about = "Load generator for qrlogin (loopback targets only)",
+    after_help = "With a real phone-token verifier (JWT):\n\n  \
+    qrlogin-bench idp --listen 127.0.0.1:0 --tokens 50000 &   # first line: issuer http://127.0.0.1:PORT\n  \
+    qrlogin serve --rate-limits false --mobile-verifier jwt \\\n      \
+    --mobile-jwt-issuer http://127.0.0.1:PORT --mobile-jwt-audience qrlogin-bench &\n  \
+    qrlogin-bench run --url http://127.0.0.1:8080 --phone-auth jwt --idp http://127.0.0.1:PORT\n\n\
+    crates/qrlogin-bench/scripts/measure.sh OUT jwt does all of it (BENCHMARKS.md)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,6 +34,12 @@ enum Command {
     Run(RunArgs),
     /// Hold N waiting browsers open and report the server's RSS per waiter.
     Idle(IdleArgs),
+    /// A tiny OpenID provider for `run --phone-auth jwt`: serves discovery
+    /// and a JWKS with one fresh key, and mints the phones' access tokens.
+    /// The first stdout line is `issuer http://127.0.0.1:PORT`; start
+    /// `qrlogin serve --mobile-verifier jwt --mobile-jwt-issuer <that>
+    /// --mobile-jwt-audience <--audience>` after it.
+    Idp(IdpArgs),
 }
 
 #[derive(Debug, Args)]
@@ -81,11 +95,47 @@ struct RunArgs {
     /// The server's pid, for its RSS before and after.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Demo phone user.
+    /// Demo phone user (`--phone-auth demo`).
     #[arg(long, default_value = "alice")]
     username: String,
     #[arg(long, default_value = "wonderland")]
     password: String,
+    /// What the phones present: the demo user's token (server with
+    /// `--mobile-verifier demo`), or JWTs minted by `qrlogin-bench idp`
+    /// (server with `--mobile-verifier jwt`).
+    #[arg(long, value_enum, default_value = "demo")]
+    phone_auth: PhoneAuth,
+    /// `--phone-auth jwt`: the idp's URL (its first stdout line).
+    #[arg(long, required_if_eq("phone_auth", "jwt"))]
+    idp: Option<String>,
+    /// `--phone-auth jwt`: a distinct token (user) per login, never reused
+    /// (the server verifies one signature per login), or one for all.
+    #[arg(long, value_enum, default_value = "per-login")]
+    phone_tokens: PhoneTokens,
+    /// `--phone-tokens per-login`: how many tokens to fetch, which is also
+    /// the most logins the run starts. Default: --max-logins, else 50000.
+    #[arg(long)]
+    token_pool: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct IdpArgs {
+    /// Address to serve on (loopback only; port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// The signing key's algorithm.
+    #[arg(long, value_enum, default_value = "rs256")]
+    alg: IdpAlg,
+    /// The tokens' `aud` (give qrlogin the same `--mobile-jwt-audience`).
+    #[arg(long, default_value = DEFAULT_AUDIENCE)]
+    audience: String,
+    /// Tokens to mint before announcing the issuer (more are minted when
+    /// asked for; RS256 costs about a millisecond each).
+    #[arg(long, default_value_t = 0)]
+    tokens: usize,
+    /// Seconds after which it exits by itself (a bound, not a timeout).
+    #[arg(long, default_value_t = 7200)]
+    exit_after: u64,
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +196,10 @@ fn main() -> anyhow::Result<()> {
                 server_pid: a.server_pid,
                 username: a.username,
                 password: a.password,
+                phone_auth: a.phone_auth,
+                idp: a.idp,
+                phone_tokens: a.phone_tokens,
+                token_pool: a.token_pool,
             };
             let report = runtime(a.common.threads)?.block_on(run(cfg))?;
             if a.common.json {
@@ -166,6 +220,34 @@ fn main() -> anyhow::Result<()> {
             } else {
                 print!("{}", qrlogin_bench::idle::render(&report));
             }
+        }
+        Command::Idp(a) => {
+            anyhow::ensure!(
+                a.tokens <= qrlogin_bench::idp::MAX_TOKENS,
+                "--tokens must be at most {}",
+                qrlogin_bench::idp::MAX_TOKENS
+            );
+            let rt = runtime(2)?;
+            rt.block_on(async {
+                let running = qrlogin_bench::idp::spawn(a.listen, &a.audience, a.alg).await?;
+                running.idp.tokens(a.tokens).await?;
+                // The first line is machine-readable: scripts read the issuer from it.
+                println!("issuer {}", running.idp.issuer());
+                println!("audience {}", running.idp.audience());
+                eprintln!(
+                    "qrlogin-bench idp: {:?} key, {} tokens minted; serving {}/.well-known/openid-configuration",
+                    running.idp.alg(),
+                    a.tokens,
+                    running.idp.issuer()
+                );
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(a.exit_after)) => {}
+                }
+                anyhow::Ok(())
+            })?;
         }
     }
     Ok(())

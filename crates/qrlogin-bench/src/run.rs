@@ -17,6 +17,13 @@
 //!
 //! The run stops starting logins at the deadline or after `max_logins`, lets
 //! the ones in flight finish (each step has a timeout), and reports.
+//!
+//! The phone's credential ([`PhoneAuth`]): the demo user's token (signed in
+//! once, shared by every virtual phone), or JWT access tokens minted by a
+//! `qrlogin-bench idp` ([`crate::idp`]) for a server started with
+//! `--mobile-verifier jwt`: by default each login has its own token, i.e.
+//! its own phone user, so the server's verified-token cache misses on scan
+//! and hits on approve, as for a real user who logs in now and then.
 
 use crate::http::{check_status, Auth, Failure, Http, SseReader};
 use crate::redis_stats::{
@@ -65,6 +72,34 @@ pub enum Binding {
     Cookie,
 }
 
+/// What the virtual phones present as `Authorization: Bearer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PhoneAuth {
+    /// The demo user's token from `POST /v1/mobile/session` (server with
+    /// `--mobile-verifier demo`).
+    Demo,
+    /// JWT access tokens minted by `qrlogin-bench idp` (server with
+    /// `--mobile-verifier jwt --mobile-jwt-issuer <the idp's issuer>`).
+    Jwt,
+}
+
+/// How the minted JWTs are spread over logins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhoneTokens {
+    /// A distinct token (and user) for every login, never reused in a run:
+    /// one full verification per login (scan), approve a cache hit.
+    PerLogin,
+    /// One token for every login: all but the first verification are
+    /// cache hits (the best case).
+    Shared,
+}
+
+/// Distinct tokens fetched for `--phone-tokens per-login` when neither
+/// `--token-pool` nor `--max-logins` says how many.
+pub const DEFAULT_TOKEN_POOL: u64 = 50_000;
+
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     /// Base URL of the service (loopback only).
@@ -96,6 +131,14 @@ pub struct RunConfig {
     /// Demo phone user.
     pub username: String,
     pub password: String,
+    pub phone_auth: PhoneAuth,
+    /// Base URL of the `qrlogin-bench idp` minting the JWTs (loopback).
+    pub idp: Option<String>,
+    pub phone_tokens: PhoneTokens,
+    /// Distinct tokens for `per-login`; also the most logins the run starts
+    /// (a token is never used for two logins). Default: `max_logins`, else
+    /// [`DEFAULT_TOKEN_POOL`].
+    pub token_pool: Option<u64>,
 }
 
 impl RunConfig {
@@ -116,6 +159,10 @@ impl RunConfig {
             server_pid: None,
             username: "alice".into(),
             password: "wonderland".into(),
+            phone_auth: PhoneAuth::Demo,
+            idp: None,
+            phone_tokens: PhoneTokens::PerLogin,
+            token_pool: None,
         }
     }
 }
@@ -131,6 +178,14 @@ pub struct RunReport {
     pub max_logins: Option<u64>,
     pub rate: Option<f64>,
     pub think_ms: u64,
+    pub phone_auth: PhoneAuth,
+    /// With `jwt`: how tokens were spread, how many distinct ones, their
+    /// `alg`, and whether the run stopped early because every token of the
+    /// pool had been used.
+    pub phone_tokens: Option<PhoneTokens>,
+    pub phone_token_count: u64,
+    pub phone_token_alg: Option<String>,
+    pub phone_tokens_exhausted: bool,
     /// From the first login's start to the last one's end.
     pub elapsed_s: f64,
     pub started: u64,
@@ -225,10 +280,36 @@ impl Tally {
 struct Ctx {
     http: Http,
     cfg: RunConfig,
-    phone: Auth,
+    phones: Phones,
+    /// Logins to start at most (`max_logins`, or fewer: the token pool).
+    limit: Option<u64>,
     start: Instant,
     deadline: Instant,
     tickets: AtomicU64,
+}
+
+/// The virtual phones' credentials.
+enum Phones {
+    /// Every phone presents this.
+    Shared(Auth),
+    /// Login number `k` presents `tokens[k]`.
+    PerLogin(Vec<Auth>),
+}
+
+impl Phones {
+    fn for_login(&self, k: u64) -> &Auth {
+        match self {
+            Phones::Shared(a) => a,
+            Phones::PerLogin(v) => &v[k as usize % v.len()],
+        }
+    }
+
+    fn count(&self) -> u64 {
+        match self {
+            Phones::Shared(_) => 1,
+            Phones::PerLogin(v) => v.len() as u64,
+        }
+    }
 }
 
 /// A failed step: its name and what went wrong.
@@ -278,9 +359,88 @@ pub async fn sign_in(http: &Http, username: &str, password: &str) -> anyhow::Res
             Some(body.into()),
         )
         .await
-        .map_err(|f| anyhow::anyhow!("phone sign-in as {username} failed: {f}"))?;
+        .map_err(|f| {
+            let hint = match f {
+                Failure::Status(404, _) => {
+                    " (the server's demo users are off: a server with --mobile-verifier jwt \
+                     needs --phone-auth jwt --idp URL)"
+                }
+                _ => "",
+            };
+            anyhow::anyhow!("phone sign-in as {username} failed: {f}{hint}")
+        })?;
     let s: SignedIn = serde_json::from_slice(&bytes)?;
     Ok(Auth::bearer(&s.token)?)
+}
+
+/// Fetches `count` minted access tokens from a `qrlogin-bench idp`
+/// (minting them there can take a while: RSA signatures).
+pub async fn fetch_tokens(idp: &str, count: u64) -> anyhow::Result<Vec<String>> {
+    let base = sys::loopback_http_url(idp)?;
+    let http = Http::new(&base, Duration::from_secs(10));
+    let (status, _, body) = http
+        .call_within(
+            Duration::from_secs(600),
+            Method::GET,
+            &format!("/bench/tokens?count={count}"),
+            &Auth::None,
+            None,
+        )
+        .await
+        .map_err(|f| anyhow::anyhow!("fetching {count} tokens from the idp at {base}: {f}"))?;
+    anyhow::ensure!(
+        status == StatusCode::OK,
+        "the idp at {base} answered {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let tokens: Vec<String> = std::str::from_utf8(&body)?
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    anyhow::ensure!(
+        tokens.len() as u64 == count,
+        "the idp at {base} sent {} tokens instead of {count}",
+        tokens.len()
+    );
+    Ok(tokens)
+}
+
+/// The phones' credentials for `cfg`, and the JWTs' `alg`.
+async fn phones(http: &Http, cfg: &RunConfig) -> anyhow::Result<(Phones, Option<String>)> {
+    match cfg.phone_auth {
+        PhoneAuth::Demo => Ok((
+            Phones::Shared(sign_in(http, &cfg.username, &cfg.password).await?),
+            None,
+        )),
+        PhoneAuth::Jwt => {
+            let idp = cfg
+                .idp
+                .as_deref()
+                .ok_or_else(|| anyhow::anyhow!("--phone-auth jwt needs --idp URL"))?;
+            let count = match cfg.phone_tokens {
+                PhoneTokens::Shared => 1,
+                PhoneTokens::PerLogin => cfg
+                    .token_pool
+                    .or(cfg.max_logins)
+                    .unwrap_or(DEFAULT_TOKEN_POOL)
+                    .max(1),
+            };
+            let tokens = fetch_tokens(idp, count).await?;
+            let alg = jsonwebtoken::decode_header(&tokens[0])
+                .map(|h| format!("{:?}", h.alg))
+                .map_err(|e| anyhow::anyhow!("the idp's token is not a JWT: {e}"))?;
+            let auths = tokens
+                .iter()
+                .map(|t| Auth::bearer(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let phones = match cfg.phone_tokens {
+                PhoneTokens::Shared => Phones::Shared(auths[0].clone()),
+                PhoneTokens::PerLogin => Phones::PerLogin(auths),
+            };
+            Ok((phones, Some(alg)))
+        }
+    }
 }
 
 /// Creates a login; returns its id and the browser's credential.
@@ -329,7 +489,11 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
     let redis_target = cfg.redis_url.as_deref().map(parse_redis_url).transpose()?;
     sys::raise_nofile();
     let http = Http::new(&url, cfg.timeout);
-    let phone = sign_in(&http, &cfg.username, &cfg.password).await?;
+    let (phones, phone_token_alg) = phones(&http, &cfg).await?;
+    let limit = match &phones {
+        Phones::PerLogin(v) => Some(cfg.max_logins.unwrap_or(u64::MAX).min(v.len() as u64)),
+        Phones::Shared(_) => cfg.max_logins,
+    };
 
     let mut redis_conn = match &redis_target {
         Some(t) => Some(RedisConn::connect(t).await?),
@@ -361,7 +525,8 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
     let start = Instant::now();
     let ctx = Arc::new(Ctx {
         http,
-        phone,
+        phones,
+        limit,
         start,
         deadline: start + cfg.duration,
         tickets: AtomicU64::new(0),
@@ -425,6 +590,10 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
     let other_s = machine_busy_s.map(|m| {
         (m - server_s.unwrap_or(0.0) - redis_s.unwrap_or(0.0) - bench_s.unwrap_or(0.0)).max(0.0)
     });
+    let phone_token_count = ctx.phones.count();
+    let phone_tokens_exhausted = matches!(ctx.phones, Phones::PerLogin(_))
+        && cfg.max_logins.is_none_or(|m| m > phone_token_count)
+        && tally.completed + tally.failed >= phone_token_count;
     let cpu = Cpu {
         machine_busy_s,
         other_s,
@@ -445,6 +614,11 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
         max_logins: cfg.max_logins,
         rate: cfg.rate,
         think_ms: cfg.think.as_millis() as u64,
+        phone_auth: cfg.phone_auth,
+        phone_tokens: (cfg.phone_auth == PhoneAuth::Jwt).then_some(cfg.phone_tokens),
+        phone_token_count,
+        phone_token_alg,
+        phone_tokens_exhausted,
         elapsed_s: secs,
         started: tally.completed + tally.failed,
         completed: tally.completed,
@@ -486,7 +660,7 @@ async fn next_ticket(ctx: &Ctx) -> Option<u64> {
         return None;
     }
     let k = ctx.tickets.fetch_add(1, Ordering::Relaxed);
-    if ctx.cfg.max_logins.is_some_and(|max| k >= max) {
+    if ctx.limit.is_some_and(|max| k >= max) {
         return None;
     }
     if let Some(rate) = ctx.cfg.rate.filter(|r| *r > 0.0) {
@@ -503,8 +677,8 @@ async fn worker(ctx: Arc<Ctx>, seed: u64) -> Tally {
     let mut t = Tally::default();
     let mut rng =
         Rng(0x9E37_79B9_7F4A_7C15 ^ (seed.wrapping_add(1)).wrapping_mul(0xBF58_476D_1CE4_E5B9));
-    while next_ticket(&ctx).await.is_some() {
-        match one_login(&ctx, &mut t, &mut rng).await {
+    while let Some(k) = next_ticket(&ctx).await {
+        match one_login(&ctx, &mut t, &mut rng, ctx.phones.for_login(k)).await {
             Ok(()) => {
                 t.completed += 1;
                 if Instant::now() <= ctx.deadline {
@@ -537,7 +711,7 @@ impl Rng {
 
 /// The phone: scan, then approve. Returns both latencies and the moment
 /// approve's answer was read.
-async fn phone(ctx: &Ctx, id: &str) -> StepResult<(Duration, Duration, Instant)> {
+async fn phone(ctx: &Ctx, id: &str, auth: &Auth) -> StepResult<(Duration, Duration, Instant)> {
     if !ctx.cfg.think.is_zero() {
         tokio::time::sleep(ctx.cfg.think).await;
     }
@@ -547,7 +721,7 @@ async fn phone(ctx: &Ctx, id: &str) -> StepResult<(Duration, Duration, Instant)>
         StatusCode::OK,
         Method::POST,
         &format!("/v1/mobile/logins/{id}/scan"),
-        &ctx.phone,
+        auth,
         None,
     )
     .await
@@ -558,7 +732,7 @@ async fn phone(ctx: &Ctx, id: &str) -> StepResult<(Duration, Duration, Instant)>
         StatusCode::OK,
         Method::POST,
         &format!("/v1/mobile/logins/{id}/approve"),
-        &ctx.phone,
+        auth,
         Some(Bytes::from_static(b"{}")),
     )
     .await
@@ -582,7 +756,7 @@ fn unexpected(what: &str, state: &str) -> Failure {
     Failure::Protocol(format!("unexpected {what} {state}"))
 }
 
-async fn one_login(ctx: &Ctx, t: &mut Tally, rng: &mut Rng) -> StepResult<()> {
+async fn one_login(ctx: &Ctx, t: &mut Tally, rng: &mut Rng, phone_auth: &Auth) -> StepResult<()> {
     let http = &ctx.http;
     let t0 = Instant::now();
     let (id, auth) = create_login(http, ctx.cfg.binding).await.step("create")?;
@@ -630,7 +804,7 @@ async fn one_login(ctx: &Ctx, t: &mut Tally, rng: &mut Rng) -> StepResult<()> {
                     .unwrap_or(Err(Failure::Timeout))
                     .step("wake")
             };
-            let r = tokio::try_join!(browser, phone(ctx, &id))?;
+            let r = tokio::try_join!(browser, phone(ctx, &id, phone_auth))?;
             sse = Some(reader);
             r
         }
@@ -662,7 +836,7 @@ async fn one_login(ctx: &Ctx, t: &mut Tally, rng: &mut Rng) -> StepResult<()> {
                     .unwrap_or(Err(Failure::Timeout))
                     .step("wake")
             };
-            let r = tokio::try_join!(browser, phone(ctx, &id))?;
+            let r = tokio::try_join!(browser, phone(ctx, &id, phone_auth))?;
             t.status_requests += requests;
             r
         }
@@ -690,7 +864,7 @@ async fn one_login(ctx: &Ctx, t: &mut Tally, rng: &mut Rng) -> StepResult<()> {
                     .unwrap_or(Err(Failure::Timeout))
                     .step("wake")
             };
-            let r = tokio::try_join!(browser, phone(ctx, &id))?;
+            let r = tokio::try_join!(browser, phone(ctx, &id, phone_auth))?;
             t.status_requests += requests;
             r
         }
@@ -767,6 +941,28 @@ pub fn render(r: &RunReport) -> String {
             String::new()
         }
     );
+    match (r.phone_auth, r.phone_tokens) {
+        (PhoneAuth::Jwt, Some(spread)) => {
+            let _ = writeln!(
+                s,
+                "phones: {} JWT access tokens ({}), {}{}",
+                r.phone_token_count,
+                r.phone_token_alg.as_deref().unwrap_or("?"),
+                match spread {
+                    PhoneTokens::PerLogin => "a distinct one per login",
+                    PhoneTokens::Shared => "one shared by all logins",
+                },
+                if r.phone_tokens_exhausted {
+                    "; the run stopped early: every token was used (raise --token-pool)"
+                } else {
+                    ""
+                }
+            );
+        }
+        _ => {
+            let _ = writeln!(s, "phones: the demo user's token, shared");
+        }
+    }
     let _ = writeln!(
         s,
         "machine: {} cores, {}; {}",

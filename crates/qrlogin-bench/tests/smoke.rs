@@ -2,9 +2,19 @@
 //! memory store: a couple of seconds of each wait mode, checking
 //! correctness (no errors, every started login completed), never speed.
 //! Figures come from `qrlogin-bench` runs documented in BENCHMARKS.md.
+//!
+//! `--phone-auth jwt` is tested against the server configured as
+//! `qrlogin serve --mobile-verifier jwt --mobile-jwt-issuer <idp>` would
+//! be (the same library the binary runs), with the idp both as the
+//! `qrlogin-bench idp` binary and in-process.
 
-use qrlogin_bench::{idle, run, Binding, IdleConfig, RunConfig, RunReport, WaitMode};
+use qrlogin_bench::idp::IdpAlg;
+use qrlogin_bench::{
+    idle, run, Binding, IdleConfig, PhoneAuth, PhoneTokens, RunConfig, RunReport, WaitMode,
+};
+use qrlogin_server::config::VerifierKind;
 use qrlogin_server::ServeConfig;
+use std::io::BufRead as _;
 use std::time::Duration;
 
 async fn server() -> qrlogin_server::Running {
@@ -13,6 +23,27 @@ async fn server() -> qrlogin_server::Running {
     // A load generator on one IP is exactly what the limits stop.
     cfg.rate_limits = false;
     qrlogin_server::spawn(cfg).await.expect("server starts")
+}
+
+/// A server whose phones are verified as JWTs from `issuer` (demo users
+/// off, as with `--mobile-verifier jwt`).
+async fn jwt_server(issuer: &str) -> qrlogin_server::Running {
+    let mut cfg = ServeConfig::defaults();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.rate_limits = false;
+    cfg.mobile_verifier = VerifierKind::Jwt;
+    cfg.mobile_jwt_issuer = Some(issuer.to_string());
+    cfg.mobile_jwt_audience = Some(qrlogin_bench::idp::DEFAULT_AUDIENCE.to_string());
+    qrlogin_server::spawn(cfg).await.expect("jwt server starts")
+}
+
+/// Kills the child process when dropped (a failed assertion included).
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn assert_clean(r: &RunReport) {
@@ -152,4 +183,109 @@ fn the_binary_prints_json() {
         "refused for another reason: {stderr}"
     );
     drop(srv);
+}
+
+/// The binaries end to end: `qrlogin-bench idp` announces its issuer, a
+/// server verifying JWTs from it serves a short `run --phone-auth jwt`
+/// with a distinct RS256 token per login, and every login completes.
+#[test]
+fn phone_auth_jwt_with_the_idp_binary() {
+    let mut idp = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_qrlogin-bench"))
+            .args(["idp", "--listen", "127.0.0.1:0", "--exit-after", "120"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut first = String::new();
+    std::io::BufReader::new(idp.0.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let issuer = first
+        .trim()
+        .strip_prefix("issuer ")
+        .unwrap_or_else(|| panic!("first line: {first:?}"))
+        .to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let srv = rt.block_on(jwt_server(&issuer));
+    let url = format!("http://{}", srv.addr);
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--url",
+            &url,
+            "--concurrency",
+            "2",
+            "--duration",
+            "10",
+            "--max-logins",
+            "6",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        std::process::Command::new(env!("CARGO_BIN_EXE_qrlogin-bench"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = bench(&["--phone-auth", "jwt", "--idp", &issuer]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["completed"], 6, "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
+    assert_eq!(v["errors"], serde_json::json!({}), "{v}");
+    assert_eq!(v["phone_auth"], "jwt", "{v}");
+    assert_eq!(v["phone_tokens"], "per-login", "{v}");
+    assert_eq!(v["phone_token_count"], 6, "{v}");
+    assert_eq!(v["phone_token_alg"], "RS256", "{v}");
+
+    // The demo sign-in is off with a real verifier: the run says what to do.
+    let demo = bench(&[]);
+    assert!(!demo.status.success());
+    let stderr = String::from_utf8_lossy(&demo.stderr);
+    assert!(stderr.contains("--phone-auth jwt"), "{stderr}");
+    drop(srv);
+}
+
+/// In-process: ES256 tokens, one per login and one shared by all; the
+/// pool bounds a run (a token is never used for two logins).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_auth_jwt_es256_per_login_and_shared() {
+    let idp = qrlogin_bench::idp::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        qrlogin_bench::idp::DEFAULT_AUDIENCE,
+        IdpAlg::Es256,
+    )
+    .await
+    .unwrap();
+    let srv = jwt_server(idp.idp.issuer()).await;
+    let mk = |tokens: PhoneTokens| {
+        let mut c = RunConfig::new(&format!("http://{}", srv.addr), WaitMode::Sse);
+        c.concurrency = 3;
+        c.duration = Duration::from_secs(10);
+        c.phone_auth = PhoneAuth::Jwt;
+        c.idp = Some(idp.idp.issuer().to_string());
+        c.phone_tokens = tokens;
+        c
+    };
+    let mut per_login = mk(PhoneTokens::PerLogin);
+    per_login.token_pool = Some(12);
+    let mut shared = mk(PhoneTokens::Shared);
+    shared.max_logins = Some(12);
+    let (a, b) = tokio::join!(run(per_login), run(shared));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    for r in [&a, &b] {
+        assert_clean(r);
+        assert_eq!(r.completed, 12, "{r:?}");
+        assert_eq!(r.phone_token_alg.as_deref(), Some("ES256"), "{r:?}");
+    }
+    assert_eq!(a.phone_token_count, 12);
+    assert!(a.phone_tokens_exhausted, "{a:?}");
+    assert_eq!(b.phone_token_count, 1);
+    assert!(!b.phone_tokens_exhausted, "{b:?}");
 }
