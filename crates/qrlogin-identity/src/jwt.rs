@@ -85,6 +85,22 @@ pub struct JwtVerifier {
     jwks: Arc<JwksCache>,
     clock: Arc<dyn Clock>,
     cache: VerifiedCache,
+    /// One `Validation` per accepted algorithm, built once.
+    validations: Vec<(Algorithm, Validation)>,
+}
+
+/// What jsonwebtoken checks for `alg`: the signature, `iss` and `aud`.
+fn validation(alg: Algorithm, settings: &JwtSettings) -> Validation {
+    let mut v = Validation::new(alg);
+    v.algorithms = vec![alg];
+    v.set_issuer(&[&settings.issuer]);
+    v.set_audience(&[&settings.audience]);
+    // exp and nbf are checked in `check` against our clock, not the
+    // library's reading of the system time.
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.required_spec_claims = HashSet::from(["exp".to_string(), "iss".into(), "aud".into()]);
+    v
 }
 
 impl JwtVerifier {
@@ -111,11 +127,16 @@ impl JwtVerifier {
                 issuer: settings.issuer.clone(),
             },
         };
-        // jsonwebtoken needs one crypto provider installed (an error only
-        // means one already is).
-        let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+        // Signatures are checked by ring where it can (crypto.rs).
+        crate::crypto::install();
+        let validations = settings
+            .algorithms
+            .iter()
+            .map(|a| (*a, validation(*a, &settings)))
+            .collect();
         Ok(Self {
             jwks: Arc::new(JwksCache::new(upstream, source)),
+            validations,
             settings,
             clock,
             cache: VerifiedCache::new(),
@@ -141,16 +162,13 @@ impl JwtVerifier {
             return Err(VerifyError::Invalid);
         }
         let key = self.jwks.key_for(header.alg, header.kid.as_deref()).await?;
-        let mut v = Validation::new(header.alg);
-        v.algorithms = vec![header.alg];
-        v.set_issuer(&[&self.settings.issuer]);
-        v.set_audience(&[&self.settings.audience]);
-        // exp and nbf are checked below against our clock, not the
-        // library's reading of the system time.
-        v.validate_exp = false;
-        v.validate_nbf = false;
-        v.required_spec_claims = HashSet::from(["exp".to_string(), "iss".into(), "aud".into()]);
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &v)
+        let v = self
+            .validations
+            .iter()
+            .find(|(a, _)| *a == header.alg)
+            .map(|(_, v)| v)
+            .ok_or(VerifyError::Invalid)?;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, v)
             .map_err(|_| VerifyError::Invalid)?;
         let claims = data.claims;
         let now_s = now_ms / 1000;

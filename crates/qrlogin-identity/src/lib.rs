@@ -9,13 +9,14 @@
 //! * [`userinfo`] — ask an OIDC userinfo endpoint (or the site's own "who am
 //!   I" API) with the phone's bearer.
 //!
-//! Shared pieces: [`claims`] (which claims name the user), [`cache`] (a
+//! Shared pieces: [`claims`] (which claims name the user), [`crypto`] (`ring` checks JWT signatures), [`cache`] (a
 //! verified token is remembered briefly, keyed by its SHA-256) and
 //! [`upstream`] (one pooled HTTPS client with a bounded timeout; every
 //! failure of the upstream is `Unavailable`, never `Invalid`).
 
 pub mod cache;
 pub mod claims;
+pub mod crypto;
 pub mod demo;
 pub mod introspection;
 pub mod jwks;

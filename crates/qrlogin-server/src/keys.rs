@@ -92,9 +92,10 @@ impl SigningKey {
     fn from_secret(key: &p256::SecretKey) -> Result<Self, KeyError> {
         // jsonwebtoken picks its crypto backend from crate features; should an
         // embedding application also enable `aws_lc_rs`, both are on and the
-        // choice would panic. Installing ours first makes it explicit (an
-        // error only means a provider is already installed).
-        let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+        // choice would panic. Installing ours first makes it explicit: the
+        // same one the phone-token verifier installs (ring checks, RustCrypto
+        // signs; qrlogin-identity's crypto.rs).
+        qrlogin_identity::crypto::install();
         let der = key
             .to_pkcs8_der()
             .map_err(|e| KeyError::Prepare(e.to_string()))?;
