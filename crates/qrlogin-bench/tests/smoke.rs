@@ -125,6 +125,11 @@ async fn refuses_targets_off_loopback() {
     let c = RunConfig::new("http://192.0.2.1:8080", WaitMode::Sse);
     let err = run(c).await.unwrap_err().to_string();
     assert!(err.contains("loopback"), "{err}");
+    // Every instance of a multi-instance run, not only the first.
+    let mut c = RunConfig::new("http://127.0.0.1:1", WaitMode::Sse);
+    c.more_urls = vec!["http://192.0.2.1:8080".into()];
+    let err = run(c).await.unwrap_err().to_string();
+    assert!(err.contains("loopback"), "{err}");
     let mut c = RunConfig::new("http://127.0.0.1:1", WaitMode::Sse);
     c.redis_url = Some("redis://192.0.2.1:6379".into());
     // Refused for the Redis address itself, not merely because nothing
@@ -454,5 +459,22 @@ fn two_instances_phone_on_the_other_one() {
     let p = r.redis_pubsub.as_ref().unwrap_or_else(|| panic!("{r:?}"));
     assert!(p.publishes_per_login > 0.0, "{p:?}");
     assert!(p.net_output_bytes_per_login > 0.0, "{p:?}");
+    // The hint counters carry no labels: no login id (or anything else of
+    // a hint) reaches /metrics.
+    for url in [&url_a, &url_b] {
+        let i = qrlogin_bench::instances::Instance::new(
+            url.clone(),
+            qrlogin_bench::http::Http::new(url, Duration::from_secs(5)),
+            None,
+        );
+        let page = rt.block_on(i.scrape()).unwrap();
+        let hints: Vec<_> = page
+            .samples
+            .iter()
+            .filter(|s| s.name.starts_with("qrlogin_hint_messages"))
+            .collect();
+        assert!(!hints.is_empty(), "no hint counter on {url}");
+        assert!(hints.iter().all(|s| s.labels.is_empty()), "{hints:?}");
+    }
     drop((a, b));
 }
