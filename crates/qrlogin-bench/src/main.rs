@@ -21,7 +21,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     qrlogin serve --rate-limits false --mobile-verifier jwt \\\n      \
     --mobile-jwt-issuer http://127.0.0.1:PORT --mobile-jwt-audience qrlogin-bench &\n  \
     qrlogin-bench run --url http://127.0.0.1:8080 --phone-auth jwt --idp http://127.0.0.1:PORT\n\n\
-    crates/qrlogin-bench/scripts/measure.sh OUT jwt does all of it (BENCHMARKS.md)."
+    crates/qrlogin-bench/scripts/measure.sh OUT jwt does all of it (BENCHMARKS.md).\n\n\
+    Several instances on one store: --url and --server-pid once per instance (the phone\n\
+    always on another instance than the browser); measure.sh OUT scaleout runs 1, 2, 4, 8."
 )]
 struct Cli {
     #[command(subcommand)]
