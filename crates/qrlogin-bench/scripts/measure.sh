@@ -3,8 +3,8 @@
 #
 #   crates/qrlogin-bench/scripts/measure.sh [OUT_DIR] [SECTION...]
 #
-# SECTION is any of: throughput repeat wake redis idle jwt (default: all
-# but repeat and jwt). Each run
+# SECTION is any of: throughput repeat wake redis idle jwt scaleout
+# (default: all but repeat, jwt and scaleout). Each run
 # starts a fresh `qrlogin serve` (rate limits off: one client IP is exactly
 # what they stop) and, for Redis runs, uses a private redis-server on a unix
 # socket in a temporary directory (never a shared one), emptied and its stats
@@ -24,6 +24,16 @@
 # RATE=N offers N logins/s to every run instead of as many as c=64 manage:
 # CPU per login falls as throughput rises (more work per wake-up), so at a
 # fixed rate both verifiers are compared at the same load.
+#
+# scaleout: several instances on one Redis (issue 13). A private
+# redis-server of its own (unix socket; TRANSPORT=tcp: a free 127.0.0.1
+# port instead), then for N in ${INSTANCES:-1 2 4 8}: N `qrlogin serve` on
+# it, and one `qrlogin-bench run` across all of them (--url and
+# --server-pid per instance: browser on instance k mod N, phone on k+1 mod
+# N) at RATE logins/s (default 1000), CONCURRENCY (default 256), DURATION
+# seconds, SSE. One report per N: scaleout-$TRANSPORT-n$N.json, with hint
+# messages received per instance and per login, server CPU per instance
+# and in total, and Redis publishes and bytes out per login.
 #
 # Binaries: $QRLOGIN (default target/release/qrlogin) and $QRLOGIN_BENCH
 # (default target/release/qrlogin-bench); build them first with
@@ -52,8 +62,13 @@ redis-server --port 0 --unixsocket "$SOCK" --unixsocketperm 700 --save '' \
   --appendonly no --daemonize no --dir "$TMP" >"$TMP/redis.log" 2>&1 &
 REDIS_PID=$!
 SERVER_PID=
+INSTANCE_PIDS=
+SCALE_REDIS_PID=
 cleanup() {
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+  # shellcheck disable=SC2086 # a list of pids
+  [ -n "$INSTANCE_PIDS" ] && kill $INSTANCE_PIDS 2>/dev/null || true
+  [ -n "$SCALE_REDIS_PID" ] && kill "$SCALE_REDIS_PID" 2>/dev/null || true
   # shellcheck disable=SC2086 # a list of pids
   [ -n "${IDP_PIDS:-}" ] && kill $IDP_PIDS 2>/dev/null || true
   kill "$REDIS_PID" 2>/dev/null || true
@@ -123,6 +138,43 @@ stop_server() {
   kill "$SERVER_PID" 2>/dev/null || true
   wait "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=
+}
+
+# start_instances N STORE_URL -> sets INSTANCE_PIDS and INSTANCE_URLS
+# (N `qrlogin serve` on one store, each on a free port, rate limits off)
+start_instances() {
+  local n=$1 store=$2 i pid url
+  INSTANCE_PIDS=
+  INSTANCE_URLS=
+  for i in $(seq "$n"); do
+    # shellcheck disable=SC2086 # flags: split on spaces
+    "$QRLOGIN" serve --listen 127.0.0.1:0 --store "$store" --rate-limits false $NO_STREAM_CAP $DEMO_FLAGS \
+      >"$TMP/instance-$i.out" 2>"$TMP/instance-$i.err" &
+    pid=$!
+    INSTANCE_PIDS="$INSTANCE_PIDS $pid"
+    url=
+    for _ in $(seq 400); do
+      url=$(sed -n 's/^listening on //p' "$TMP/instance-$i.out" | head -1)
+      [ -n "$url" ] && break
+      sleep 0.05
+    done
+    [ -n "$url" ] || { cat "$TMP/instance-$i.err" >&2; exit 1; }
+    INSTANCE_URLS="$INSTANCE_URLS $url"
+  done
+}
+
+stop_instances() {
+  local pid
+  for pid in $INSTANCE_PIDS; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  INSTANCE_PIDS=
+}
+
+# A free 127.0.0.1 TCP port (bound, then released).
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 # Busy fraction of the whole machine over one second (0..1).
@@ -277,6 +329,60 @@ for section in $SECTIONS; do
         done
       done
     done
+    ;;
+  scaleout)
+    # Hint fan-out and CPU per login against the number of instances on
+    # one Redis, at a fixed rate (issue 13).
+    TRANSPORT=${TRANSPORT:-unix}
+    SDIR=$TMP/scale-redis
+    mkdir -p "$SDIR"
+    case $TRANSPORT in
+    unix)
+      redis-server --port 0 --unixsocket "$SDIR/redis.sock" --unixsocketperm 700 --save '' \
+        --appendonly no --daemonize no --dir "$SDIR" >"$SDIR/redis.log" 2>&1 &
+      SCALE_REDIS_PID=$!
+      SCALE_URL="redis+unix://$SDIR/redis.sock"
+      SCALE_CLI=(redis-cli -s "$SDIR/redis.sock")
+      ;;
+    tcp)
+      SPORT=$(free_port)
+      redis-server --port "$SPORT" --bind 127.0.0.1 --save '' \
+        --appendonly no --daemonize no --dir "$SDIR" >"$SDIR/redis.log" 2>&1 &
+      SCALE_REDIS_PID=$!
+      SCALE_URL="redis://127.0.0.1:$SPORT"
+      SCALE_CLI=(redis-cli -h 127.0.0.1 -p "$SPORT")
+      ;;
+    *)
+      echo "TRANSPORT must be unix or tcp (got $TRANSPORT)" >&2
+      exit 2
+      ;;
+    esac
+    for _ in $(seq 50); do
+      "${SCALE_CLI[@]}" ping >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    "${SCALE_CLI[@]}" ping >/dev/null || { cat "$SDIR/redis.log" >&2; exit 1; }
+    RATE=${RATE:-1000}
+    for n in ${INSTANCES:-1 2 4 8}; do
+      "${SCALE_CLI[@]}" flushall >/dev/null
+      "${SCALE_CLI[@]}" config resetstat >/dev/null
+      start_instances "$n" "$SCALE_URL"
+      wait_quiet
+      args=()
+      for u in $INSTANCE_URLS; do args+=(--url "$u"); done
+      for p in $INSTANCE_PIDS; do args+=(--server-pid "$p"); done
+      name=scaleout-$TRANSPORT-n$n
+      echo "== $name (load before: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+      "$BENCH" run "${args[@]}" --redis-url "$SCALE_URL" --wait sse \
+        --concurrency "${CONCURRENCY:-256}" --rate "$RATE" --duration "$DURATION" --json \
+        >"$OUT/$name.json"
+      "${SCALE_CLI[@]}" info commandstats >"$OUT/$name.commandstats.txt"
+      stop_instances
+      sleep 1
+    done
+    kill "$SCALE_REDIS_PID" 2>/dev/null || true
+    wait "$SCALE_REDIS_PID" 2>/dev/null || true
+    SCALE_REDIS_PID=
     ;;
   *)
     echo "unknown section $section" >&2

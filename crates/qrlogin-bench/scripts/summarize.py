@@ -68,6 +68,30 @@ def main(d):
                 f"| {store} | {ph} | {len(rs)} | {' / '.join(f'{c:.0f}' for c in cpu)} | {f(mean, 0)} | {vs} | "
                 f"{' / '.join(str(round(x.get('window_logins_per_s', 0))) for x in rs)} |"
             )
+    scale = [(n, r) for n, r in runs if r.get("hints") or len(r.get("instances", [])) > 1]
+    if scale:
+        # Multi-instance runs (measure.sh scaleout): hint fan-out and CPU
+        # per login against the number of instances. "each" lists the
+        # instances in --url order; per-login figures are over all logins,
+        # so the instances' add up to the total.
+        print()
+        print("| run | instances | rate | logins/s (window) | errors | hint msgs/login | each instance | unwatched/login | "
+              "server CPU µs/login | each instance | Redis publishes/login | Redis bytes out/login | Redis CPU µs/login | wake p50 | wake p99 |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for name, r in scale:
+            inst = r.get("instances", [])
+            h = r.get("hints") or {}
+            ps = r.get("redis_pubsub") or {}
+            cpu = r.get("cpu", {})
+            w = r["steps"].get("wake", {})
+            each = lambda k, nd: " / ".join(f(i.get(k), nd) for i in inst)
+            print(
+                f"| {name} | {len(inst)} | {r['rate'] or '–'} | {r.get('window_logins_per_s', 0):.0f} | {sum(r['errors'].values())} | "
+                f"{f(h.get('per_login'))} | {each('hint_messages_per_login', 2)} | {f(h.get('unwatched_per_login'))} | "
+                f"{f(cpu.get('server_us_per_login'), 0)} | {each('cpu_us_per_login', 0)} | "
+                f"{f(ps.get('publishes_per_login'))} | {f(ps.get('net_output_bytes_per_login'), 0)} | "
+                f"{f(cpu.get('redis_us_per_login'), 0)} | {f(w.get('p50_ms'), 3)} | {f(w.get('p99_ms'), 3)} |"
+            )
     if idles:
         print()
         print("| run | waiters open | RSS before (KiB) | with logins | with waiters | bytes/waiter | bytes/(login+waiter) |")

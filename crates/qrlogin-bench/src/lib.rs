@@ -4,6 +4,10 @@
 //!   polling, scan, approve, wake, redeem) and reports logins/s, errors by
 //!   kind, HdrHistogram percentiles of every step and of the wake latency,
 //!   Redis commands per login and the server's RSS.
+//! * [`instances`] spreads a run over several instances of the service
+//!   (the phone on another one than the browser) and reports each one's
+//!   requests, CPU and hint messages received, read from its `/metrics`
+//!   ([`scrape`]).
 //! * [`idle`] holds N waiting browsers open and reports the server's RSS per
 //!   waiter.
 //! * [`idp`] is a tiny OpenID provider (discovery, JWKS, minted access
@@ -16,8 +20,10 @@
 pub mod http;
 pub mod idle;
 pub mod idp;
+pub mod instances;
 pub mod redis_stats;
 pub mod run;
+pub mod scrape;
 pub mod stats;
 pub mod sys;
 

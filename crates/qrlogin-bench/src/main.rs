@@ -21,7 +21,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     qrlogin serve --rate-limits false --mobile-verifier jwt \\\n      \
     --mobile-jwt-issuer http://127.0.0.1:PORT --mobile-jwt-audience qrlogin-bench &\n  \
     qrlogin-bench run --url http://127.0.0.1:8080 --phone-auth jwt --idp http://127.0.0.1:PORT\n\n\
-    crates/qrlogin-bench/scripts/measure.sh OUT jwt does all of it (BENCHMARKS.md)."
+    crates/qrlogin-bench/scripts/measure.sh OUT jwt does all of it (BENCHMARKS.md).\n\n\
+    Several instances on one store: --url and --server-pid once per instance (the phone\n\
+    always on another instance than the browser); measure.sh OUT scaleout runs 1, 2, 4, 8."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -44,9 +46,6 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct Common {
-    /// Base URL of a running qrlogin (loopback only), e.g. http://127.0.0.1:8080
-    #[arg(long)]
-    url: String,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -60,6 +59,12 @@ struct Common {
 
 #[derive(Debug, Args)]
 struct RunArgs {
+    /// Base URL of a running qrlogin (loopback only), e.g.
+    /// http://127.0.0.1:8080. Give it several times for instances sharing
+    /// one store: login k's browser uses instance k mod N, its phone
+    /// instance k+1 mod N.
+    #[arg(long, required = true)]
+    url: Vec<String>,
     #[command(flatten)]
     common: Common,
     /// Virtual browsers (each with its phone), doing logins back to back.
@@ -92,9 +97,10 @@ struct RunArgs {
     /// Also count commands by origin (client vs Lua) with MONITOR; slows Redis.
     #[arg(long, requires = "redis_url")]
     redis_monitor: bool,
-    /// The server's pid, for its RSS before and after.
+    /// The server's pid, for its CPU and RSS; once per --url, in the same
+    /// order, for CPU per instance.
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
     /// Demo phone user (`--phone-auth demo`).
     #[arg(long, default_value = "alice")]
     username: String,
@@ -140,6 +146,9 @@ struct IdpArgs {
 
 #[derive(Debug, Args)]
 struct IdleArgs {
+    /// Base URL of a running qrlogin (loopback only), e.g. http://127.0.0.1:8080
+    #[arg(long)]
+    url: String,
     #[command(flatten)]
     common: Common,
     /// Waiting browsers to open and hold.
@@ -180,8 +189,19 @@ fn main() -> anyhow::Result<()> {
                 a.duration > 0.0 && a.duration <= 600.0,
                 "--duration must be in (0, 600] seconds"
             );
+            anyhow::ensure!(
+                a.server_pid.is_empty() || a.server_pid.len() == a.url.len(),
+                "give --server-pid once per --url, in the same order ({} URLs, {} pids)",
+                a.url.len(),
+                a.server_pid.len()
+            );
+            let (first, more) = a
+                .url
+                .split_first()
+                .ok_or_else(|| anyhow::anyhow!("--url is required"))?;
             let cfg = RunConfig {
-                url: a.common.url.clone(),
+                url: first.clone(),
+                more_urls: more.to_vec(),
                 concurrency: a.concurrency,
                 duration: Duration::from_secs_f64(a.duration),
                 max_logins: a.max_logins,
@@ -193,7 +213,8 @@ fn main() -> anyhow::Result<()> {
                 longpoll_wait: a.longpoll_wait.clamp(1, 60),
                 redis_url: a.redis_url,
                 redis_monitor: a.redis_monitor,
-                server_pid: a.server_pid,
+                server_pid: a.server_pid.first().copied(),
+                more_server_pids: a.server_pid.iter().skip(1).copied().collect(),
                 username: a.username,
                 password: a.password,
                 phone_auth: a.phone_auth,
@@ -210,7 +231,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Idle(a) => {
             anyhow::ensure!(a.hold <= 55, "--hold must be at most 55 seconds");
-            let mut cfg = IdleConfig::new(&a.common.url, a.waiters, a.wait, a.server_pid);
+            let mut cfg = IdleConfig::new(&a.url, a.waiters, a.wait, a.server_pid);
             cfg.hold = Duration::from_secs(a.hold);
             cfg.open_concurrency = a.open_concurrency;
             cfg.timeout = Duration::from_secs(a.common.timeout.max(1));

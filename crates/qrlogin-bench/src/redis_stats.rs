@@ -221,6 +221,15 @@ impl RedisConn {
         }
     }
 
+    /// One `INFO` section as `key → value` (e.g. `stats`:
+    /// `total_net_output_bytes`).
+    pub async fn info(&mut self, section: &str) -> anyhow::Result<BTreeMap<String, String>> {
+        match self.command(&["INFO", section]).await? {
+            Reply::Bulk(Some(text)) => Ok(parse_info(&String::from_utf8_lossy(&text))),
+            other => anyhow::bail!("unexpected INFO reply {other:?}"),
+        }
+    }
+
     /// `INFO commandstats`, parsed.
     pub async fn commandstats(&mut self) -> anyhow::Result<BTreeMap<String, u64>> {
         match self.command(&["INFO", "commandstats"]).await? {
@@ -244,6 +253,78 @@ pub fn parse_commandstats(text: &str) -> BTreeMap<String, u64> {
             Some((name.to_string(), calls))
         })
         .collect()
+}
+
+/// `key:value` lines of an `INFO` reply (comments and blank lines skipped).
+pub fn parse_info(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Redis's pub/sub work during a run: the hint publishes (scripts'
+/// `PUBLISH`/`SPUBLISH`, from `INFO commandstats`) and the bytes Redis sent
+/// (`INFO stats` `total_net_output_bytes`, which with N subscribed
+/// instances grows by N copies of every hint), per completed login.
+#[derive(Debug, Clone, Serialize)]
+pub struct PubSubStats {
+    pub publish_calls: u64,
+    pub spublish_calls: u64,
+    /// `(publish + spublish) / logins`.
+    pub publishes_per_login: f64,
+    /// Everything Redis wrote to its clients during the run (replies and
+    /// pub/sub deliveries; the bench's own few `INFO` replies included).
+    pub net_output_bytes: u64,
+    pub net_output_bytes_per_login: f64,
+    /// Everything Redis read from its clients during the run.
+    pub net_input_bytes: u64,
+    pub net_input_bytes_per_login: f64,
+    /// Channels with subscribers at the end (`pubsub_channels`), and
+    /// sharded ones (`pubsubshard_channels`, Redis 7.0+).
+    pub channels: Option<u64>,
+    pub shard_channels: Option<u64>,
+}
+
+/// [`PubSubStats`] from `INFO stats` and `INFO commandstats` snapshots
+/// taken before and after a run.
+pub fn pubsub_delta(
+    stats_before: &BTreeMap<String, String>,
+    stats_after: &BTreeMap<String, String>,
+    commands: &CommandStats,
+    logins: u64,
+) -> PubSubStats {
+    let num = |m: &BTreeMap<String, String>, k: &str| m.get(k).and_then(|v| v.parse::<u64>().ok());
+    let delta = |k: &str| {
+        num(stats_after, k)
+            .unwrap_or(0)
+            .saturating_sub(num(stats_before, k).unwrap_or(0))
+    };
+    let per = |n: u64| {
+        if logins == 0 {
+            0.0
+        } else {
+            n as f64 / logins as f64
+        }
+    };
+    let calls = |name: &str| commands.commands.get(name).map_or(0, |c| c.calls);
+    let (publish_calls, spublish_calls) = (calls("publish"), calls("spublish"));
+    let (out, inb) = (
+        delta("total_net_output_bytes"),
+        delta("total_net_input_bytes"),
+    );
+    PubSubStats {
+        publish_calls,
+        spublish_calls,
+        publishes_per_login: per(publish_calls + spublish_calls),
+        net_output_bytes: out,
+        net_output_bytes_per_login: per(out),
+        net_input_bytes: inb,
+        net_input_bytes_per_login: per(inb),
+        channels: num(stats_after, "pubsub_channels"),
+        shard_channels: num(stats_after, "pubsubshard_channels"),
+    }
 }
 
 /// Redis's commands executed during a run, per login.
@@ -418,6 +499,30 @@ mod tests {
         assert_eq!(d.per_login, 3.0);
         assert_eq!(d.commands["get"].calls, 4);
         assert!(!d.commands.contains_key("info"));
+    }
+
+    #[test]
+    fn pubsub_traffic() {
+        let before = parse_info(
+            "# Stats\r\ntotal_net_input_bytes:100\r\ntotal_net_output_bytes:1000\r\npubsub_channels:1\r\n",
+        );
+        let after = parse_info(
+            "# Stats\r\ntotal_net_input_bytes:500\r\ntotal_net_output_bytes:5000\r\npubsub_channels:1\r\npubsubshard_channels:0\r\n",
+        );
+        let cmds = commandstats_delta(
+            &parse_commandstats("cmdstat_publish:calls=1,usec=1\r\n"),
+            &parse_commandstats(
+                "cmdstat_publish:calls=13,usec=9\r\ncmdstat_spublish:calls=4,usec=1\r\n",
+            ),
+            4,
+        );
+        let p = pubsub_delta(&before, &after, &cmds, 4);
+        assert_eq!((p.publish_calls, p.spublish_calls), (12, 4));
+        assert_eq!(p.publishes_per_login, 4.0);
+        assert_eq!(p.net_output_bytes, 4000);
+        assert_eq!(p.net_output_bytes_per_login, 1000.0);
+        assert_eq!(p.net_input_bytes_per_login, 100.0);
+        assert_eq!((p.channels, p.shard_channels), (Some(1), Some(0)));
     }
 
     #[test]

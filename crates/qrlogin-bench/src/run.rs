@@ -15,6 +15,9 @@
 //! 5. the browser redeems; for SSE it then reads the stream to its end (the
 //!    `consumed` event), which also lets the connection be reused.
 //!
+//! With several `urls` the logins are spread over the instances, the
+//! phone on another instance than the browser ([`crate::instances`]).
+//!
 //! The run stops starting logins at the deadline or after `max_logins`, lets
 //! the ones in flight finish (each step has a timeout), and reports.
 //!
@@ -26,8 +29,10 @@
 //! and hits on approve, as for a real user who logs in now and then.
 
 use crate::http::{check_status, Auth, Failure, Http, SseReader};
+use crate::instances::{self, HintTotals, Instance, InstanceReport};
 use crate::redis_stats::{
-    commandstats_delta, parse_redis_url, CommandStats, Monitor, MonitorStats, RedisConn,
+    commandstats_delta, parse_redis_url, pubsub_delta, CommandStats, Monitor, MonitorStats,
+    PubSubStats, RedisConn,
 };
 use crate::stats::{Hist, Summary};
 use crate::sys::{self, Machine, Rss};
@@ -102,8 +107,11 @@ pub const DEFAULT_TOKEN_POOL: u64 = 50_000;
 
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// Base URL of the service (loopback only).
+    /// Base URL of the service (loopback only): the first instance.
     pub url: String,
+    /// More instances of the same service (same store), spread over as
+    /// described in [`crate::instances`]; empty for a single instance.
+    pub more_urls: Vec<String>,
     /// Virtual browsers, each doing logins back to back.
     pub concurrency: usize,
     /// Stop starting logins after this long.
@@ -128,6 +136,9 @@ pub struct RunConfig {
     pub redis_monitor: bool,
     /// The server process, for its resident memory.
     pub server_pid: Option<u32>,
+    /// The processes of `more_urls`, in the same order (CPU and RSS per
+    /// instance); empty, or as many as `more_urls`.
+    pub more_server_pids: Vec<u32>,
     /// Demo phone user.
     pub username: String,
     pub password: String,
@@ -145,6 +156,7 @@ impl RunConfig {
     pub fn new(url: &str, wait: WaitMode) -> RunConfig {
         RunConfig {
             url: url.to_string(),
+            more_urls: Vec::new(),
             concurrency: 8,
             duration: Duration::from_secs(10),
             max_logins: None,
@@ -157,6 +169,7 @@ impl RunConfig {
             redis_url: None,
             redis_monitor: false,
             server_pid: None,
+            more_server_pids: Vec::new(),
             username: "alice".into(),
             password: "wonderland".into(),
             phone_auth: PhoneAuth::Demo,
@@ -209,10 +222,24 @@ pub struct RunReport {
     pub status_requests_per_login: f64,
     pub redis: Option<CommandStats>,
     pub redis_monitor: Option<MonitorStats>,
+    /// RSS of `server_pid` (the first instance; every one's is in
+    /// `instances`).
     pub server_rss_before: Option<Rss>,
     pub server_rss_after: Option<Rss>,
-    /// CPU time used during the run by the server, Redis and this tool.
+    /// CPU time used during the run by the server (all instances), Redis
+    /// and this tool.
     pub cpu: Cpu,
+    /// Every instance's base URL (`url` is the first).
+    pub urls: Vec<String>,
+    /// What each instance did: logins sent there, requests it counted,
+    /// CPU, RSS and hint messages received (from its /metrics).
+    pub instances: Vec<InstanceReport>,
+    /// Hint messages received by all instances, per login; `None` when no
+    /// instance exposes the counter (memory store, older binary).
+    pub hints: Option<HintTotals>,
+    /// Redis's pub/sub publishes and network output per login (with
+    /// `redis_url`).
+    pub redis_pubsub: Option<PubSubStats>,
     pub machine: Machine,
 }
 
@@ -278,7 +305,8 @@ impl Tally {
 }
 
 struct Ctx {
-    http: Http,
+    /// The instances; `instances[0]` is `url`.
+    instances: Vec<Instance>,
     cfg: RunConfig,
     phones: Phones,
     /// Logins to start at most (`max_logins`, or fewer: the token pool).
@@ -485,11 +513,28 @@ fn browser_cookie(headers: &HeaderMap) -> Result<String, Failure> {
 /// Runs the load and returns the report.
 pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
     let url = sys::loopback_http_url(&cfg.url)?;
+    let mut urls = vec![url.clone()];
+    for u in &cfg.more_urls {
+        urls.push(sys::loopback_http_url(u)?);
+    }
     anyhow::ensure!(cfg.concurrency > 0, "concurrency must be at least 1");
+    anyhow::ensure!(
+        cfg.more_server_pids.is_empty()
+            || (cfg.server_pid.is_some() && cfg.more_server_pids.len() == cfg.more_urls.len()),
+        "give --server-pid once per --url, in the same order ({} URLs, {} pids)",
+        urls.len(),
+        usize::from(cfg.server_pid.is_some()) + cfg.more_server_pids.len()
+    );
     let redis_target = cfg.redis_url.as_deref().map(parse_redis_url).transpose()?;
     sys::raise_nofile();
-    let http = Http::new(&url, cfg.timeout);
-    let (phones, phone_token_alg) = phones(&http, &cfg).await?;
+    let pids = std::iter::once(cfg.server_pid).chain(cfg.more_server_pids.iter().map(|p| Some(*p)));
+    let instances: Vec<Instance> = urls
+        .iter()
+        .zip(pids.chain(std::iter::repeat(None)))
+        .map(|(u, pid)| Instance::new(u.clone(), Http::new(u, cfg.timeout), pid))
+        .collect();
+    // Demo tokens live in the store: one sign-in serves every instance.
+    let (phones, phone_token_alg) = phones(&instances[0].http, &cfg).await?;
     let limit = match &phones {
         Phones::PerLogin(v) => Some(cfg.max_logins.unwrap_or(u64::MAX).min(v.len() as u64)),
         Phones::Shared(_) => cfg.max_logins,
@@ -513,18 +558,22 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
         None => None,
     };
     let server_rss_before = cfg.server_pid.map(sys::rss_of).transpose()?;
+    let mut inst_before = Vec::with_capacity(instances.len());
+    for i in &instances {
+        inst_before.push(instances::before(i).await);
+    }
     let redis_before = match redis_conn.as_mut() {
-        Some(c) => Some(c.commandstats().await?),
+        Some(c) => Some((c.commandstats().await?, c.info("stats").await?)),
         None => None,
     };
     let me = std::process::id();
     let cpu_of = |pid: Option<u32>| pid.and_then(|p| sys::cpu_seconds(p).ok());
-    let cpu_before = (cpu_of(cfg.server_pid), cpu_of(redis_pid), cpu_of(Some(me)));
+    let cpu_before = (cpu_of(redis_pid), cpu_of(Some(me)));
     let busy_before = sys::machine_busy_seconds().ok();
 
     let start = Instant::now();
     let ctx = Arc::new(Ctx {
-        http,
+        instances,
         phones,
         limit,
         start,
@@ -542,21 +591,31 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
         tally.merge(w.await?);
     }
     let elapsed = start.elapsed();
-    let cpu_after = (cpu_of(cfg.server_pid), cpu_of(redis_pid), cpu_of(Some(me)));
+    let inst_cpu_after: Vec<Option<f64>> = ctx.instances.iter().map(instances::cpu_after).collect();
+    let cpu_after = (cpu_of(redis_pid), cpu_of(Some(me)));
     let busy_after = sys::machine_busy_seconds().ok();
 
     let redis_after = match redis_conn.as_mut() {
-        Some(c) => Some(c.commandstats().await?),
+        Some(c) => Some((c.commandstats().await?, c.info("stats").await?)),
         None => None,
     };
     let server_rss_after = cfg.server_pid.map(sys::rss_of).transpose()?;
+    let mut instance_reports = Vec::with_capacity(ctx.instances.len());
+    for ((i, b), cpu) in ctx.instances.iter().zip(inst_before).zip(inst_cpu_after) {
+        instance_reports.push(instances::report(i, b, cpu, tally.completed).await);
+    }
+    let hints = instances::hint_totals(&instance_reports, tally.completed);
     let redis_monitor = match monitor {
         Some(m) => Some(m.finish(tally.completed).await),
         None => None,
     };
-    let redis = match (redis_before, redis_after) {
-        (Some(b), Some(a)) => Some(commandstats_delta(&b, &a, tally.completed)),
-        _ => None,
+    let (redis, redis_pubsub) = match (redis_before, redis_after) {
+        (Some((bc, bs)), Some((ac, as_))) => {
+            let cmds = commandstats_delta(&bc, &ac, tally.completed);
+            let pubsub = pubsub_delta(&bs, &as_, &cmds, tally.completed);
+            (Some(cmds), Some(pubsub))
+        }
+        _ => (None, None),
     };
 
     let mut steps = BTreeMap::new();
@@ -582,9 +641,13 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
         x.filter(|_| tally.completed > 0)
             .map(|s| s * 1e6 / tally.completed as f64)
     };
-    let server_s = diff(cpu_before.0, cpu_after.0);
-    let redis_s = diff(cpu_before.1, cpu_after.1);
-    let bench_s = diff(cpu_before.2, cpu_after.2);
+    // The server's CPU: every instance's, when every one was measured.
+    let server_s = instance_reports
+        .iter()
+        .map(|r| r.cpu_s)
+        .sum::<Option<f64>>();
+    let redis_s = diff(cpu_before.0, cpu_after.0);
+    let bench_s = diff(cpu_before.1, cpu_after.1);
     let machine = sys::machine();
     let machine_busy_s = diff(busy_before, busy_after);
     let other_s = machine_busy_s.map(|m| {
@@ -650,6 +713,10 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
         server_rss_before,
         server_rss_after,
         cpu,
+        urls,
+        instances: instance_reports,
+        hints,
+        redis_pubsub,
         machine,
     })
 }
@@ -678,7 +745,15 @@ async fn worker(ctx: Arc<Ctx>, seed: u64) -> Tally {
     let mut rng =
         Rng(0x9E37_79B9_7F4A_7C15 ^ (seed.wrapping_add(1)).wrapping_mul(0xBF58_476D_1CE4_E5B9));
     while let Some(k) = next_ticket(&ctx).await {
-        match one_login(&ctx, &mut t, &mut rng, ctx.phones.for_login(k)).await {
+        let (b, p) = instances::assign(k, ctx.instances.len());
+        let (browser, phone) = (&ctx.instances[b], &ctx.instances[p]);
+        browser.browser_logins.fetch_add(1, Ordering::Relaxed);
+        phone.phone_logins.fetch_add(1, Ordering::Relaxed);
+        let on = On {
+            browser: &browser.http,
+            phone: &phone.http,
+        };
+        match one_login(&ctx, on, &mut t, &mut rng, ctx.phones.for_login(k)).await {
             Ok(()) => {
                 t.completed += 1;
                 if Instant::now() <= ctx.deadline {
@@ -709,13 +784,24 @@ impl Rng {
     }
 }
 
+/// The instances one login's browser and phone talk to.
+#[derive(Clone, Copy)]
+struct On<'a> {
+    browser: &'a Http,
+    phone: &'a Http,
+}
+
 /// The phone: scan, then approve. Returns both latencies and the moment
 /// approve's answer was read.
-async fn phone(ctx: &Ctx, id: &str, auth: &Auth) -> StepResult<(Duration, Duration, Instant)> {
+async fn phone(
+    ctx: &Ctx,
+    http: &Http,
+    id: &str,
+    auth: &Auth,
+) -> StepResult<(Duration, Duration, Instant)> {
     if !ctx.cfg.think.is_zero() {
         tokio::time::sleep(ctx.cfg.think).await;
     }
-    let http = &ctx.http;
     let t = Instant::now();
     http.expect(
         StatusCode::OK,
@@ -742,9 +828,13 @@ async fn phone(ctx: &Ctx, id: &str, auth: &Auth) -> StepResult<(Duration, Durati
 }
 
 /// One status request; returns the state.
-async fn status(ctx: &Ctx, path: &str, auth: &Auth, timeout: Duration) -> Result<String, Failure> {
-    let (st, _, body) = ctx
-        .http
+async fn status(
+    http: &Http,
+    path: &str,
+    auth: &Auth,
+    timeout: Duration,
+) -> Result<String, Failure> {
+    let (st, _, body) = http
         .call_within(timeout, Method::GET, path, auth, None)
         .await?;
     check_status(StatusCode::OK, st, &body)?;
@@ -756,8 +846,14 @@ fn unexpected(what: &str, state: &str) -> Failure {
     Failure::Protocol(format!("unexpected {what} {state}"))
 }
 
-async fn one_login(ctx: &Ctx, t: &mut Tally, rng: &mut Rng, phone_auth: &Auth) -> StepResult<()> {
-    let http = &ctx.http;
+async fn one_login(
+    ctx: &Ctx,
+    on: On<'_>,
+    t: &mut Tally,
+    rng: &mut Rng,
+    phone_auth: &Auth,
+) -> StepResult<()> {
+    let http = on.browser;
     let t0 = Instant::now();
     let (id, auth) = create_login(http, ctx.cfg.binding).await.step("create")?;
     t.create.record(t0.elapsed());
@@ -804,7 +900,7 @@ async fn one_login(ctx: &Ctx, t: &mut Tally, rng: &mut Rng, phone_auth: &Auth) -
                     .unwrap_or(Err(Failure::Timeout))
                     .step("wake")
             };
-            let r = tokio::try_join!(browser, phone(ctx, &id, phone_auth))?;
+            let r = tokio::try_join!(browser, phone(ctx, on.phone, &id, phone_auth))?;
             sse = Some(reader);
             r
         }
@@ -817,7 +913,7 @@ async fn one_login(ctx: &Ctx, t: &mut Tally, rng: &mut Rng, phone_auth: &Auth) -
                 let wait = async {
                     loop {
                         let st = status(
-                            ctx,
+                            http,
                             &format!("{base}?wait={w}&since={since}"),
                             &auth,
                             per_request,
@@ -836,7 +932,7 @@ async fn one_login(ctx: &Ctx, t: &mut Tally, rng: &mut Rng, phone_auth: &Auth) -
                     .unwrap_or(Err(Failure::Timeout))
                     .step("wake")
             };
-            let r = tokio::try_join!(browser, phone(ctx, &id, phone_auth))?;
+            let r = tokio::try_join!(browser, phone(ctx, on.phone, &id, phone_auth))?;
             t.status_requests += requests;
             r
         }
@@ -848,7 +944,7 @@ async fn one_login(ctx: &Ctx, t: &mut Tally, rng: &mut Rng, phone_auth: &Auth) -
                     tokio::time::sleep(phase).await;
                     let mut next = tokio::time::Instant::now();
                     loop {
-                        let st = status(ctx, &base, &auth, http.timeout()).await?;
+                        let st = status(http, &base, &auth, http.timeout()).await?;
                         requests += 1;
                         match st.as_str() {
                             "approved" => return Ok(Instant::now()),
@@ -864,7 +960,7 @@ async fn one_login(ctx: &Ctx, t: &mut Tally, rng: &mut Rng, phone_auth: &Auth) -
                     .unwrap_or(Err(Failure::Timeout))
                     .step("wake")
             };
-            let r = tokio::try_join!(browser, phone(ctx, &id, phone_auth))?;
+            let r = tokio::try_join!(browser, phone(ctx, on.phone, &id, phone_auth))?;
             t.status_requests += requests;
             r
         }
@@ -1061,6 +1157,58 @@ pub fn render(r: &RunReport) -> String {
             s,
             "server RSS: {} KiB before, {} KiB after (peak {} KiB)",
             b.rss_kb, a.rss_kb, a.hwm_kb
+        );
+    }
+    if let Some(h) = &r.hints {
+        let _ = writeln!(
+            s,
+            "hint messages received: {} ({:.2} per login) by {} instance(s); {} ({:.2} per login) for logins nobody waited on there",
+            h.messages, h.per_login, h.instances_reporting, h.unwatched, h.unwatched_per_login
+        );
+    }
+    if r.instances.len() > 1 {
+        let _ = writeln!(
+            s,
+            "{:<28} {:>8} {:>8} {:>9} {:>10} {:>11} {:>12}",
+            "instance",
+            "browser",
+            "phone",
+            "requests",
+            "hints/login",
+            "unwatched/l",
+            "CPU µs/login"
+        );
+        let opt = |x: Option<f64>, nd: usize| x.map_or("–".to_string(), |v| format!("{v:.nd$}"));
+        for i in &r.instances {
+            let _ = writeln!(
+                s,
+                "{:<28} {:>8} {:>8} {:>9} {:>10} {:>11} {:>12}",
+                i.url,
+                i.browser_logins,
+                i.phone_logins,
+                i.requests
+                    .as_ref()
+                    .map_or("–".to_string(), |m| m.values().sum::<u64>().to_string()),
+                opt(i.hint_messages_per_login, 2),
+                opt(i.hint_messages_unwatched_per_login, 2),
+                opt(i.cpu_us_per_login, 0),
+            );
+            if let Some(e) = &i.metrics_error {
+                let _ = writeln!(s, "  (/metrics: {e})");
+            }
+        }
+    }
+    if let Some(p) = &r.redis_pubsub {
+        let _ = writeln!(
+            s,
+            "redis pub/sub: {:.2} publishes per login ({} PUBLISH, {} SPUBLISH); {:.0} bytes out, {:.0} bytes in per login; {} channels, {} shard channels",
+            p.publishes_per_login,
+            p.publish_calls,
+            p.spublish_calls,
+            p.net_output_bytes_per_login,
+            p.net_input_bytes_per_login,
+            p.channels.map_or("?".to_string(), |c| c.to_string()),
+            p.shard_channels.map_or("?".to_string(), |c| c.to_string()),
         );
     }
     s

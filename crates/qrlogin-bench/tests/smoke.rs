@@ -7,6 +7,11 @@
 //! `qrlogin serve --mobile-verifier jwt --mobile-jwt-issuer <idp>` would
 //! be (the same library the binary runs), with the idp both as the
 //! `qrlogin-bench idp` binary and in-process.
+//!
+//! Multi-instance runs (`--url` several times) are tested against two
+//! server *processes* on one private redis-server: each its own
+//! Prometheus recorder, so each instance's /metrics counts only its own
+//! requests and hint messages (in-process servers would share one).
 
 use qrlogin_bench::idp::IdpAlg;
 use qrlogin_bench::{
@@ -14,6 +19,7 @@ use qrlogin_bench::{
 };
 use qrlogin_server::config::VerifierKind;
 use qrlogin_server::ServeConfig;
+use qrlogin_testkit::RedisServer;
 use std::io::BufRead as _;
 use std::time::Duration;
 
@@ -119,6 +125,11 @@ async fn refuses_targets_off_loopback() {
     let c = RunConfig::new("http://192.0.2.1:8080", WaitMode::Sse);
     let err = run(c).await.unwrap_err().to_string();
     assert!(err.contains("loopback"), "{err}");
+    // Every instance of a multi-instance run, not only the first.
+    let mut c = RunConfig::new("http://127.0.0.1:1", WaitMode::Sse);
+    c.more_urls = vec!["http://192.0.2.1:8080".into()];
+    let err = run(c).await.unwrap_err().to_string();
+    assert!(err.contains("loopback"), "{err}");
     let mut c = RunConfig::new("http://127.0.0.1:1", WaitMode::Sse);
     c.redis_url = Some("redis://192.0.2.1:6379".into());
     // Refused for the Redis address itself, not merely because nothing
@@ -171,6 +182,30 @@ fn the_binary_prints_json() {
     assert_eq!(v["completed"], 6, "{v}");
     assert_eq!(v["failed"], 0, "{v}");
     assert!(v["steps"]["wake"]["p99_ms"].is_number(), "{v}");
+    // One --url: the report as before, plus the per-instance fields.
+    assert_eq!(v["url"], format!("http://{}", srv.addr), "{v}");
+    assert_eq!(v["urls"], serde_json::json!([v["url"]]), "{v}");
+    assert_eq!(v["instances"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["instances"][0]["browser_logins"], 6, "{v}");
+    assert_eq!(v["instances"][0]["phone_logins"], 6, "{v}");
+    // The memory store has no hint subscriber: no counter, not zero.
+    assert!(v["hints"].is_null(), "{v}");
+    assert!(v["redis_pubsub"].is_null(), "{v}");
+
+    let mismatched = std::process::Command::new(env!("CARGO_BIN_EXE_qrlogin-bench"))
+        .args([
+            "run",
+            "--url",
+            &format!("http://{}", srv.addr),
+            "--url",
+            &format!("http://{}", srv.addr),
+        ])
+        .args(["--server-pid", "1", "--duration", "1"])
+        .output()
+        .unwrap();
+    assert!(!mismatched.status.success());
+    let stderr = String::from_utf8_lossy(&mismatched.stderr);
+    assert!(stderr.contains("once per --url"), "{stderr}");
 
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_qrlogin-bench"))
         .args(["run", "--url", "http://198.51.100.7:80", "--duration", "1"])
@@ -199,9 +234,11 @@ fn phone_auth_jwt_with_the_idp_binary() {
             .unwrap(),
     );
     let mut first = String::new();
-    std::io::BufReader::new(idp.0.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    // Kept open (and drained) to the end: the idp prints a second line, and
+    // a closed pipe would make that print fail and the idp exit.
+    let mut out = std::io::BufReader::new(idp.0.stdout.take().unwrap());
+    out.read_line(&mut first).unwrap();
+    std::thread::spawn(move || for _ in out.lines() {});
     let issuer = first
         .trim()
         .strip_prefix("issuer ")
@@ -288,4 +325,156 @@ async fn phone_auth_jwt_es256_per_login_and_shared() {
     assert!(a.phone_tokens_exhausted, "{a:?}");
     assert_eq!(b.phone_token_count, 1);
     assert!(!b.phone_tokens_exhausted, "{b:?}");
+}
+
+/// Set (to a store URL) in the environment of an instance process.
+const INSTANCE_STORE_ENV: &str = "QRLOGIN_BENCH_SMOKE_INSTANCE_STORE";
+
+/// Not a test: the body of the instance processes that
+/// `two_instances_phone_on_the_other_one` starts (this test binary run
+/// again with `--ignored --exact instance_process`). It serves like
+/// `qrlogin serve --store URL --rate-limits false --demo-users true` on a
+/// free port (first stdout line `listening on http://...`) and exits when
+/// its parent closes its stdin, or after two minutes.
+#[test]
+#[ignore = "the instance process of two_instances_phone_on_the_other_one, run by it"]
+fn instance_process() {
+    let store = std::env::var(INSTANCE_STORE_ENV).unwrap_or_else(|_| {
+        panic!("only two_instances_phone_on_the_other_one runs this (it sets {INSTANCE_STORE_ENV})")
+    });
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
+    let mut cfg = ServeConfig::defaults();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.store = store;
+    cfg.rate_limits = false;
+    cfg.demo_users = Some(true);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        tokio::select! {
+            r = qrlogin_server::serve(cfg) => r.expect("the instance serves"),
+            _ = tokio::time::sleep(Duration::from_secs(120)) => {}
+        }
+    });
+}
+
+/// An instance process on `store`: its URL and pid (killed on drop).
+fn instance(store: &str) -> (Child, String) {
+    let mut child = Child(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "instance_process", "--nocapture"])
+            .env(INSTANCE_STORE_ENV, store)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let url = loop {
+        match lines.next() {
+            Some(Ok(l)) => {
+                if let Some(u) = l.strip_prefix("listening on ") {
+                    break u.trim().to_string();
+                }
+            }
+            other => panic!("the instance process ended before listening: {other:?}"),
+        }
+    };
+    // Keep reading its stdout so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+/// Two instances on one Redis, 41 logins: login k's browser on instance
+/// k mod 2, its phone on the other one. Each instance's own /metrics
+/// shows it: it answered the creates, SSE streams and redeems of its
+/// browsers and the scans and approves of the *other* instance's logins
+/// (21 against 20, so a phone sent to the browser's instance would show),
+/// and every wake-up crossed instances through the hints, which the
+/// report counts per instance and per login.
+#[test]
+fn two_instances_phone_on_the_other_one() {
+    let redis = RedisServer::start();
+    let (a, url_a) = instance(&redis.url());
+    let (b, url_b) = instance(&redis.url());
+    let mut c = RunConfig::new(&url_a, WaitMode::Sse);
+    c.more_urls = vec![url_b.clone()];
+    c.server_pid = Some(a.0.id());
+    c.more_server_pids = vec![b.0.id()];
+    c.redis_url = Some(redis.url());
+    c.concurrency = 3;
+    c.max_logins = Some(41);
+    c.duration = Duration::from_secs(30);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let r = rt.block_on(run(c)).unwrap();
+    // Shown with --nocapture: what the report says about the instances.
+    eprintln!("{}", qrlogin_bench::run::render(&r));
+    assert_clean(&r);
+    assert_eq!(r.completed, 41, "{r:?}");
+    assert_eq!(r.urls, vec![url_a.clone(), url_b.clone()]);
+    assert_eq!(r.instances.len(), 2, "{r:?}");
+    let expect = [(&url_a, 21, 20), (&url_b, 20, 21)];
+    for (i, (url, browsers, phones)) in r.instances.iter().zip(expect) {
+        assert_eq!(&i.url, url);
+        assert_eq!(
+            (i.browser_logins, i.phone_logins),
+            (browsers, phones),
+            "{i:?}"
+        );
+        let req = i.requests.as_ref().unwrap_or_else(|| panic!("{i:?}"));
+        let n = |route: &str| req.get(route).copied().unwrap_or(0);
+        assert_eq!(n("/v1/logins"), browsers, "{req:?}");
+        assert_eq!(n("/v1/logins/{id}/events"), browsers, "{req:?}");
+        assert_eq!(n("/v1/logins/{id}/redeem"), browsers, "{req:?}");
+        assert_eq!(n("/v1/mobile/logins/{id}/scan"), phones, "{req:?}");
+        assert_eq!(n("/v1/mobile/logins/{id}/approve"), phones, "{req:?}");
+        let hints = i
+            .hint_messages
+            .unwrap_or_else(|| panic!("no hint counter: {i:?}"));
+        assert!(hints > 0, "{i:?}");
+        assert!(i.hint_messages_per_login.is_some_and(|x| x > 0.0), "{i:?}");
+        assert!(
+            i.hint_messages_unwatched.is_some_and(|u| u <= hints),
+            "{i:?}"
+        );
+        assert!(i.cpu_s.is_some() && i.cpu_us_per_login.is_some(), "{i:?}");
+        assert!(i.rss_after.is_some(), "{i:?}");
+    }
+    let h = r.hints.as_ref().unwrap_or_else(|| panic!("{r:?}"));
+    assert_eq!(h.instances_reporting, 2);
+    assert_eq!(
+        h.messages,
+        r.instances
+            .iter()
+            .filter_map(|i| i.hint_messages)
+            .sum::<u64>()
+    );
+    assert!(h.per_login > 0.0, "{h:?}");
+    // The total server CPU is both instances'.
+    let both: f64 = r.instances.iter().filter_map(|i| i.cpu_s).sum();
+    assert_eq!(r.cpu.server_s, Some(both));
+    let p = r.redis_pubsub.as_ref().unwrap_or_else(|| panic!("{r:?}"));
+    assert!(p.publishes_per_login > 0.0, "{p:?}");
+    assert!(p.net_output_bytes_per_login > 0.0, "{p:?}");
+    // The hint counters carry no labels: no login id (or anything else of
+    // a hint) reaches /metrics.
+    for url in [&url_a, &url_b] {
+        let i = qrlogin_bench::instances::Instance::new(
+            url.clone(),
+            qrlogin_bench::http::Http::new(url, Duration::from_secs(5)),
+            None,
+        );
+        let page = rt.block_on(i.scrape()).unwrap();
+        let hints: Vec<_> = page
+            .samples
+            .iter()
+            .filter(|s| s.name.starts_with("qrlogin_hint_messages"))
+            .collect();
+        assert!(!hints.is_empty(), "no hint counter on {url}");
+        assert!(hints.iter().all(|s| s.labels.is_empty()), "{hints:?}");
+    }
+    drop((a, b));
 }

@@ -146,9 +146,15 @@ impl Notifier {
     }
 
     /// Delivers a hint to the watchers of `id`, if any. Cheap when none.
-    pub fn notify(&self, id: &LoginId, hint: Hint) {
-        if let Some(slot) = lock(self.shard(id)).get(id) {
-            slot.tx.send_replace(hint);
+    /// Returns whether `id` had a watcher here (the Redis subscriber counts
+    /// the hints that had none: work for logins this instance does not serve).
+    pub fn notify(&self, id: &LoginId, hint: Hint) -> bool {
+        match lock(self.shard(id)).get(id) {
+            Some(slot) => {
+                slot.tx.send_replace(hint);
+                true
+            }
+            None => false,
         }
     }
 
@@ -221,7 +227,7 @@ mod tests {
             user: None,
             match_required: false,
         };
-        n.notify(&id, hint.clone());
+        assert!(n.notify(&id, hint.clone()), "a watched login");
         assert_eq!(a.next().await, hint);
         assert_eq!(b.next().await, hint);
         n.reread_all();
@@ -230,8 +236,8 @@ mod tests {
         assert_eq!(n.watched(), 1);
         drop(b);
         assert_eq!(n.watched(), 0);
-        // Notifying a login nobody watches is a no-op.
-        n.notify(&id, Hint::Reread);
+        // Notifying a login nobody watches is a no-op, and says so.
+        assert!(!n.notify(&id, Hint::Reread));
         assert_eq!(n.watched(), 0);
     }
 

@@ -49,6 +49,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// (a half-open TCP connection, a failed-over proxy) is noticed.
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
 
+/// Prometheus counter: hint messages this instance's subscriber received.
+/// Divided by the logins served, it is the wake-up fan-out per login
+/// (issue 13: with one global channel it grows with the number of instances).
+pub(crate) const HINT_MESSAGES: &str = "qrlogin_hint_messages_total";
+/// Prometheus counter: of those, the hints for a login nobody waits on
+/// here, i.e. work for logins this instance does not serve.
+pub(crate) const HINT_MESSAGES_UNWATCHED: &str = "qrlogin_hint_messages_unwatched_total";
+
 /// One hint message as published by the scripts.
 #[derive(Debug, Deserialize)]
 struct Message {
@@ -280,8 +288,13 @@ async fn listen(
             msg = stream.next() => match msg {
                 Some(msg) => {
                     notifier.mark_alive();
+                    metrics::counter!(HINT_MESSAGES).increment(1);
                     match parse(msg.get_payload_bytes()) {
-                        Some((id, hint)) => notifier.notify(&id, hint),
+                        Some((id, hint)) => {
+                            if !notifier.notify(&id, hint) {
+                                metrics::counter!(HINT_MESSAGES_UNWATCHED).increment(1);
+                            }
+                        }
                         None => tracing::warn!(channel = msg.get_channel_name(), "ignoring a malformed hint"),
                     }
                 }
