@@ -43,6 +43,8 @@ struct Inner {
     /// who holds it since when.
     events: BTreeMap<u64, (Event, Option<(String, u64)>)>,
     next_event: u64,
+    /// Event consumers and when each last took or held events.
+    consumers: HashMap<String, u64>,
 }
 
 impl Inner {
@@ -395,23 +397,42 @@ impl Store for MemoryStore {
         now_ms: u64,
     ) -> Result<Vec<QueuedEvent>, StoreError> {
         let mut inner = self.lock();
-        let mut idle = Vec::new();
+        inner.consumers.insert(consumer.to_string(), now_ms);
+        // Consumers silent for the bound are dead: all they hold is taken
+        // over at once, in order (as on Redis).
+        let dead: Vec<String> = inner
+            .consumers
+            .iter()
+            .filter(|(name, seen)| *name != consumer && now_ms.saturating_sub(**seen) >= idle_ms)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut taken = Vec::new();
         let mut fresh = Vec::new();
         for (seq, (_, holder)) in inner.events.iter() {
             match holder {
-                Some((_, since)) if now_ms.saturating_sub(*since) >= idle_ms => idle.push(*seq),
+                Some((who, _)) if dead.contains(who) => taken.push(*seq),
                 Some(_) => {}
                 None => fresh.push(*seq),
             }
         }
         let mut out = Vec::new();
-        for seq in idle.into_iter().chain(fresh).take(max) {
+        for seq in taken.into_iter().chain(fresh).take(max) {
             if let Some((event, holder)) = inner.events.get_mut(&seq) {
                 *holder = Some((consumer.to_string(), now_ms));
                 out.push(QueuedEvent {
                     receipt: seq.to_string(),
                     event: event.clone(),
                 });
+            }
+        }
+        let holding: BTreeSet<String> = inner
+            .events
+            .values()
+            .filter_map(|(_, h)| h.as_ref().map(|(who, _)| who.clone()))
+            .collect();
+        for name in dead {
+            if !holding.contains(&name) {
+                inner.consumers.remove(&name);
             }
         }
         Ok(out)
@@ -424,6 +445,7 @@ impl Store for MemoryStore {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
+        inner.consumers.insert(consumer.to_string(), now_ms);
         for r in receipts {
             let Ok(seq) = r.parse::<u64>() else { continue };
             // Like Redis's XCLAIM: the holder is `consumer` from now.

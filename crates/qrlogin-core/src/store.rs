@@ -359,9 +359,11 @@ pub trait Store: Send + Sync + 'static {
     fn set_events(&self, on: bool);
 
     /// Takes up to `max` events for `consumer` (one per instance): first
-    /// events another consumer took but has not acknowledged nor held for
-    /// `idle_ms` or longer (its instance died), then new ones, oldest
-    /// first. What it returns counts as held by `consumer` from now.
+    /// every unacknowledged event of a consumer that has neither taken nor
+    /// held events for `idle_ms` or longer (its instance died), all at once
+    /// and oldest first, so one login's events keep their order; then new
+    /// ones. What it returns counts as held by `consumer` from now; a
+    /// consumer is not given back what it already holds.
     async fn events_take(
         &self,
         consumer: &str,
@@ -370,10 +372,10 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
     ) -> Result<Vec<QueuedEvent>, StoreError>;
 
-    /// Holds events `consumer` took and is still retrying, so no other
-    /// consumer takes them after `idle_ms` (an event another consumer took
-    /// over meanwhile becomes `consumer`'s again; both deliver the same
-    /// id, which receivers de-duplicate).
+    /// Says `consumer` is alive and still holds `receipts` (it retries
+    /// them), so no other consumer takes them over (an event another
+    /// consumer took over meanwhile becomes `consumer`'s again; both
+    /// deliver the same id, which receivers de-duplicate).
     async fn events_hold(
         &self,
         consumer: &str,

@@ -8,9 +8,14 @@
 //!   so the instance appends right after the script succeeded
 //!   ([`append`]); an instance that dies between the two loses that one
 //!   event (docs/DECISIONS.md).
-//! * Taking: `XAUTOCLAIM` of entries idle for the bound (a dead instance's),
-//!   then `XREADGROUP … >` for new ones. Holding: `XCLAIM … JUSTID` by the
-//!   holder resets the idle time. Acknowledging: `XACK` + `XDEL`.
+//! * Taking: first everything a dead consumer holds — one that has not
+//!   talked to Redis for the bound (`XINFO CONSUMERS` idle; a live instance
+//!   polls several times a second): `XPENDING` of its entries, `XCLAIM` of
+//!   them all at once, in stream order (so one login's events keep their
+//!   order across a takeover), then `XGROUP DELCONSUMER` once it holds
+//!   nothing (every restart is a new consumer); then `XREADGROUP … >` for
+//!   new ones. Holding: `XCLAIM … JUSTID` by the holder. Acknowledging:
+//!   `XACK` + `XDEL`.
 
 use crate::conn::Conn;
 use qrlogin_core::events::MAX_QUEUED_EVENTS;
@@ -51,17 +56,109 @@ pub(crate) fn create_group() -> Cmd {
     cmd
 }
 
-/// `XAUTOCLAIM qrl:events qrl-webhooks <consumer> <idle> <cursor> COUNT n`.
-pub(crate) fn autoclaim(consumer: &str, idle_ms: u64, cursor: &str, max: usize) -> Cmd {
-    let mut cmd = redis::cmd("XAUTOCLAIM");
+/// `XINFO CONSUMERS qrl:events qrl-webhooks`.
+pub(crate) fn consumers() -> Cmd {
+    let mut cmd = redis::cmd("XINFO");
+    cmd.arg("CONSUMERS").arg(EVENTS_KEY).arg(GROUP);
+    cmd
+}
+
+/// `XPENDING qrl:events qrl-webhooks - + n <consumer>`.
+pub(crate) fn pending_of(consumer: &str, max: usize) -> Cmd {
+    let mut cmd = redis::cmd("XPENDING");
+    cmd.arg(EVENTS_KEY)
+        .arg(GROUP)
+        .arg("-")
+        .arg("+")
+        .arg(max)
+        .arg(consumer);
+    cmd
+}
+
+/// `XCLAIM qrl:events qrl-webhooks <consumer> <min idle> <ids…>`: the
+/// entries, for `consumer`; the idle bound makes a second claimer of the
+/// same dead consumer get nothing.
+pub(crate) fn claim(consumer: &str, min_idle_ms: u64, ids: &[String]) -> Cmd {
+    let mut cmd = redis::cmd("XCLAIM");
     cmd.arg(EVENTS_KEY)
         .arg(GROUP)
         .arg(consumer)
-        .arg(idle_ms)
-        .arg(cursor)
-        .arg("COUNT")
-        .arg(max);
+        .arg(min_idle_ms)
+        .arg(ids);
     cmd
+}
+
+/// `XGROUP DELCONSUMER qrl:events qrl-webhooks <consumer>`.
+pub(crate) fn delete_consumer(consumer: &str) -> Cmd {
+    let mut cmd = redis::cmd("XGROUP");
+    cmd.arg("DELCONSUMER").arg(EVENTS_KEY).arg(GROUP).arg(consumer);
+    cmd
+}
+
+fn int(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        other => text(other).and_then(|s| s.parse().ok()),
+    }
+}
+
+/// One consumer of `XINFO CONSUMERS`: name, pending count, idle ms.
+pub(crate) struct ConsumerInfo {
+    pub name: String,
+    pub pending: u64,
+    pub idle_ms: u64,
+}
+
+/// An `XINFO CONSUMERS` reply (RESP2 flat pairs or RESP3 maps).
+pub(crate) fn parse_consumers(v: &Value) -> Result<Vec<ConsumerInfo>, StoreError> {
+    let Value::Array(list) = v else {
+        return Err(corrupt("XINFO CONSUMERS reply"));
+    };
+    let mut out = Vec::new();
+    for c in list {
+        let pairs: Vec<(String, &Value)> = match c {
+            Value::Array(kv) => kv
+                .chunks(2)
+                .filter_map(|p| Some((text(p.first()?)?, p.get(1)?)))
+                .collect(),
+            Value::Map(kv) => kv.iter().filter_map(|(k, v)| Some((text(k)?, v))).collect(),
+            _ => return Err(corrupt("XINFO CONSUMERS entry")),
+        };
+        let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+        let (Some(name), Some(pending), Some(idle_ms)) = (
+            get("name").and_then(text),
+            get("pending").and_then(int),
+            get("idle").and_then(int),
+        ) else {
+            return Err(corrupt("XINFO CONSUMERS fields"));
+        };
+        out.push(ConsumerInfo {
+            name,
+            pending,
+            idle_ms,
+        });
+    }
+    Ok(out)
+}
+
+/// The entry ids of an `XPENDING … - + n consumer` reply.
+pub(crate) fn parse_pending_ids(v: &Value) -> Result<Vec<String>, StoreError> {
+    let Value::Array(list) = v else {
+        return Err(corrupt("XPENDING reply"));
+    };
+    list.iter()
+        .map(|e| match e {
+            Value::Array(parts) => parts.first().and_then(text).ok_or_else(|| corrupt("XPENDING id")),
+            _ => Err(corrupt("XPENDING entry")),
+        })
+        .collect()
+}
+
+/// The entries of an `XCLAIM` reply (trimmed ones skipped).
+pub(crate) fn parse_claimed(v: &Value) -> Result<Vec<QueuedEvent>, StoreError> {
+    let mut out = Vec::new();
+    entries(v, &mut out)?;
+    Ok(out)
 }
 
 /// `XREADGROUP GROUP qrl-webhooks <consumer> COUNT n STREAMS qrl:events >`
@@ -153,22 +250,6 @@ fn entries(v: &Value, out: &mut Vec<QueuedEvent>) -> Result<(), StoreError> {
     }
 }
 
-/// An `XAUTOCLAIM` reply: the next cursor and the claimed events.
-pub(crate) fn parse_autoclaim(v: &Value) -> Result<(String, Vec<QueuedEvent>), StoreError> {
-    let Value::Array(parts) = v else {
-        return Err(corrupt("XAUTOCLAIM reply"));
-    };
-    let cursor = parts
-        .first()
-        .and_then(text)
-        .ok_or_else(|| corrupt("XAUTOCLAIM cursor"))?;
-    let mut out = Vec::new();
-    if let Some(list) = parts.get(1) {
-        entries(list, &mut out)?;
-    }
-    Ok((cursor, out))
-}
-
 /// An `XREADGROUP` reply (`nil`, or `[[key, entries]]`, or a RESP3 map).
 pub(crate) fn parse_read(v: &Value) -> Result<Vec<QueuedEvent>, StoreError> {
     let mut out = Vec::new();
@@ -194,9 +275,9 @@ pub(crate) fn parse_read(v: &Value) -> Result<Vec<QueuedEvent>, StoreError> {
 }
 
 /// Whether the error says the group (or the stream) is missing: Redis lost
-/// its data or this is the first use.
+/// its data or this is the first use (`XINFO` says "no such key").
 pub(crate) fn is_nogroup(e: &redis::RedisError) -> bool {
-    e.code() == Some("NOGROUP")
+    e.code() == Some("NOGROUP") || e.to_string().contains("no such key")
 }
 
 /// Whether `XGROUP CREATE` failed only because the group exists.

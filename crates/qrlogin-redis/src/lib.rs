@@ -533,24 +533,31 @@ impl Store for RedisStore {
         idle_ms: u64,
         _now_ms: u64,
     ) -> Result<Vec<QueuedEvent>, StoreError> {
-        // Idle ones first (Redis measures idleness on its own clock), a few
-        // pages of the pending list at most, then new ones.
+        // A dead consumer's events first, all at once and in order (Redis
+        // measures idleness on its own clock), then new ones.
         let mut out = Vec::new();
-        let mut cursor = "0-0".to_string();
-        for _ in 0..4 {
+        let reply = self.stream_cmd(events::consumers()).await?;
+        for dead in events::parse_consumers(&reply)?
+            .into_iter()
+            .filter(|c| c.name != consumer && c.idle_ms >= idle_ms)
+        {
             let want = max.saturating_sub(out.len());
             if want == 0 {
                 break;
             }
-            let reply = self
-                .stream_cmd(events::autoclaim(consumer, idle_ms, &cursor, want))
-                .await?;
-            let (next, got) = events::parse_autoclaim(&reply)?;
-            out.extend(got);
-            if next == "0-0" {
-                break;
+            if dead.pending > 0 {
+                let reply = self.stream_cmd(events::pending_of(&dead.name, want)).await?;
+                let ids = events::parse_pending_ids(&reply)?;
+                if !ids.is_empty() {
+                    let reply = self.stream_cmd(events::claim(consumer, idle_ms, &ids)).await?;
+                    out.extend(events::parse_claimed(&reply)?);
+                }
+                if ids.len() as u64 >= dead.pending {
+                    self.stream_cmd(events::delete_consumer(&dead.name)).await?;
+                }
+            } else {
+                self.stream_cmd(events::delete_consumer(&dead.name)).await?;
             }
-            cursor = next;
         }
         let want = max.saturating_sub(out.len());
         if want > 0 {
