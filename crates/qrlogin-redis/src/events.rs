@@ -91,7 +91,10 @@ pub(crate) fn claim(consumer: &str, min_idle_ms: u64, ids: &[String]) -> Cmd {
 /// `XGROUP DELCONSUMER qrl:events qrl-webhooks <consumer>`.
 pub(crate) fn delete_consumer(consumer: &str) -> Cmd {
     let mut cmd = redis::cmd("XGROUP");
-    cmd.arg("DELCONSUMER").arg(EVENTS_KEY).arg(GROUP).arg(consumer);
+    cmd.arg("DELCONSUMER")
+        .arg(EVENTS_KEY)
+        .arg(GROUP)
+        .arg(consumer);
     cmd
 }
 
@@ -148,7 +151,10 @@ pub(crate) fn parse_pending_ids(v: &Value) -> Result<Vec<String>, StoreError> {
     };
     list.iter()
         .map(|e| match e {
-            Value::Array(parts) => parts.first().and_then(text).ok_or_else(|| corrupt("XPENDING id")),
+            Value::Array(parts) => parts
+                .first()
+                .and_then(text)
+                .ok_or_else(|| corrupt("XPENDING id")),
             _ => Err(corrupt("XPENDING entry")),
         })
         .collect()

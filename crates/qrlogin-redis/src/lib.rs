@@ -36,8 +36,9 @@ pub use keys::HINT_CHANNEL;
 use async_trait::async_trait;
 use conn::{Conn, SentinelConn, Target};
 use qrlogin_core::{
-    network_of, Event, GrantKey, QueuedEvent, LoginId, LoginRecord, MatchPolicy, NewLogin, Notifier, SecretHash,
-    Session, SessionRef, SessionToken, Store, StoreError, Taken, TransitionError, Ttls, User,
+    network_of, Event, GrantKey, LoginId, LoginRecord, MatchPolicy, NewLogin, Notifier,
+    QueuedEvent, SecretHash, Session, SessionRef, SessionToken, Store, StoreError, Taken,
+    TransitionError, Ttls, User,
 };
 use redis::aio::ConnectionManager;
 use redis::cluster::ClusterClientBuilder;
@@ -288,10 +289,7 @@ impl RedisStore {
         self.run(async move {
             match cmd.query_async::<redis::Value>(&mut conn).await {
                 Err(e) if events::is_nogroup(&e) => {
-                    match events::create_group()
-                        .query_async::<()>(&mut conn)
-                        .await
-                    {
+                    match events::create_group().query_async::<()>(&mut conn).await {
                         Err(e) if !events::is_busygroup(&e) => return Err(e),
                         _ => {}
                     }
@@ -495,7 +493,11 @@ impl Store for RedisStore {
                 .run(async move {
                     let keys = [key.as_str(), events::EVENTS_KEY];
                     let args = [lid.as_str()];
-                    match script.evalsha(&keys, &args).query_async::<()>(&mut conn).await {
+                    match script
+                        .evalsha(&keys, &args)
+                        .query_async::<()>(&mut conn)
+                        .await
+                    {
                         Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                             script.eval(&keys, &args).query_async(&mut conn).await
                         }
@@ -546,10 +548,14 @@ impl Store for RedisStore {
                 break;
             }
             if dead.pending > 0 {
-                let reply = self.stream_cmd(events::pending_of(&dead.name, want)).await?;
+                let reply = self
+                    .stream_cmd(events::pending_of(&dead.name, want))
+                    .await?;
                 let ids = events::parse_pending_ids(&reply)?;
                 if !ids.is_empty() {
-                    let reply = self.stream_cmd(events::claim(consumer, idle_ms, &ids)).await?;
+                    let reply = self
+                        .stream_cmd(events::claim(consumer, idle_ms, &ids))
+                        .await?;
                     out.extend(events::parse_claimed(&reply)?);
                 }
                 if ids.len() as u64 >= dead.pending {
@@ -736,7 +742,10 @@ mod tests {
     /// The scripts bound the stream like the memory store bounds its queue.
     #[test]
     fn scripts_bound_the_event_stream_like_the_memory_queue() {
-        let bound = format!("'MAXLEN', '~', '{}'", qrlogin_core::events::MAX_QUEUED_EVENTS);
+        let bound = format!(
+            "'MAXLEN', '~', '{}'",
+            qrlogin_core::events::MAX_QUEUED_EVENTS
+        );
         assert!(scripts::SCAN.contains(&bound));
         assert!(scripts::REVOKE.contains(&bound));
         assert!(scripts::SCAN.contains(&format!("'{EVENTS_KEY}'")));

@@ -44,10 +44,7 @@ impl AuditSink {
         // One write per line, so lines from many tasks never interleave.
         let r = match self {
             AuditSink::Stderr => std::io::stderr().lock().write_all(&buf),
-            AuditSink::File(f) => f
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .write_all(&buf),
+            AuditSink::File(f) => f.lock().unwrap_or_else(|p| p.into_inner()).write_all(&buf),
         };
         if let Err(e) = r {
             tracing::warn!(error = %e, "audit log write failed");
@@ -67,7 +64,14 @@ impl AuditedStore {
         Self { inner, sink }
     }
 
-    fn line(&self, kind: &str, login_id: &LoginId, user_id: Option<&str>, rec: Option<&LoginRecord>, at_ms: u64) {
+    fn line(
+        &self,
+        kind: &str,
+        login_id: &LoginId,
+        user_id: Option<&str>,
+        rec: Option<&LoginRecord>,
+        at_ms: u64,
+    ) {
         let ip = rec.map(|r| r.browser.ip.as_str()).filter(|s| !s.is_empty());
         let client_id = rec.and_then(|r| r.client_id.as_deref());
         let line = json!({
@@ -84,7 +88,13 @@ impl AuditedStore {
     }
 
     fn transition(&self, kind: &str, rec: &LoginRecord, now_ms: u64) {
-        self.line(kind, &rec.id, rec.user.as_ref().map(|u| u.id.as_str()), Some(rec), now_ms);
+        self.line(
+            kind,
+            &rec.id,
+            rec.user.as_ref().map(|u| u.id.as_str()),
+            Some(rec),
+            now_ms,
+        );
     }
 }
 
@@ -127,7 +137,11 @@ impl Store for AuditedStore {
         match_code: Option<u8>,
         now_ms: u64,
     ) -> Result<LoginRecord, TransitionError> {
-        match self.inner.approve_with(id, user_id, match_code, now_ms).await {
+        match self
+            .inner
+            .approve_with(id, user_id, match_code, now_ms)
+            .await
+        {
             Ok(rec) => {
                 self.transition("login.approved", &rec, now_ms);
                 Ok(rec)
@@ -191,7 +205,13 @@ impl Store for AuditedStore {
         let before = self.inner.session(session, now).await.ok().flatten();
         self.inner.revoke_session(session).await?;
         if let Some(s) = before {
-            self.line("session.revoked", &session.login_id(), Some(&s.user.id), None, now);
+            self.line(
+                "session.revoked",
+                &session.login_id(),
+                Some(&s.user.id),
+                None,
+                now,
+            );
         }
         Ok(())
     }
@@ -203,7 +223,9 @@ impl Store for AuditedStore {
         ttl_ms: u64,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        self.inner.put_mobile_token(hash, user, ttl_ms, now_ms).await
+        self.inner
+            .put_mobile_token(hash, user, ttl_ms, now_ms)
+            .await
     }
 
     async fn mobile_token(

@@ -130,7 +130,11 @@ impl Setup {
         self.work.path().join("secret")
     }
     fn receiver(&self) -> Receiver {
-        Receiver::start(self.port, &self.secret_file(), &self.work.path().join("got.jsonl"))
+        Receiver::start(
+            self.port,
+            &self.secret_file(),
+            &self.work.path().join("got.jsonl"),
+        )
     }
     fn path(&self, name: &str) -> String {
         self.work.path().join(name).display().to_string()
@@ -191,7 +195,10 @@ fn kinds(got: &[Value]) -> Vec<(String, String)> {
         .map(|l| {
             (
                 l["body"]["type"].as_str().unwrap_or("").to_string(),
-                l["body"]["data"]["login_id"].as_str().unwrap_or("").to_string(),
+                l["body"]["data"]["login_id"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
             )
         })
         .collect()
@@ -221,10 +228,19 @@ async fn logins_deny_and_logout(store: &str) {
         assert!(ts.ends_with('Z') && ts.contains('T'), "RFC 3339: {ts}");
         let d = &body["data"];
         assert_eq!(d["user"]["id"], ALICE_ID, "{d}");
-        assert_eq!(d["user"]["name"].as_str().map(|s| !s.is_empty()), Some(true));
+        assert_eq!(
+            d["user"]["name"].as_str().map(|s| !s.is_empty()),
+            Some(true)
+        );
         assert_eq!(d["ip"], "127.0.0.1");
         assert_eq!(d["browser"]["user_agent"], CHROME);
-        assert!(d["browser"]["name"].as_str().unwrap_or("").starts_with("Chrome"), "{d}");
+        assert!(
+            d["browser"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("Chrome"),
+            "{d}"
+        );
         assert_eq!(d["browser"]["os"], "Windows 10");
         assert!(d["place"].is_null() && d["risk"].is_null() && d["client_id"].is_null());
     }
@@ -235,12 +251,7 @@ async fn logins_deny_and_logout(store: &str) {
     phone.deny(&denied.id).await.ok_json(StatusCode::OK);
     // Logout gives session.revoked.
     let b = Browser::new(&srv.base);
-    let r = send(
-        b.http
-            .post(b.url("/v1/session/logout"))
-            .bearer_auth(&token),
-    )
-    .await;
+    let r = send(b.http.post(b.url("/v1/session/logout")).bearer_auth(&token)).await;
     assert!(r.status.is_success(), "logout: {}", r.text());
     let got = receiver.wait_for(6, Duration::from_secs(10)).await;
     let mut rest = kinds(&got[3..]);
@@ -284,13 +295,21 @@ async fn logins_deny_and_logout(store: &str) {
             "session.revoked"
         ]
     );
-    assert_eq!(of(&denied.id), ["login.created", "login.scanned", "login.denied"]);
+    assert_eq!(
+        of(&denied.id),
+        ["login.created", "login.scanned", "login.denied"]
+    );
     for l in lines.iter().filter(|l| l["login_id"] == id.as_str()) {
-        assert!(l["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{l}");
+        assert!(
+            l["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{l}"
+        );
         if l["type"] != "login.created" {
             assert_eq!(l["user_id"], ALICE_ID, "{l}");
         }
-        assert!(l.get("place").is_some() && l.get("risk").is_some() && l.get("client_id").is_some());
+        assert!(
+            l.get("place").is_some() && l.get("risk").is_some() && l.get("client_id").is_some()
+        );
         if l["type"] != "session.revoked" {
             assert_eq!(l["ip"], "127.0.0.1", "{l}");
         }
@@ -307,7 +326,10 @@ async fn logins_deny_and_logout(store: &str) {
     ] {
         assert!(!text.contains(secret), "the audit log holds the {what}");
         assert!(!received.contains(secret), "a webhook holds the {what}");
-        assert!(!srv.log().contains(secret), "the service log holds the {what}");
+        assert!(
+            !srv.log().contains(secret),
+            "the service log holds the {what}"
+        );
     }
 }
 
@@ -336,9 +358,13 @@ async fn events_survive_a_receiver_outage() {
     }
     // Attempts fail meanwhile (connection refused) and are retried.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let metrics = send(raw_client().get(format!("{}/metrics", srv.base))).await.text();
+    let metrics = send(raw_client().get(format!("{}/metrics", srv.base)))
+        .await
+        .text();
     assert!(
-        metrics.lines().any(|l| l.starts_with("qrlogin_webhooks_failed_total") && !l.ends_with(" 0")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("qrlogin_webhooks_failed_total") && !l.ends_with(" 0")),
         "failed attempts are counted:\n{metrics}"
     );
     let receiver = setup.receiver();
@@ -363,9 +389,13 @@ async fn events_survive_a_receiver_outage() {
         assert_eq!(mine, ["login.scanned", "login.approved", "login.consumed"]);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let metrics = send(raw_client().get(format!("{}/metrics", srv.base))).await.text();
+    let metrics = send(raw_client().get(format!("{}/metrics", srv.base)))
+        .await
+        .text();
     assert!(
-        metrics.lines().any(|l| l.starts_with("qrlogin_webhooks_delivered_total")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("qrlogin_webhooks_delivered_total")),
         "{metrics}"
     );
 }
@@ -385,11 +415,18 @@ async fn a_killed_instance_s_events_are_delivered_by_another() {
     // yet; the login's later events wait behind it, in order).
     let start = Instant::now();
     loop {
-        let m = send(raw_client().get(format!("{}/metrics", a.base))).await.text();
-        if m.lines().any(|l| l.starts_with("qrlogin_webhooks_failed_total") && l.contains("login.scanned")) {
+        let m = send(raw_client().get(format!("{}/metrics", a.base)))
+            .await
+            .text();
+        if m.lines()
+            .any(|l| l.starts_with("qrlogin_webhooks_failed_total") && l.contains("login.scanned"))
+        {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "A never tried:\n{m}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "A never tried:\n{m}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     a.kill();
@@ -417,11 +454,19 @@ fn half_a_webhook_configuration_is_refused() {
     let bad = work.path().join("bad");
     std::fs::write(&bad, "not-a-secret-value").expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_qrlogin"))
-        .args(["check-config", "--webhook-url", "http://127.0.0.1:1/x", "--webhook-secret-file"])
+        .args([
+            "check-config",
+            "--webhook-url",
+            "http://127.0.0.1:1/x",
+            "--webhook-secret-file",
+        ])
         .arg(&bad)
         .output()
         .expect("run qrlogin");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("whsec_") && !err.contains("not-a-secret-value"), "{err}");
+    assert!(
+        err.contains("whsec_") && !err.contains("not-a-secret-value"),
+        "{err}"
+    );
 }

@@ -16,9 +16,9 @@
 //! callers' would fail here.
 
 use qrlogin_core::{
-    network_of, BrowserContext, EventKind, QueuedEvent, BrowserSecret, Hint, LoginId, LoginRecord, MatchPolicy,
-    MobileToken, NewLogin, Registration, Session, SessionRef, SessionToken, State, Store,
-    TransitionError, Ttls, User,
+    network_of, BrowserContext, BrowserSecret, EventKind, Hint, LoginId, LoginRecord, MatchPolicy,
+    MobileToken, NewLogin, QueuedEvent, Registration, Session, SessionRef, SessionToken, State,
+    Store, TransitionError, Ttls, User,
 };
 use std::any::Any;
 use std::future::Future;
@@ -1660,7 +1660,9 @@ mod imp {
         s.redeem(&rec.id, &secret.hash(), &token, T0 + 3000)
             .await
             .expect("redeem");
-        s.revoke_session(&token.session_ref()).await.expect("revoke");
+        s.revoke_session(&token.session_ref())
+            .await
+            .expect("revoke");
         assert_eq!(take_all(&s).await, vec![], "events off records nothing");
 
         s.set_events(true);
@@ -1679,7 +1681,9 @@ mod imp {
         s.redeem(&id, &secret.hash(), &token, T0 + 3000)
             .await
             .expect("redeem");
-        s.revoke_session(&token.session_ref()).await.expect("revoke");
+        s.revoke_session(&token.session_ref())
+            .await
+            .expect("revoke");
         s.revoke_session(&token.session_ref())
             .await
             .expect("revoke again");
@@ -1764,11 +1768,17 @@ mod imp {
         let ids: Vec<_> = a1.iter().chain(&a2).map(|q| q.event.id.clone()).collect();
         assert_eq!(ids, made);
         // Taken: nobody gets them before they were idle for the bound.
-        assert_eq!(s.events_take("b", 10, HOUR, T0).await.expect("take"), vec![]);
+        assert_eq!(
+            s.events_take("b", 10, HOUR, T0).await.expect("take"),
+            vec![]
+        );
         // Held by a: still not idle.
         let held: Vec<_> = a1.iter().map(|q| q.receipt.clone()).collect();
         s.events_hold("a", &held, T0).await.expect("hold");
-        assert_eq!(s.events_take("b", 10, HOUR, T0).await.expect("take"), vec![]);
+        assert_eq!(
+            s.events_take("b", 10, HOUR, T0).await.expect("take"),
+            vec![]
+        );
         // a silent for the bound (0 here): another consumer takes all its
         // events over, the same entries with the same ids, in order.
         let b = s.events_take("b", 10, 0, T0).await.expect("take");

@@ -113,8 +113,8 @@ impl Delivery {
                             if known.contains(&receipt) {
                                 continue;
                             }
-                            let body = serde_json::to_vec(&payload::body(&event))
-                                .unwrap_or_default();
+                            let body =
+                                serde_json::to_vec(&payload::body(&event)).unwrap_or_default();
                             next_seq += 1;
                             held.insert(
                                 next_seq,
@@ -136,8 +136,7 @@ impl Delivery {
                     }
                 }
             }
-            if now.saturating_sub(last_hold_ms) >= self.reclaim_after_ms / 3 && !held.is_empty()
-            {
+            if now.saturating_sub(last_hold_ms) >= self.reclaim_after_ms / 3 && !held.is_empty() {
                 let receipts: Vec<String> = held.values().map(|h| h.receipt.clone()).collect();
                 if store.events_hold(&consumer, &receipts, now).await.is_ok() {
                     last_hold_ms = now;
@@ -210,7 +209,9 @@ impl Delivery {
         }))
         .await;
         for (seq, ok) in results.into_iter().flatten() {
-            let Some(h) = held.get_mut(&seq) else { continue };
+            let Some(h) = held.get_mut(&seq) else {
+                continue;
+            };
             if ok {
                 metrics::counter!("qrlogin_webhooks_delivered_total", "type" => h.event.kind.as_str())
                     .increment(1);
@@ -284,7 +285,9 @@ mod tests {
             let base = (FIRST_BACKOFF_MS << (a - 1).min(20)).min(MAX_BACKOFF_MS);
             assert!(b >= base - base / 4 && b <= base + base / 4, "{a}: {b}");
         }
-        let url: reqwest::Url = "https://user:pw@example.com:8443/hooks?token=x".parse().unwrap();
+        let url: reqwest::Url = "https://user:pw@example.com:8443/hooks?token=x"
+            .parse()
+            .unwrap();
         assert_eq!(loggable(&url), "https://example.com:8443/hooks");
     }
 }

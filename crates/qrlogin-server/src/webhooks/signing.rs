@@ -44,9 +44,8 @@ impl WebhookSecret {
 
     /// Reads the secret from `path`, once, at start-up.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            anyhow::anyhow!("--webhook-secret-file {}: {e}", path.display())
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("--webhook-secret-file {}: {e}", path.display()))?;
         Self::parse(&text)
             .map_err(|e| anyhow::anyhow!("--webhook-secret-file {}: {e}", path.display()))
     }
