@@ -401,7 +401,8 @@ async fn events_survive_a_receiver_outage() {
 }
 
 /// An instance that took events and died before delivering them (SIGKILL):
-/// another instance on the same Redis takes them over and delivers them.
+/// another instance on the same Redis takes them all over and delivers
+/// them, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_instance_s_events_are_delivered_by_another() {
     let redis = redis_server().await;
@@ -411,23 +412,37 @@ async fn a_killed_instance_s_events_are_delivered_by_another() {
     let mut a = setup.server(&reclaim);
     let phone = Phone::sign_in(&a.base, ALICE).await;
     let (login, _) = full_login(&a.base, &phone).await;
-    // A took the events (one take) and tried the first (nobody listens
-    // yet; the login's later events wait behind it, in order).
+    // A took all three events (Redis says they are pending, delivered to
+    // a consumer) and tried the first (nobody listens yet; the login's later
+    // events wait behind it, in order).
     let start = Instant::now();
     loop {
+        let pending = Command::new("redis-cli")
+            .arg("-s")
+            .arg(redis.socket_path())
+            .args(["XPENDING", "qrl:events", "qrl-webhooks"])
+            .output()
+            .expect("redis-cli (apt-get install -y redis-tools)");
+        let first = String::from_utf8_lossy(&pending.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
         let m = send(raw_client().get(format!("{}/metrics", a.base)))
             .await
             .text();
-        if m.lines()
-            .any(|l| l.starts_with("qrlogin_webhooks_failed_total") && l.contains("login.scanned"))
-        {
+        let tried = m
+            .lines()
+            .any(|l| l.starts_with("qrlogin_webhooks_failed_total") && l.contains("login.scanned"));
+        if first == "3" && tried {
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(10),
-            "A never tried:\n{m}"
+            "A never took and tried the events (pending {first:?}):\n{m}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     a.kill();
     let receiver = setup.receiver();
