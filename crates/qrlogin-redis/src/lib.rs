@@ -233,16 +233,19 @@ impl RedisStore {
         extra: &[&str],
     ) -> TransitionResult<Vec<String>> {
         let login_key = keys::login_key(id);
-        let mut keys: Vec<&str> = Vec::with_capacity(3);
-        keys.push(&login_key);
+        // On the stack: the hot path allocates nothing more than before.
+        let mut buf: [&str; 3] = [&login_key, "", ""];
+        let mut n = 1;
         if let Some(k) = &extra_key {
-            keys.push(k);
+            buf[n] = k;
+            n += 1;
         }
         // Events on, not Cluster: the script appends the event itself.
         if self.script_emits() {
-            keys.push(events::EVENTS_KEY);
+            buf[n] = events::EVENTS_KEY;
+            n += 1;
         }
-        let keys = keys.as_slice();
+        let keys = &buf[..n];
         let now = now_ms.to_string();
         let final_keep = self.ttls.final_keep_ms.to_string();
         let id = id.to_string();
