@@ -410,8 +410,19 @@ impl Store for RedisStore {
         now_ms: u64,
     ) -> TransitionResult<LoginRecord> {
         let code = match_code.map(|c| c.to_string()).unwrap_or_default();
-        self.transition(&self.scripts.approve, id, now_ms, &[user_id, &code])
-            .await
+        let result = self
+            .transition(&self.scripts.approve, id, now_ms, &[user_id, &code])
+            .await;
+        if matches!(result, Err(TransitionError::WrongMatchCode)) && self.appends_after() {
+            // The script denied the login (a change, with its event) but
+            // answered with an error: read the denied record (Cluster).
+            if let Ok(Some(rec)) = self.get(id, now_ms).await {
+                if let Err(e) = self.append_event(Event::of_transition(&rec, now_ms)).await {
+                    tracing::warn!(error = %e, "could not record a login event");
+                }
+            }
+        }
+        result
     }
 
     async fn deny(

@@ -223,7 +223,8 @@ cases!(
     ttls_and_ping,
     /// With events on, scan/approve/deny/redeem and the revocation of an
     /// existing session each record one event (stable id, user, browser,
-    /// client), in order; refusals, cancel and events off record nothing.
+    /// client), in order (a wrong match code: login.denied); refusals,
+    /// cancel and events off record nothing.
     events_follow_transitions,
     /// A taken event is not taken again while its consumer is alive (takes
     /// or holds within the bound); a dead consumer's events are all taken
@@ -1743,6 +1744,27 @@ mod imp {
             s.events_take("other", 1000, 0, T0).await.expect("take"),
             vec![]
         );
+
+        // A wrong match code denies the login: login.denied.
+        let (m, _) = scanned_matching(&s).await;
+        assert_eq!(
+            s.approve_with(&m.id, "alice", Some(7), T0 + 2000).await,
+            Err(TransitionError::WrongMatchCode)
+        );
+        let got = take_all(&s).await;
+        let kinds: Vec<_> = got
+            .iter()
+            .map(|q| (q.event.kind, q.event.id.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (EventKind::LoginScanned, format!("evt_{}_2", m.id)),
+                (EventKind::LoginDenied, format!("evt_{}_3", m.id)),
+            ]
+        );
+        let receipts: Vec<_> = got.iter().map(|q| q.receipt.clone()).collect();
+        s.events_ack(&receipts).await.expect("ack");
 
         // Off again: nothing more.
         s.set_events(false);
