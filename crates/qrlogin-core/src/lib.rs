@@ -9,10 +9,13 @@
 //! * [`notify`] — the in-process registry that wakes browsers waiting on a
 //!   login; stores feed it hints, watchers re-read the store.
 //! * [`clock`] — an injectable clock, so expiry is testable without sleeping.
+//! * [`events`] — security events for webhooks and the audit log, and the
+//!   queue the stores keep them in.
 //! * [`grant`] — short-lived records of the protocol faces (codes, tokens).
 //! * [`verifier`] — the [`MobileVerifier`] trait: who a phone's bearer is.
 
 pub mod clock;
+pub mod events;
 pub mod grant;
 pub mod id;
 pub mod memory;
@@ -22,6 +25,7 @@ pub mod store;
 pub mod verifier;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use events::{Event, EventKind, QueuedEvent};
 pub use grant::{GrantKey, GrantKind, Taken};
 pub use id::{
     BrowserSecret, LoginId, MobileToken, ParseError, SecretHash, SessionRef, SessionToken,

@@ -6,6 +6,7 @@
 //! entries are purged from an ordered expiry set on every write, which keeps
 //! memory bounded without a background task.
 
+use crate::events::{Event, QueuedEvent, MAX_QUEUED_EVENTS};
 use crate::grant::{GrantKey, Taken};
 use crate::id::{LoginId, SecretHash, SessionRef, SessionToken};
 use crate::notify::{Hint, Notifier};
@@ -15,7 +16,8 @@ use crate::store::{
     TransitionResult, Ttls, User,
 };
 use async_trait::async_trait;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -37,6 +39,12 @@ struct Inner {
     grants: HashMap<GrantKey, (String, bool, u64)>,
     /// (purge at, key): what to delete when.
     expiry: BTreeSet<(u64, Key)>,
+    /// The event queue (see [`crate::events`]): by sequence number, with
+    /// who holds it since when.
+    events: BTreeMap<u64, (Event, Option<(String, u64)>)>,
+    next_event: u64,
+    /// Event consumers and when each last took or held events.
+    consumers: HashMap<String, u64>,
 }
 
 impl Inner {
@@ -71,6 +79,15 @@ impl Inner {
         }
     }
 
+    /// Appends an event, dropping the oldest past the bound.
+    fn push_event(&mut self, event: Event) {
+        self.next_event += 1;
+        self.events.insert(self.next_event, (event, None));
+        while self.events.len() > MAX_QUEUED_EVENTS {
+            self.events.pop_first();
+        }
+    }
+
     /// Stores `rec` to be purged at `purge_at`, replacing its old deadline.
     fn put_login(&mut self, rec: LoginRecord, purge_at: u64) {
         let id = rec.id;
@@ -86,6 +103,7 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
     notifier: Notifier,
     ttls: Ttls,
+    events_on: AtomicBool,
 }
 
 impl MemoryStore {
@@ -94,6 +112,7 @@ impl MemoryStore {
             inner: Mutex::new(Inner::default()),
             notifier: Notifier::new(),
             ttls,
+            events_on: AtomicBool::new(false),
         }
     }
 
@@ -132,6 +151,11 @@ impl MemoryStore {
             rec.version += 1;
             let purge_at = self.purge_at(&rec, now_ms);
             inner.put_login(rec.clone(), purge_at);
+            if self.events_on.load(Ordering::Relaxed) {
+                if let Some(event) = Event::of_transition(&rec, now_ms) {
+                    inner.push_event(event);
+                }
+            }
             rec
         };
         self.notifier.notify(
@@ -347,9 +371,98 @@ impl Store for MemoryStore {
     }
 
     async fn revoke_session(&self, session: &SessionRef) -> Result<(), StoreError> {
-        self.lock()
+        let mut inner = self.lock();
+        let removed = inner
             .sessions
             .remove(&(session.login_id(), *session.hash().as_bytes()));
+        if let Some((s, _)) = removed {
+            if self.events_on.load(Ordering::Relaxed) {
+                // No caller clock here: the wall clock dates the event.
+                let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+                inner.push_event(Event::revoked(session.login_id(), s.user, now_ms));
+            }
+        }
+        Ok(())
+    }
+
+    fn set_events(&self, on: bool) {
+        self.events_on.store(on, Ordering::Relaxed);
+    }
+
+    async fn events_take(
+        &self,
+        consumer: &str,
+        max: usize,
+        idle_ms: u64,
+        now_ms: u64,
+    ) -> Result<Vec<QueuedEvent>, StoreError> {
+        let mut inner = self.lock();
+        inner.consumers.insert(consumer.to_string(), now_ms);
+        // Consumers silent for the bound are dead: all they hold is taken
+        // over at once, in order (as on Redis).
+        let dead: Vec<String> = inner
+            .consumers
+            .iter()
+            .filter(|(name, seen)| *name != consumer && now_ms.saturating_sub(**seen) >= idle_ms)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut taken = Vec::new();
+        let mut fresh = Vec::new();
+        for (seq, (_, holder)) in inner.events.iter() {
+            match holder {
+                Some((who, _)) if dead.contains(who) => taken.push(*seq),
+                Some(_) => {}
+                None => fresh.push(*seq),
+            }
+        }
+        let mut out = Vec::new();
+        for seq in taken.into_iter().chain(fresh).take(max) {
+            if let Some((event, holder)) = inner.events.get_mut(&seq) {
+                *holder = Some((consumer.to_string(), now_ms));
+                out.push(QueuedEvent {
+                    receipt: seq.to_string(),
+                    event: event.clone(),
+                });
+            }
+        }
+        let holding: BTreeSet<String> = inner
+            .events
+            .values()
+            .filter_map(|(_, h)| h.as_ref().map(|(who, _)| who.clone()))
+            .collect();
+        for name in dead {
+            if !holding.contains(&name) {
+                inner.consumers.remove(&name);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn events_hold(
+        &self,
+        consumer: &str,
+        receipts: &[String],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.consumers.insert(consumer.to_string(), now_ms);
+        for r in receipts {
+            let Ok(seq) = r.parse::<u64>() else { continue };
+            // Like Redis's XCLAIM: the holder is `consumer` from now.
+            if let Some((_, holder @ Some(_))) = inner.events.get_mut(&seq) {
+                *holder = Some((consumer.to_string(), now_ms));
+            }
+        }
+        Ok(())
+    }
+
+    async fn events_ack(&self, receipts: &[String]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for r in receipts {
+            if let Ok(seq) = r.parse::<u64>() {
+                inner.events.remove(&seq);
+            }
+        }
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 //! backend's own timers, which only garbage-collect. That keeps both stores
 //! exact at the TTL edge and lets tests move time instead of sleeping.
 
+use crate::events::QueuedEvent;
 use crate::grant::{GrantKey, Taken};
 use crate::id::{LoginId, SecretHash, SessionRef, SessionToken};
 use crate::notify::Notifier;
@@ -350,6 +351,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes a grant; removing an unknown one is not an error.
     async fn delete_grant(&self, key: &GrantKey) -> Result<(), StoreError>;
+
+    /// Turns recording of security events (see [`crate::events`]) on or
+    /// off; off by default, and then transitions write nothing extra. When
+    /// on, every reported transition and every revocation of an existing
+    /// session records its event in the same atomic step.
+    fn set_events(&self, on: bool);
+
+    /// Takes up to `max` events for `consumer` (one per instance): first
+    /// every unacknowledged event of a consumer that has neither taken nor
+    /// held events for `idle_ms` or longer (its instance died), all at once
+    /// and oldest first, so one login's events keep their order; then new
+    /// ones. What it returns counts as held by `consumer` from now; a
+    /// consumer is not given back what it already holds.
+    async fn events_take(
+        &self,
+        consumer: &str,
+        max: usize,
+        idle_ms: u64,
+        now_ms: u64,
+    ) -> Result<Vec<QueuedEvent>, StoreError>;
+
+    /// Says `consumer` is alive and still holds `receipts` (it retries
+    /// them), so no other consumer takes them over (an event another
+    /// consumer took over meanwhile becomes `consumer`'s again; both
+    /// deliver the same id, which receivers de-duplicate).
+    async fn events_hold(
+        &self,
+        consumer: &str,
+        receipts: &[String],
+        now_ms: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Acknowledges events (delivered, or dropped after their maximum
+    /// age): they are never taken again. Unknown receipts are ignored.
+    async fn events_ack(&self, receipts: &[String]) -> Result<(), StoreError>;
 
     /// Cheap liveness probe of the backend, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

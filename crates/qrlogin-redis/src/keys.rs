@@ -11,6 +11,7 @@
 //! | `qrl:{<id>}:session:<token hash hex>` | string | JSON `{"uid","uname","exp"}` | `session_ms` |
 //! | `qrl:mtok:<token hash hex>` | string | JSON `{"id","name","exp"}` | the token's ttl |
 //! | `qrl:grant:{<kind>:<hash hex>}` | string | JSON `{"v","exp","used"}` (a protocol face's code, token, request) | until `exp` |
+//! | `qrl:events` | stream | security events (webhooks), field `e`: JSON `{"id","t","at","lid","uid"?,"un"?,"ip"?,"ua"?,"cid"?}`; group `qrl-webhooks`; only written with webhooks on (see `events`) | none; `MAXLEN ~ 500000`, entries deleted when acknowledged |
 //!
 //! Wake-up hints are published on [`HINT_CHANNEL`].
 //!

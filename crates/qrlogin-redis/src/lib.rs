@@ -23,25 +23,29 @@
 //! The key layout is described in [`keys`].
 
 mod conn;
+mod events;
 mod hints;
 pub mod keys;
 mod record;
 mod scripts;
 
 pub use conn::redact_url;
+pub use events::{EVENTS_KEY, GROUP as EVENTS_GROUP};
 pub use keys::HINT_CHANNEL;
 
 use async_trait::async_trait;
 use conn::{Conn, SentinelConn, Target};
 use qrlogin_core::{
-    network_of, GrantKey, LoginId, LoginRecord, MatchPolicy, NewLogin, Notifier, SecretHash,
-    Session, SessionRef, SessionToken, Store, StoreError, Taken, TransitionError, Ttls, User,
+    network_of, Event, GrantKey, LoginId, LoginRecord, MatchPolicy, NewLogin, Notifier,
+    QueuedEvent, SecretHash, Session, SessionRef, SessionToken, Store, StoreError, Taken,
+    TransitionError, Ttls, User,
 };
 use redis::aio::ConnectionManager;
 use redis::cluster::ClusterClientBuilder;
 use redis::{AsyncCommands, Client, ErrorKind, RedisError, RedisResult, ServerErrorKind};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 type TransitionResult<T> = Result<T, TransitionError>;
@@ -112,6 +116,8 @@ pub struct RedisStore {
     ttls: Ttls,
     op_timeout: Duration,
     scripts: scripts::Scripts,
+    /// Whether transitions record events (see [`events`]).
+    events_on: AtomicBool,
     // Last: the subscriber task is aborted when the store goes away.
     _hints: hints::HintTask,
 }
@@ -200,6 +206,7 @@ impl RedisStore {
             ttls,
             op_timeout,
             scripts: scripts::Scripts::new(),
+            events_on: AtomicBool::new(false),
             _hints: hints,
         })
     }
@@ -226,10 +233,19 @@ impl RedisStore {
         extra: &[&str],
     ) -> TransitionResult<Vec<String>> {
         let login_key = keys::login_key(id);
-        let keys: &[&str] = match &extra_key {
-            Some(k) => &[&login_key, k],
-            None => &[&login_key],
-        };
+        // On the stack: the hot path allocates nothing more than before.
+        let mut buf: [&str; 3] = [&login_key, "", ""];
+        let mut n = 1;
+        if let Some(k) = &extra_key {
+            buf[n] = k;
+            n += 1;
+        }
+        // Events on, not Cluster: the script appends the event itself.
+        if self.script_emits() {
+            buf[n] = events::EVENTS_KEY;
+            n += 1;
+        }
+        let keys = &buf[..n];
         let now = now_ms.to_string();
         let final_keep = self.ttls.final_keep_ms.to_string();
         let id = id.to_string();
@@ -248,6 +264,44 @@ impl RedisStore {
             })
             .await?;
         record::outcome(reply)
+    }
+
+    /// Whether transition scripts append events (events on, and the stream
+    /// is in the login's node: not Cluster).
+    fn script_emits(&self) -> bool {
+        self.events_on.load(Ordering::Relaxed) && !events::is_cluster(&self.conn)
+    }
+
+    /// Whether the instance must append events after the script (Cluster).
+    fn appends_after(&self) -> bool {
+        self.events_on.load(Ordering::Relaxed) && events::is_cluster(&self.conn)
+    }
+
+    /// Appends `event` to the stream (Cluster only; see [`events`]).
+    async fn append_event(&self, event: Option<Event>) -> Result<(), StoreError> {
+        let Some(event) = event else { return Ok(()) };
+        let mut conn = self.conn.clone();
+        self.run(async move { events::append(&event).query_async::<()>(&mut conn).await })
+            .await
+    }
+
+    /// Runs an event-stream command, creating the group (and the stream)
+    /// first when Redis says it is missing.
+    async fn stream_cmd(&self, cmd: redis::Cmd) -> Result<redis::Value, StoreError> {
+        let mut conn = self.conn.clone();
+        self.run(async move {
+            match cmd.query_async::<redis::Value>(&mut conn).await {
+                Err(e) if events::is_nogroup(&e) => {
+                    match events::create_group().query_async::<()>(&mut conn).await {
+                        Err(e) if !events::is_busygroup(&e) => return Err(e),
+                        _ => {}
+                    }
+                    cmd.query_async(&mut conn).await
+                }
+                r => r,
+            }
+        })
+        .await
     }
 
     /// `GET key`: the string value, if any.
@@ -284,7 +338,15 @@ impl RedisStore {
         let json = reply
             .first()
             .ok_or_else(|| StoreError::Corrupt("script reply without a record".into()))?;
-        Ok(record::login(*id, json)?.0)
+        let rec = record::login(*id, json)?.0;
+        if self.appends_after() {
+            // The transition happened: a failed append loses the event,
+            // not the login (the weaker Cluster guarantee).
+            if let Err(e) = self.append_event(Event::of_transition(&rec, now_ms)).await {
+                tracing::warn!(error = %e, "could not record a login event");
+            }
+        }
+        Ok(rec)
     }
 }
 
@@ -348,8 +410,19 @@ impl Store for RedisStore {
         now_ms: u64,
     ) -> TransitionResult<LoginRecord> {
         let code = match_code.map(|c| c.to_string()).unwrap_or_default();
-        self.transition(&self.scripts.approve, id, now_ms, &[user_id, &code])
-            .await
+        let result = self
+            .transition(&self.scripts.approve, id, now_ms, &[user_id, &code])
+            .await;
+        if matches!(result, Err(TransitionError::WrongMatchCode)) && self.appends_after() {
+            // The script denied the login (a change, with its event) but
+            // answered with an error: read the denied record (Cluster).
+            if let Ok(Some(rec)) = self.get(id, now_ms).await {
+                if let Err(e) = self.append_event(Event::of_transition(&rec, now_ms)).await {
+                    tracing::warn!(error = %e, "could not record a login event");
+                }
+            }
+        }
+        result
     }
 
     async fn deny(
@@ -396,10 +469,21 @@ impl Store for RedisStore {
                 &[&secret.to_hex(), &session_ms],
             )
             .await?;
-        match <[String; 2]>::try_from(reply) {
-            Ok([id, name]) => Ok(User { id, name }),
-            Err(_) => Err(StoreError::Corrupt("malformed redeem reply".into()).into()),
+        let user = match <[String; 2]>::try_from(reply) {
+            Ok([id, name]) => User { id, name },
+            Err(_) => return Err(StoreError::Corrupt("malformed redeem reply".into()).into()),
+        };
+        if self.appends_after() {
+            // The reply has no browser context: read the consumed record.
+            let event = match self.get(id, now_ms).await {
+                Ok(Some(rec)) => Event::of_transition(&rec, now_ms),
+                _ => None,
+            };
+            if let Err(e) = self.append_event(event).await {
+                tracing::warn!(error = %e, "could not record a login event");
+            }
         }
+        Ok(user)
     }
 
     async fn session(
@@ -416,7 +500,114 @@ impl Store for RedisStore {
     async fn revoke_session(&self, session: &SessionRef) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let key = keys::session_key(session);
+        if self.script_emits() {
+            let lid = session.login_id().to_string();
+            let script = &self.scripts.revoke;
+            return self
+                .run(async move {
+                    let keys = [key.as_str(), events::EVENTS_KEY];
+                    let args = [lid.as_str()];
+                    match script
+                        .evalsha(&keys, &args)
+                        .query_async::<()>(&mut conn)
+                        .await
+                    {
+                        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                            script.eval(&keys, &args).query_async(&mut conn).await
+                        }
+                        reply => reply,
+                    }
+                })
+                .await;
+        }
+        if self.appends_after() {
+            let old: Option<String> = self
+                .run(async move { redis::cmd("GETDEL").arg(key).query_async(&mut conn).await })
+                .await?;
+            if let Some(json) = old {
+                let now_ms = qrlogin_core::Clock::now_ms(&qrlogin_core::SystemClock);
+                if let Some(s) = record::session(&json, 0)? {
+                    let event = Event::revoked(session.login_id(), s.user, now_ms);
+                    if let Err(e) = self.append_event(Some(event)).await {
+                        tracing::warn!(error = %e, "could not record a session event");
+                    }
+                }
+            }
+            return Ok(());
+        }
         self.run(async move { conn.del::<_, ()>(key).await }).await
+    }
+
+    fn set_events(&self, on: bool) {
+        self.events_on.store(on, Ordering::Relaxed);
+    }
+
+    async fn events_take(
+        &self,
+        consumer: &str,
+        max: usize,
+        idle_ms: u64,
+        _now_ms: u64,
+    ) -> Result<Vec<QueuedEvent>, StoreError> {
+        // A dead consumer's events first, all at once and in order (Redis
+        // measures idleness on its own clock), then new ones.
+        let mut out = Vec::new();
+        let reply = self.stream_cmd(events::consumers()).await?;
+        for dead in events::parse_consumers(&reply)?
+            .into_iter()
+            .filter(|c| c.name != consumer && c.idle_ms >= idle_ms)
+        {
+            let want = max.saturating_sub(out.len());
+            if want == 0 {
+                break;
+            }
+            if dead.pending > 0 {
+                let reply = self
+                    .stream_cmd(events::pending_of(&dead.name, want))
+                    .await?;
+                let ids = events::parse_pending_ids(&reply)?;
+                if !ids.is_empty() {
+                    let reply = self
+                        .stream_cmd(events::claim(consumer, idle_ms, &ids))
+                        .await?;
+                    out.extend(events::parse_claimed(&reply)?);
+                }
+                if ids.len() as u64 >= dead.pending {
+                    self.stream_cmd(events::delete_consumer(&dead.name)).await?;
+                }
+            } else {
+                self.stream_cmd(events::delete_consumer(&dead.name)).await?;
+            }
+        }
+        let want = max.saturating_sub(out.len());
+        if want > 0 {
+            let reply = self.stream_cmd(events::read_new(consumer, want)).await?;
+            out.extend(events::parse_read(&reply)?);
+        }
+        Ok(out)
+    }
+
+    async fn events_hold(
+        &self,
+        consumer: &str,
+        receipts: &[String],
+        _now_ms: u64,
+    ) -> Result<(), StoreError> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        self.stream_cmd(events::hold(consumer, receipts)).await?;
+        Ok(())
+    }
+
+    async fn events_ack(&self, receipts: &[String]) -> Result<(), StoreError> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let pipe = events::ack(receipts);
+        self.run(async move { pipe.query_async::<()>(&mut conn).await })
+            .await
     }
 
     async fn put_mobile_token(
@@ -560,5 +751,17 @@ mod tests {
             assert!(src.starts_with("-- Shared prelude"), "{name}");
             assert!(src.contains(&format!("-- ---- {name} ----")), "{name}");
         }
+    }
+
+    /// The scripts bound the stream like the memory store bounds its queue.
+    #[test]
+    fn scripts_bound_the_event_stream_like_the_memory_queue() {
+        let bound = format!(
+            "'MAXLEN', '~', '{}'",
+            qrlogin_core::events::MAX_QUEUED_EVENTS
+        );
+        assert!(scripts::SCAN.contains(&bound));
+        assert!(scripts::REVOKE.contains(&bound));
+        assert!(scripts::SCAN.contains(&format!("'{EVENTS_KEY}'")));
     }
 }

@@ -30,6 +30,8 @@ pub(crate) const DENY: &str = lua!("deny.lua");
 pub(crate) const CANCEL: &str = lua!("cancel.lua");
 pub(crate) const REDEEM: &str = lua!("redeem.lua");
 /// Not a login transition: no prelude.
+pub(crate) const REVOKE: &str = include_str!("lua/revoke.lua");
+/// Not a login transition: no prelude.
 pub(crate) const TAKE_GRANT: &str = include_str!("lua/take_grant.lua");
 
 /// One script: its source and SHA-1 (hex).
@@ -75,6 +77,7 @@ pub(crate) struct Scripts {
     pub cancel: Lua,
     pub redeem: Lua,
     pub take_grant: Lua,
+    pub revoke: Lua,
 }
 
 impl Scripts {
@@ -86,6 +89,7 @@ impl Scripts {
             cancel: Lua::new(CANCEL),
             redeem: Lua::new(REDEEM),
             take_grant: Lua::new(TAKE_GRANT),
+            revoke: Lua::new(REVOKE),
         }
     }
 }

@@ -614,3 +614,70 @@ async fn corrupt_records_are_reported_not_misread() {
         }
     }
 }
+
+/// Events off (no webhooks): a whole login and a revoke write nothing
+/// event-related to Redis, not even the stream key. On: the stream holds
+/// the events, with no secret or hash of one in them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_off_write_nothing_and_events_on_hold_no_secret() {
+    use redis::AsyncCommands as _;
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    let mut conn = raw(&server).await;
+    let login = |on: bool| {
+        let s = &s;
+        async move {
+            s.set_events(on);
+            let (new, secret) = new_login(None);
+            let id = new.id;
+            s.create(new, T0).await.expect("create");
+            s.scan(&id, &alice(), T0 + 1).await.expect("scan");
+            s.approve(&id, "alice", T0 + 2).await.expect("approve");
+            let token = SessionToken::new_for(id);
+            s.redeem(&id, &secret.hash(), &token, T0 + 3)
+                .await
+                .expect("redeem");
+            s.revoke_session(&token.session_ref())
+                .await
+                .expect("revoke");
+            (secret, token)
+        }
+    };
+    login(false).await;
+    let exists: bool = conn
+        .exists(qrlogin_redis::EVENTS_KEY)
+        .await
+        .expect("EXISTS");
+    assert!(
+        !exists,
+        "events off must not create {}",
+        qrlogin_redis::EVENTS_KEY
+    );
+
+    let (secret, token) = login(true).await;
+    let len: u64 = conn.xlen(qrlogin_redis::EVENTS_KEY).await.expect("XLEN");
+    assert_eq!(len, 4, "scanned, approved, consumed, revoked");
+    let dump: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(qrlogin_redis::EVENTS_KEY)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("XRANGE");
+    let text: String = dump.iter().flat_map(|(_, f)| f.iter().cloned()).collect();
+    assert!(
+        text.contains("login.consumed") && text.contains("session.revoked"),
+        "{text}"
+    );
+    for secret in [
+        secret.expose().to_string(),
+        secret.hash().to_hex(),
+        token.expose().to_string(),
+        token.hash().to_hex(),
+    ] {
+        assert!(
+            !text.contains(&secret),
+            "a secret or its hash is in the stream"
+        );
+    }
+}

@@ -16,7 +16,7 @@
 //! Whatever is not given comes from the configuration: the store from
 //! `--store`, the verifier from `--mobile-verifier`, JWT sessions from
 //! `--session-format`. Every background task the service needs (the
-//! rate-limit sweeper, a verifier's key refresh) is started by
+//! rate-limit sweeper, a verifier's key refresh, webhook delivery) is started by
 //! [`QrLoginBuilder::build`] and ends with the app.
 
 use crate::app::{router, AppState, Parts};
@@ -179,6 +179,16 @@ impl QrLoginBuilder {
             Some(s) => s,
             None => open_store(&cfg).await?,
         };
+        // Events: recorded by the store only when webhooks are on.
+        let webhooks = crate::webhooks::from_config(&cfg)?;
+        store.set_events(webhooks.is_some());
+        let store: Arc<dyn Store> = match &cfg.audit_log {
+            Some(target) => Arc::new(crate::audit::AuditedStore::new(
+                store,
+                crate::audit::AuditSink::open(target)?,
+            )),
+            None => store,
+        };
         let (verifier, demo) = match self.verifier {
             Some(v) => (v, None),
             None => identity::from_config(&cfg, &public_url, store.clone(), clock.clone())?,
@@ -194,6 +204,9 @@ impl QrLoginBuilder {
         let mut tasks = Vec::new();
         if let Some(task) = verifier.background() {
             tasks.push(tokio::spawn(task));
+        }
+        if let Some(delivery) = webhooks {
+            tasks.push(tokio::spawn(delivery.run(store.clone(), clock.clone())));
         }
         let kind = verifier.kind();
         let state = AppState::new(
@@ -383,6 +396,7 @@ pub fn check(cfg: &ServeConfig) -> anyhow::Result<()> {
     let (_, demo) = identity::from_config(cfg, &public_url, store, AppState::system_clock())?;
     sessions_and_oidc(cfg, &public_url)?;
     Site::build(cfg, &public_url, demo.is_some())?;
+    crate::webhooks::from_config(cfg)?;
     Ok(())
 }
 

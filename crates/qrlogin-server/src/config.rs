@@ -576,6 +576,54 @@ pub struct ServeConfig {
         default_value_t = 0
     )]
     pub worker_threads: usize,
+
+    /// Where the site's backend receives signed events (Standard Webhooks):
+    /// login.scanned, login.approved, login.denied, login.consumed,
+    /// session.revoked. Needs --webhook-secret-file.
+    #[arg(help_heading = "Events", long, env = "QRLOGIN_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+
+    /// File holding the signing secret, `whsec_<base64>` (Standard
+    /// Webhooks); read once at start, never logged.
+    #[arg(help_heading = "Events", long, env = "QRLOGIN_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+
+    /// Seconds one webhook POST may take before it counts as failed.
+    #[arg(
+        help_heading = "Events",
+        long,
+        env = "QRLOGIN_WEBHOOK_TIMEOUT",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=300)
+    )]
+    pub webhook_timeout: u64,
+
+    /// Seconds an event is retried (exponential backoff with jitter) before
+    /// it is dropped with a warning and a metric.
+    #[arg(
+        help_heading = "Events",
+        long,
+        env = "QRLOGIN_WEBHOOK_MAX_AGE",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(u64).range(1..=604_800)
+    )]
+    pub webhook_max_age: u64,
+
+    /// Seconds after which an event taken by an instance that stopped
+    /// holding it (it crashed) is taken over by another instance.
+    #[arg(
+        help_heading = "Events",
+        long,
+        env = "QRLOGIN_WEBHOOK_RECLAIM_AFTER",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub webhook_reclaim_after: u64,
+
+    /// Audit log: one JSON line per login transition and session event,
+    /// to `stderr` or appended to a file. Off by default.
+    #[arg(help_heading = "Events", long, env = "QRLOGIN_AUDIT_LOG")]
+    pub audit_log: Option<String>,
 }
 
 impl ServeConfig {
@@ -783,6 +831,13 @@ impl Loaded {
 fn redact(key: &str, value: &str) -> String {
     if key == "store" {
         return crate::redact_url(value);
+    }
+    if key == "webhook-url" {
+        // No credentials, no query (either may hold a token).
+        return match value.parse::<reqwest::Url>() {
+            Ok(u) => crate::webhooks::delivery::loggable(&u),
+            Err(_) => "<not a URL>".into(),
+        };
     }
     let secret_like = ["secret", "token", "password"]
         .iter()

@@ -12,6 +12,7 @@
 //! [`signals`].
 
 pub mod app;
+pub mod audit;
 pub mod builder;
 pub mod config;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod routes;
 pub mod signals;
 pub mod site;
 pub mod watch;
+pub mod webhooks;
 
 pub use app::AppState;
 pub use builder::{QrLogin, QrLoginBuilder, Running};

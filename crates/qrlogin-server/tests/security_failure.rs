@@ -463,6 +463,29 @@ impl Store for Faulty {
     fn ttls(&self) -> Ttls {
         self.inner.ttls()
     }
+    fn set_events(&self, on: bool) {
+        self.inner.set_events(on)
+    }
+    async fn events_take(
+        &self,
+        consumer: &str,
+        max: usize,
+        idle_ms: u64,
+        now_ms: u64,
+    ) -> Result<Vec<qrlogin_core::QueuedEvent>, StoreError> {
+        self.inner.events_take(consumer, max, idle_ms, now_ms).await
+    }
+    async fn events_hold(
+        &self,
+        consumer: &str,
+        receipts: &[String],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.events_hold(consumer, receipts, now_ms).await
+    }
+    async fn events_ack(&self, receipts: &[String]) -> Result<(), StoreError> {
+        self.inner.events_ack(receipts).await
+    }
 }
 
 async fn store_error_at_each_transition_fails_closed(kind: StoreKind) {

@@ -16,9 +16,9 @@
 //! callers' would fail here.
 
 use qrlogin_core::{
-    network_of, BrowserContext, BrowserSecret, Hint, LoginId, LoginRecord, MatchPolicy,
-    MobileToken, NewLogin, Registration, Session, SessionRef, SessionToken, State, Store,
-    TransitionError, Ttls, User,
+    network_of, BrowserContext, BrowserSecret, EventKind, Hint, LoginId, LoginRecord, MatchPolicy,
+    MobileToken, NewLogin, QueuedEvent, Registration, Session, SessionRef, SessionToken, State,
+    Store, TransitionError, Ttls, User,
 };
 use std::any::Any;
 use std::future::Future;
@@ -221,6 +221,16 @@ cases!(
     concurrent_scans_one_user_wins,
     /// The store reports the TTLs it was built with, and answers ping.
     ttls_and_ping,
+    /// With events on, scan/approve/deny/redeem and the revocation of an
+    /// existing session each record one event (stable id, user, browser,
+    /// client), in order (a wrong match code: login.denied); refusals,
+    /// cancel and events off record nothing.
+    events_follow_transitions,
+    /// A taken event is not taken again while its consumer is alive (takes
+    /// or holds within the bound); a dead consumer's events are all taken
+    /// over at once, in order, same receipts and ids; acknowledging removes
+    /// them; `max` bounds a take.
+    events_taken_held_reclaimed_acked,
 );
 
 /// Expands one `#[tokio::test]` per contract case, each on a fresh store
@@ -272,6 +282,8 @@ macro_rules! store_contract {
             concurrent_cancel_vs_redeem_one_wins,
             concurrent_scans_one_user_wins,
             ttls_and_ping,
+            events_follow_transitions,
+            events_taken_held_reclaimed_acked,
         );
     };
 }
@@ -1633,5 +1645,175 @@ mod imp {
     pub async fn ttls_and_ping(s: Sut) {
         assert_eq!(s.ttls(), TTLS);
         s.ping().await.expect("ping");
+    }
+
+    /// Everything queued, taken by one consumer.
+    async fn take_all(s: &Sut) -> Vec<QueuedEvent> {
+        s.events_take("contract", 1000, 3_600_000, T0)
+            .await
+            .expect("events_take")
+    }
+
+    pub async fn events_follow_transitions(s: Sut) {
+        // Off (the default): nothing is recorded.
+        let (rec, secret) = approved(&s).await;
+        let token = SessionToken::new_for(rec.id);
+        s.redeem(&rec.id, &secret.hash(), &token, T0 + 3000)
+            .await
+            .expect("redeem");
+        s.revoke_session(&token.session_ref())
+            .await
+            .expect("revoke");
+        assert_eq!(take_all(&s).await, vec![], "events off records nothing");
+
+        s.set_events(true);
+        let (mut new, secret) = new_login(None);
+        new.client_id = Some("rp-1".into());
+        let id = new.id;
+        s.create(new.clone(), T0).await.expect("create");
+        let user = tricky_user();
+        s.scan(&id, &user, T0 + 1000).await.expect("scan");
+        assert_eq!(
+            s.scan(&id, &bob(), T0 + 1001).await,
+            Err(TransitionError::WrongUser)
+        );
+        s.approve(&id, &user.id, T0 + 2000).await.expect("approve");
+        let token = SessionToken::new_for(id);
+        s.redeem(&id, &secret.hash(), &token, T0 + 3000)
+            .await
+            .expect("redeem");
+        s.revoke_session(&token.session_ref())
+            .await
+            .expect("revoke");
+        s.revoke_session(&token.session_ref())
+            .await
+            .expect("revoke again");
+        // Denied, and cancelled (not reported).
+        let (denied, _) = scanned(&s).await;
+        s.deny(&denied.id, "alice", T0 + 2000).await.expect("deny");
+        let (cancelled, csecret) = pending(&s).await;
+        s.cancel(&cancelled.id, &csecret.hash(), T0 + 10)
+            .await
+            .expect("cancel");
+
+        let got = take_all(&s).await;
+        let kinds: Vec<_> = got.iter().map(|q| q.event.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::LoginScanned,
+                EventKind::LoginApproved,
+                EventKind::LoginConsumed,
+                EventKind::SessionRevoked,
+                EventKind::LoginScanned,
+                EventKind::LoginDenied,
+            ]
+        );
+        let ids: Vec<_> = got.iter().map(|q| q.event.id.clone()).collect();
+        assert_eq!(
+            ids,
+            [
+                format!("evt_{id}_2"),
+                format!("evt_{id}_3"),
+                format!("evt_{id}_4"),
+                format!("evt_{id}_revoked"),
+                format!("evt_{}_2", denied.id),
+                format!("evt_{}_3", denied.id),
+            ]
+        );
+        for (q, at) in got[..3].iter().zip([T0 + 1000, T0 + 2000, T0 + 3000]) {
+            let e = &q.event;
+            assert_eq!(e.login_id, id);
+            assert_eq!(e.at_ms, at);
+            assert_eq!(e.user.as_ref(), Some(&user));
+            assert_eq!(e.ip.as_deref(), Some(new.browser.ip.as_str()));
+            assert_eq!(
+                e.user_agent.as_deref(),
+                Some(new.browser.user_agent.as_str())
+            );
+            assert_eq!(e.client_id.as_deref(), Some("rp-1"));
+        }
+        let revoked = &got[3].event;
+        assert_eq!(revoked.login_id, id);
+        assert_eq!(revoked.user.as_ref(), Some(&user));
+        assert_eq!(got[5].event.user, Some(alice()));
+        assert_eq!(got[5].event.client_id, None);
+        let receipts: Vec<_> = got.iter().map(|q| q.receipt.clone()).collect();
+        s.events_ack(&receipts).await.expect("ack");
+        assert_eq!(
+            s.events_take("other", 1000, 0, T0).await.expect("take"),
+            vec![]
+        );
+
+        // A wrong match code denies the login: login.denied.
+        let (m, _) = scanned_matching(&s).await;
+        assert_eq!(
+            s.approve_with(&m.id, "alice", Some(7), T0 + 2000).await,
+            Err(TransitionError::WrongMatchCode)
+        );
+        let got = take_all(&s).await;
+        let kinds: Vec<_> = got
+            .iter()
+            .map(|q| (q.event.kind, q.event.id.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (EventKind::LoginScanned, format!("evt_{}_2", m.id)),
+                (EventKind::LoginDenied, format!("evt_{}_3", m.id)),
+            ]
+        );
+        let receipts: Vec<_> = got.iter().map(|q| q.receipt.clone()).collect();
+        s.events_ack(&receipts).await.expect("ack");
+
+        // Off again: nothing more.
+        s.set_events(false);
+        let (rec, _) = scanned(&s).await;
+        s.deny(&rec.id, "alice", T0 + 2000).await.expect("deny");
+        assert_eq!(
+            s.events_take("other", 1000, 0, T0).await.expect("take"),
+            vec![]
+        );
+    }
+
+    pub async fn events_taken_held_reclaimed_acked(s: Sut) {
+        const HOUR: u64 = 3_600_000;
+        s.set_events(true);
+        let mut made = Vec::new();
+        for _ in 0..3 {
+            let (rec, _) = scanned(&s).await;
+            made.push(format!("evt_{}_2", rec.id));
+        }
+        // `max` bounds a take; the rest comes next.
+        let a1 = s.events_take("a", 2, HOUR, T0).await.expect("take");
+        let a2 = s.events_take("a", 2, HOUR, T0).await.expect("take");
+        let ids: Vec<_> = a1.iter().chain(&a2).map(|q| q.event.id.clone()).collect();
+        assert_eq!(ids, made);
+        // Taken: nobody gets them before they were idle for the bound.
+        assert_eq!(
+            s.events_take("b", 10, HOUR, T0).await.expect("take"),
+            vec![]
+        );
+        // Held by a: still not idle.
+        let held: Vec<_> = a1.iter().map(|q| q.receipt.clone()).collect();
+        s.events_hold("a", &held, T0).await.expect("hold");
+        assert_eq!(
+            s.events_take("b", 10, HOUR, T0).await.expect("take"),
+            vec![]
+        );
+        // a silent for the bound (0 here): another consumer takes all its
+        // events over, the same entries with the same ids, in order.
+        let b = s.events_take("b", 10, 0, T0).await.expect("take");
+        let want: Vec<_> = a1.iter().chain(&a2).cloned().collect();
+        assert_eq!(b, want, "all of a's events, in order");
+        // Acknowledged: gone for everybody.
+        let receipts: Vec<_> = b.iter().map(|q| q.receipt.clone()).collect();
+        s.events_ack(&receipts[..2]).await.expect("ack");
+        let rest = s.events_take("c", 10, 0, T0).await.expect("take");
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].receipt, receipts[2]);
+        s.events_ack(&receipts).await.expect("ack again");
+        s.events_ack(&[]).await.expect("ack nothing");
+        assert_eq!(s.events_take("c", 10, 0, T0).await.expect("take"), vec![]);
     }
 }

@@ -18,6 +18,11 @@
 --   ARGV[4]   the hint channel
 --   ARGV[5..] script-specific
 --
+--   KEYS[#KEYS] the event stream qrl:events, only when events are on (webhooks
+--             or the audit log need them) and the deployment is not a
+--             Cluster: then commit() appends the transition's event to it in
+--             this same script (see emit below)
+--
 -- Replies: { 'ok', <the record's JSON> } on success, or
 -- { 'not_found' }, { 'expired' }, { 'wrong_state', <state> },
 -- { 'wrong_user' }, { 'corrupt', <why> }.
@@ -73,6 +78,41 @@ local function state_at(rec)
   return rec.state
 end
 
+-- The event stream, when the caller passed it (last key, by name, so script-
+-- specific keys before it do not move it). Off: nothing is appended and the
+-- cost is this one comparison.
+local EVENTS = 'qrl:events'
+local events_key = nil
+if #KEYS > 1 and KEYS[#KEYS] == EVENTS then
+  events_key = EVENTS
+end
+local EVENT_OF = {
+  scanned = 'login.scanned', approved = 'login.approved',
+  denied = 'login.denied', consumed = 'login.consumed',
+}
+
+-- Appends the event of a transition into rec.state (qrlogin_core::events:
+-- the same JSON as Event::to_json; the id is stable across retries), bounded
+-- like MAX_QUEUED_EVENTS. No secret goes in: ids, user, ip, user agent,
+-- client.
+local function emit(rec)
+  local t = EVENT_OF[rec.state]
+  if events_key == nil or t == nil then
+    return
+  end
+  redis.call('XADD', events_key, 'MAXLEN', '~', '500000', '*', 'e', cjson.encode({
+    id = 'evt_' .. login_id .. '_' .. rec.version,
+    t = t,
+    at = int(now),
+    lid = login_id,
+    uid = rec.uid,
+    un = rec.uname,
+    ip = rec.ip,
+    ua = rec.ua,
+    cid = rec.client,
+  }))
+end
+
 -- Writes a transition: applies `changes`, bumps the version, moves the
 -- purge deadline (non-final: expires + final_keep; final: now + final_keep)
 -- and the key's TTL with it (one SET ... PX), and publishes the wake-up
@@ -100,6 +140,7 @@ local function commit(rec, changes)
     un = rec.uname,
     mr = (rec.mreq == '1') and 1 or nil,
   }))
+  emit(rec)
   return json
 end
 
