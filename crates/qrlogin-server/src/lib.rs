@@ -15,6 +15,7 @@ pub mod app;
 pub mod builder;
 pub mod config;
 pub mod error;
+pub mod geoip;
 pub mod http1;
 pub mod identity;
 pub mod jwt;
