@@ -1700,6 +1700,16 @@ mod imp {
         (sc, secret)
     }
 
+    /// (name, browser place, browser ip, phone place, phone ip, reasons).
+    type RiskCase = (
+        &'static str,
+        Option<Place>,
+        &'static str,
+        Place,
+        &'static str,
+        Vec<RiskReason>,
+    );
+
     pub async fn risk_verdict_is_decided_at_scan(s: Sut) {
         use RiskReason::*;
         let berlin = geo("DE", 52.52, 13.405, Some(64500));
@@ -1718,7 +1728,7 @@ mod imp {
             org: None,
             ..berlin.clone()
         };
-        let cases: Vec<(&str, Option<Place>, &str, Place, &str, Vec<RiskReason>)> = vec![
+        let cases: Vec<RiskCase> = vec![
             (
                 "same city",
                 Some(berlin.clone()),
