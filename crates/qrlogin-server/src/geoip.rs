@@ -253,3 +253,68 @@ impl Entry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(json: serde_json::Value) -> Place {
+        serde_json::from_value::<Entry>(json)
+            .expect("entry")
+            .into_place()
+    }
+
+    #[test]
+    fn city_asn_and_anonymous_layouts() {
+        let p = place(serde_json::json!({
+            "city": {"names": {"de": "München", "en": "Munich"}},
+            "subdivisions": [{"names": {"en": "Bavaria"}}, {"names": {"en": "Upper Bavaria"}}],
+            "country": {"iso_code": "de", "names": {"en": "Germany"}},
+            "location": {"latitude": 48.1351, "longitude": 11.582},
+            "traits": {"autonomous_system_number": 3320, "autonomous_system_organization": "DTAG"},
+            "unknown": {"ignored": [1, 2, 3]}
+        }));
+        assert_eq!(p.describe().as_deref(), Some("Munich, Germany"));
+        assert_eq!(p.region.as_deref(), Some("Bavaria"));
+        assert_eq!(p.country_code.as_deref(), Some("DE"));
+        assert_eq!(p.coords, Coords::from_degrees(48.1351, 11.582));
+        assert_eq!((p.asn, p.org.as_deref()), (Some(3320), Some("DTAG")));
+        assert!(!p.hosting);
+        // GeoLite2-ASN: top-level AS fields, no place.
+        let p = place(serde_json::json!({
+            "autonomous_system_number": 64500, "autonomous_system_organization": "Example"
+        }));
+        assert_eq!((p.asn, p.describe()), (Some(64500), None));
+        assert!(p.is_known());
+        // Every anonymiser flag counts as hosting.
+        for t in [
+            serde_json::json!({"traits": {"is_hosting_provider": true}}),
+            serde_json::json!({"traits": {"is_anonymous_vpn": true}}),
+            serde_json::json!({"traits": {"is_tor_exit_node": true}}),
+            serde_json::json!({"traits": {"user_type": "hosting"}}),
+            serde_json::json!({"is_anonymous": true}),
+        ] {
+            assert!(place(t.clone()).hosting, "{t}");
+        }
+        // A bad country code or out-of-range coordinates are dropped.
+        let p = place(serde_json::json!({
+            "country": {"iso_code": "XYZ", "names": {"fr": "Nulle part"}},
+            "location": {"latitude": 123.0, "longitude": 0.0}
+        }));
+        assert_eq!(p.country_code, None);
+        assert_eq!(p.country.as_deref(), Some("Nulle part"));
+        assert_eq!(p.coords, None);
+    }
+
+    #[test]
+    fn a_missing_or_foreign_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("dir");
+        let missing = dir.path().join("none.mmdb");
+        let e = GeoIp::open(&missing).err().expect("error").to_string();
+        assert!(e.contains("none.mmdb"), "{e}");
+        let junk = dir.path().join("junk.mmdb");
+        std::fs::write(&junk, b"\x00\x01 not a database").expect("write");
+        let e = GeoIp::open(&junk).err().expect("error").to_string();
+        assert!(e.contains("junk.mmdb") && e.contains("MaxMind"), "{e}");
+    }
+}

@@ -1848,6 +1848,58 @@ mod imp {
                 .expect("rescan");
             assert_eq!(again, sc, "{name}: rescan");
         }
+        // Random places (a fixed LCG, so a failure reproduces): the stored
+        // verdict is the rule's, in Rust and in Lua alike.
+        let mut seed: u64 = 0x5eed_1234;
+        let mut next = move |m: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % m
+        };
+        for i in 0..40 {
+            fn rand_place(next: &mut impl FnMut(u64) -> u64) -> Place {
+                Place {
+                    country_code: Some(["DE", "NL", "FR"][next(3) as usize].into()),
+                    coords: Some(Coords {
+                        lat_e6: next(180_000_000) as i32 - 90_000_000,
+                        lon_e6: next(360_000_000) as i32 - 180_000_000,
+                    }),
+                    asn: (next(3) > 0).then(|| 64500 + next(2) as u32),
+                    hosting: next(5) == 0,
+                    ..Place::default()
+                }
+            }
+            let bp = rand_place(&mut next);
+            let pp = rand_place(&mut next);
+            let km = 1 + next(20_000) as u32;
+            let policy = ScanPolicy {
+                matching: MatchPolicy::Never,
+                risk: Some(RiskCheck {
+                    phone: pp.clone(),
+                    phone_network: network_key(&pp, "198.51.100.1"),
+                    max_distance_km: km,
+                }),
+            };
+            let (sc, _) = scanned_at(&s, Some(bp.clone()), "192.0.2.1", &policy).await;
+            let rule = assess(
+                &bp,
+                &network_key(&bp, "192.0.2.1"),
+                &pp,
+                &policy
+                    .risk
+                    .as_ref()
+                    .map(|r| r.phone_network.clone())
+                    .unwrap_or_default(),
+                km,
+            );
+            assert_eq!(
+                sc.risk,
+                Some(rule),
+                "random case {i}: {bp:?} / {pp:?} / {km} km"
+            );
+        }
+
         // No database: no verdict, whatever the places.
         let never = ScanPolicy {
             matching: MatchPolicy::Never,
