@@ -1917,10 +1917,30 @@ mod imp {
         let amsterdam = geo("NL", 52.3676, 4.9041, Some(64500));
         let mut policy = check(&berlin, "198.51.100.1");
         policy.matching = MatchPolicy::Always;
-        let (sc, secret) = scanned_at(&s, Some(amsterdam), "192.0.2.1", &policy).await;
+        let (mut new, secret) = new_login(Some(42));
+        new.browser.ip = "192.0.2.1".into();
+        new.browser.place = Some(amsterdam);
+        let rec = s.create(new, T0).await.expect("create");
+        // Registered before the scan, so the scan's own hint (delivered
+        // asynchronously through pub/sub) is seen first, not mistaken for
+        // one of the refused approves'.
+        let mut reg = s.notifier().register(rec.id);
+        let sc = s
+            .scan_assessed(&rec.id, &alice(), &policy, T0 + 1000)
+            .await
+            .expect("scan");
         assert_eq!(sc.risk.as_ref().map(|r| r.level), Some(RiskLevel::High));
         assert!(sc.match_required);
-        let mut reg = s.notifier().register(sc.id);
+        expect_hint(
+            &mut reg,
+            Hint::Changed {
+                version: 2,
+                state: State::Scanned,
+                user: Some(alice()),
+                match_required: true,
+            },
+        )
+        .await;
         // Without the tick: refused, whatever the code, nothing changes.
         for code in [Some(42), Some(41), None] {
             assert_eq!(
