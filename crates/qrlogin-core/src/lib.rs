@@ -12,6 +12,8 @@
 //! * [`events`] — security events for webhooks and the audit log, and the
 //!   queue the stores keep them in.
 //! * [`grant`] — short-lived records of the protocol faces (codes, tokens).
+//! * [`place`], [`risk`] — an address's GeoIP place and the scan's risk
+//!   rule (browser versus phone).
 //! * [`verifier`] — the [`MobileVerifier`] trait: who a phone's bearer is.
 
 pub mod clock;
@@ -20,6 +22,8 @@ pub mod grant;
 pub mod id;
 pub mod memory;
 pub mod notify;
+pub mod place;
+pub mod risk;
 pub mod state;
 pub mod store;
 pub mod verifier;
@@ -32,9 +36,11 @@ pub use id::{
 };
 pub use memory::MemoryStore;
 pub use notify::{Hint, Notifier, Registration};
+pub use place::{Coords, Place};
+pub use risk::{Risk, RiskCheck, RiskLevel, RiskReason};
 pub use state::State;
 pub use store::{
-    network_of, BrowserContext, LoginRecord, MatchPolicy, NewLogin, Session, Store, StoreError,
-    TransitionError, Ttls, User,
+    network_of, Approval, BrowserContext, LoginRecord, MatchPolicy, NewLogin, ScanPolicy, Session,
+    Store, StoreError, TransitionError, Ttls, User,
 };
 pub use verifier::{BackgroundTask, MobileVerifier, VerifyError};

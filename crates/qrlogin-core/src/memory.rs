@@ -12,7 +12,7 @@ use crate::id::{LoginId, SecretHash, SessionRef, SessionToken};
 use crate::notify::{Hint, Notifier};
 use crate::state::State;
 use crate::store::{
-    LoginRecord, MatchPolicy, NewLogin, Session, Store, StoreError, TransitionError,
+    Approval, LoginRecord, NewLogin, ScanPolicy, Session, Store, StoreError, TransitionError,
     TransitionResult, Ttls, User,
 };
 use async_trait::async_trait;
@@ -235,11 +235,11 @@ impl Store for MemoryStore {
             .map(|(r, _)| r.clone()))
     }
 
-    async fn scan_with(
+    async fn scan_assessed(
         &self,
         id: &LoginId,
         user: &User,
-        policy: &MatchPolicy,
+        policy: &ScanPolicy,
         now_ms: u64,
     ) -> TransitionResult<LoginRecord> {
         let ext = self.ttls.scan_extension_ms;
@@ -249,7 +249,11 @@ impl Store for MemoryStore {
                 rec.state = State::Scanned;
                 rec.user = Some(user.clone());
                 rec.expires_at_ms += ext;
-                rec.match_required = rec.match_code.is_some() && policy.requires(&rec.browser.ip);
+                rec.risk = policy.assess(&rec.browser);
+                rec.match_required = rec.match_code.is_some()
+                    && policy
+                        .matching
+                        .requires_with(&rec.browser.ip, rec.risk.as_ref());
                 Ok(true)
             }
             s => match &rec.user {
@@ -260,15 +264,19 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn approve_with(
+    async fn approve_checked(
         &self,
         id: &LoginId,
         user_id: &str,
-        match_code: Option<u8>,
+        approval: &Approval,
         now_ms: u64,
     ) -> TransitionResult<LoginRecord> {
+        let match_code = approval.match_code;
         let rec = self.transition(id, now_ms, |rec| {
             scanner_check(rec, user_id, now_ms)?;
+            if rec.presence_required() && !approval.confirm_presence {
+                return Err(TransitionError::PresenceRequired);
+            }
             rec.state = if rec.match_required && match_code != rec.match_code {
                 State::Denied
             } else {

@@ -12,6 +12,8 @@ use crate::events::QueuedEvent;
 use crate::grant::{GrantKey, Taken};
 use crate::id::{LoginId, SecretHash, SessionRef, SessionToken};
 use crate::notify::Notifier;
+use crate::place::Place;
+use crate::risk::{assess, network_key, Risk, RiskCheck};
 use crate::state::State;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -56,6 +58,10 @@ pub enum MatchPolicy {
     /// Required when the browser's network (see [`network_of`]) differs
     /// from this one, the phone's.
     IfOtherNetwork(String),
+    /// Required when the scan's risk verdict ([`crate::risk`]) is high:
+    /// on-risk matching with a GeoIP database. Without a verdict (a scan
+    /// with no [`RiskCheck`]) it fails closed: required.
+    IfHighRisk,
 }
 
 impl MatchPolicy {
@@ -65,8 +71,55 @@ impl MatchPolicy {
             MatchPolicy::Never => false,
             MatchPolicy::Always => true,
             MatchPolicy::IfOtherNetwork(phone_net) => network_of(browser_ip) != *phone_net,
+            MatchPolicy::IfHighRisk => true,
         }
     }
+
+    /// The decision for a login whose scan reached `risk` (if assessed).
+    pub fn requires_with(&self, browser_ip: &str, risk: Option<&Risk>) -> bool {
+        match (self, risk) {
+            (MatchPolicy::IfHighRisk, Some(r)) => r.is_high(),
+            _ => self.requires(browser_ip),
+        }
+    }
+}
+
+/// Everything a scan decides besides the state change: number matching
+/// and, when a GeoIP database is configured, the risk verdict. Both are
+/// decided inside the scan's atomic step and recorded with it, so any
+/// instance enforces them at approve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPolicy {
+    pub matching: MatchPolicy,
+    /// The phone's side of the risk rule; `None` without a database (no
+    /// verdict, no presence check: as before).
+    pub risk: Option<RiskCheck>,
+}
+
+impl ScanPolicy {
+    /// The verdict for a browser at `browser` (its context as created).
+    pub fn assess(&self, browser: &BrowserContext) -> Option<Risk> {
+        let check = self.risk.as_ref()?;
+        let none = Place::default();
+        let place = browser.place.as_ref().unwrap_or(&none);
+        Some(assess(
+            place,
+            &network_key(place, &browser.ip),
+            &check.phone,
+            &check.phone_network,
+            check.max_distance_km,
+        ))
+    }
+}
+
+/// What the phone sends with "approve".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Approval {
+    /// The number it picked, when number matching is on.
+    pub match_code: Option<u8>,
+    /// The user ticked "I am at this computer now" (needed when the scan's
+    /// risk verdict was high).
+    pub confirm_presence: bool,
 }
 
 /// What the phone must show about the browser that asked to log in.
@@ -74,6 +127,9 @@ impl MatchPolicy {
 pub struct BrowserContext {
     pub ip: String,
     pub user_agent: String,
+    /// Its place, looked up at create when a GeoIP database is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<Place>,
 }
 
 /// How long things live, in milliseconds.
@@ -135,6 +191,9 @@ pub struct LoginRecord {
     /// Set at scan when the phone must pick `match_code` to approve (number
     /// matching is on for this login: always, or because it looked risky).
     pub match_required: bool,
+    /// The scan's risk verdict, when a GeoIP database is configured. A high
+    /// one makes approving need `confirm_presence`.
+    pub risk: Option<Risk>,
     /// The user who scanned, once scanned.
     pub user: Option<User>,
     /// See [`NewLogin::client_id`].
@@ -156,9 +215,15 @@ impl LoginRecord {
             browser: login.browser,
             match_code: login.match_code,
             match_required: false,
+            risk: None,
             user: None,
             client_id: login.client_id,
         }
+    }
+
+    /// Approving needs "I am at this computer now": the verdict was high.
+    pub fn presence_required(&self) -> bool {
+        self.risk.as_ref().is_some_and(Risk::is_high)
     }
 
     pub fn state_at(&self, now_ms: u64) -> State {
@@ -195,6 +260,10 @@ pub enum TransitionError {
     /// denied (a wrong pick is treated as "this was not me").
     #[error("wrong match code; the login was denied")]
     WrongMatchCode,
+    /// The scan's risk verdict was high and the approval did not confirm
+    /// presence; nothing changed (the phone may ask and approve again).
+    #[error("this login needs the user to confirm they are at the computer")]
+    PresenceRequired,
     /// The backend failed; nothing was changed, or the change is unknown and
     /// the login must be treated as failed (fail closed).
     #[error(transparent)]
@@ -239,6 +308,23 @@ pub trait Store: Send + Sync + 'static {
         user: &User,
         policy: &MatchPolicy,
         now_ms: u64,
+    ) -> TransitionResult<LoginRecord> {
+        let policy = ScanPolicy {
+            matching: policy.clone(),
+            risk: None,
+        };
+        self.scan_assessed(id, user, &policy, now_ms).await
+    }
+
+    /// [`scan_with`](Store::scan_with) that also decides the risk verdict
+    /// ([`ScanPolicy::assess`]) in the same atomic step and stores it with
+    /// the login ([`LoginRecord::risk`]); `IfHighRisk` matching uses it.
+    async fn scan_assessed(
+        &self,
+        id: &LoginId,
+        user: &User,
+        policy: &ScanPolicy,
+        now_ms: u64,
     ) -> TransitionResult<LoginRecord>;
 
     /// [`scan_with`](Store::scan_with) without number matching.
@@ -254,6 +340,25 @@ pub trait Store: Send + Sync + 'static {
         id: &LoginId,
         user_id: &str,
         match_code: Option<u8>,
+        now_ms: u64,
+    ) -> TransitionResult<LoginRecord> {
+        let approval = Approval {
+            match_code,
+            confirm_presence: false,
+        };
+        self.approve_checked(id, user_id, &approval, now_ms).await
+    }
+
+    /// [`approve_with`](Store::approve_with) that also carries the
+    /// presence confirmation. When the scan's verdict was high and
+    /// `confirm_presence` is false the answer is `PresenceRequired` and
+    /// nothing changes (checked before the match code, so a missing tick
+    /// never burns the login).
+    async fn approve_checked(
+        &self,
+        id: &LoginId,
+        user_id: &str,
+        approval: &Approval,
         now_ms: u64,
     ) -> TransitionResult<LoginRecord>;
 

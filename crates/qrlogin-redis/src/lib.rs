@@ -36,8 +36,9 @@ pub use keys::HINT_CHANNEL;
 use async_trait::async_trait;
 use conn::{Conn, SentinelConn, Target};
 use qrlogin_core::{
-    network_of, Event, GrantKey, LoginId, LoginRecord, MatchPolicy, NewLogin, Notifier,
-    QueuedEvent, SecretHash, Session, SessionRef, SessionToken, Store, StoreError, Taken,
+    network_of, Approval, Event, GrantKey, LoginId, LoginRecord, MatchPolicy, NewLogin,
+    Notifier, QueuedEvent, ScanPolicy, SecretHash, Session, SessionRef, SessionToken, Store,
+    StoreError, Taken,
     TransitionError, Ttls, User,
 };
 use redis::aio::ConnectionManager;
@@ -380,38 +381,75 @@ impl Store for RedisStore {
         Ok((now_ms < purge).then_some(rec))
     }
 
-    async fn scan_with(
+    async fn scan_assessed(
         &self,
         id: &LoginId,
         user: &User,
-        policy: &MatchPolicy,
+        policy: &ScanPolicy,
         now_ms: u64,
     ) -> TransitionResult<LoginRecord> {
         let ext = self.ttls.scan_extension_ms.to_string();
-        let required = match policy {
+        let required = match &policy.matching {
             MatchPolicy::Never => "never".to_string(),
             MatchPolicy::Always => "always".to_string(),
             MatchPolicy::IfOtherNetwork(net) => format!("net:{net}"),
+            MatchPolicy::IfHighRisk => "risk".to_string(),
+        };
+        // The phone's side of the risk rule (scan.lua's ARGV[9..14]).
+        let (on, cc, lat, lon, net, km) = match &policy.risk {
+            None => (
+                "0",
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
+            Some(c) => (
+                "1",
+                c.phone.country_code.clone().unwrap_or_default(),
+                c.phone
+                    .coords
+                    .map(|x| x.lat_e6.to_string())
+                    .unwrap_or_default(),
+                c.phone
+                    .coords
+                    .map(|x| x.lon_e6.to_string())
+                    .unwrap_or_default(),
+                c.phone_network.clone(),
+                c.max_distance_km.to_string(),
+            ),
         };
         self.transition(
             &self.scripts.scan,
             id,
             now_ms,
-            &[&ext, &user.id, &user.name, &required],
+            &[
+                &ext, &user.id, &user.name, &required, on, &cc, &lat, &lon, &net, &km,
+            ],
         )
         .await
     }
 
-    async fn approve_with(
+    async fn approve_checked(
         &self,
         id: &LoginId,
         user_id: &str,
-        match_code: Option<u8>,
+        approval: &Approval,
         now_ms: u64,
     ) -> TransitionResult<LoginRecord> {
-        let code = match_code.map(|c| c.to_string()).unwrap_or_default();
+        let code = approval
+            .match_code
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        let present = if approval.confirm_presence { "1" } else { "0" };
         let result = self
-            .transition(&self.scripts.approve, id, now_ms, &[user_id, &code])
+            .transition(
+                &self.scripts.approve,
+                id,
+                now_ms,
+                &[user_id, &code, present],
+            )
             .await;
         if matches!(result, Err(TransitionError::WrongMatchCode)) && self.appends_after() {
             // The script denied the login (a change, with its event) but

@@ -1,8 +1,8 @@
 //! Turning Redis replies into domain values.
 
 use qrlogin_core::{
-    BrowserContext, LoginId, LoginRecord, SecretHash, Session, State, StoreError, TransitionError,
-    User,
+    BrowserContext, Coords, LoginId, LoginRecord, Place, Risk, RiskLevel, RiskReason, SecretHash,
+    Session, State, StoreError, TransitionError, User,
 };
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -41,6 +41,112 @@ struct Stored<'a> {
     /// The relying party's client id (OIDC / device logins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     client: Option<Cow<'a, str>>,
+    /// The browser's GeoIP place, when a database is configured; scan.lua
+    /// reads `cc`, `lat`, `lon`, `asn` and `host` for the risk rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    place: Option<StoredPlace<'a>>,
+    /// The scan's risk verdict, `low` or `high` (written by scan.lua).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    risk: Option<Cow<'a, str>>,
+    /// Its reasons, comma-separated, in `RiskReason::ALL` order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    why: Option<Cow<'a, str>>,
+}
+
+/// A [`Place`] as stored: strings only, like the record (coordinates in
+/// millionths of a degree, `host` is `1` for a hosting network).
+#[derive(Serialize, Deserialize, Default)]
+struct StoredPlace<'a> {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    city: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    region: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    country: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cc: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lat: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lon: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    asn: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    org: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    host: Option<Cow<'a, str>>,
+}
+
+fn b(v: &Option<String>) -> Option<Cow<'_, str>> {
+    v.as_deref().map(Cow::Borrowed)
+}
+
+fn stored_place(p: &Place) -> StoredPlace<'_> {
+    StoredPlace {
+        city: b(&p.city),
+        region: b(&p.region),
+        country: b(&p.country),
+        cc: b(&p.country_code),
+        lat: p.coords.map(|c| Cow::Owned(c.lat_e6.to_string())),
+        lon: p.coords.map(|c| Cow::Owned(c.lon_e6.to_string())),
+        asn: p.asn.map(|a| Cow::Owned(a.to_string())),
+        org: b(&p.org),
+        host: p.hosting.then_some(Cow::Borrowed("1")),
+    }
+}
+
+fn place_of(p: StoredPlace<'_>) -> Result<Place, StoreError> {
+    let o = |v: Option<Cow<'_, str>>| v.map(Cow::into_owned);
+    let int = |v: &Option<Cow<'_, str>>, name: &str| -> Result<Option<i64>, StoreError> {
+        v.as_deref()
+            .map(|t| {
+                t.parse::<i64>()
+                    .map_err(|_| corrupt(format!("place field `{name}` is not a number")))
+            })
+            .transpose()
+    };
+    let coords = match (int(&p.lat, "lat")?, int(&p.lon, "lon")?) {
+        (Some(lat), Some(lon)) => Some(Coords {
+            lat_e6: i32::try_from(lat).map_err(|_| corrupt("place `lat` out of range"))?,
+            lon_e6: i32::try_from(lon).map_err(|_| corrupt("place `lon` out of range"))?,
+        }),
+        _ => None,
+    };
+    let asn = int(&p.asn, "asn")?
+        .map(|a| u32::try_from(a).map_err(|_| corrupt("place `asn` out of range")))
+        .transpose()?;
+    Ok(Place {
+        hosting: p.host.as_deref() == Some("1"),
+        city: o(p.city),
+        region: o(p.region),
+        country: o(p.country),
+        country_code: o(p.cc),
+        coords,
+        asn,
+        org: o(p.org),
+    })
+}
+
+fn risk_of(level: Option<&str>, why: Option<&str>) -> Result<Option<Risk>, StoreError> {
+    let Some(level) = level else {
+        return Ok(None);
+    };
+    let level = match level {
+        "low" => RiskLevel::Low,
+        "high" => RiskLevel::High,
+        _ => return Err(corrupt("login field `risk` unknown")),
+    };
+    let reasons = why
+        .unwrap_or_default()
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .map(|r| RiskReason::parse(r).ok_or_else(|| corrupt("login field `why` unknown")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let risk = Risk::of(reasons);
+    if risk.level != level {
+        return Err(corrupt("login fields `risk` and `why` disagree"));
+    }
+    Ok(Some(risk))
 }
 
 fn number(value: &str, name: &str) -> Result<u64, StoreError> {
@@ -66,6 +172,22 @@ pub(crate) fn to_json(rec: &LoginRecord, net: &str, purge_ms: u64) -> Result<Str
         uid: rec.user.as_ref().map(|u| Cow::Borrowed(u.id.as_str())),
         uname: rec.user.as_ref().map(|u| Cow::Borrowed(u.name.as_str())),
         client: rec.client_id.as_deref().map(Cow::Borrowed),
+        place: rec.browser.place.as_ref().map(stored_place),
+        risk: rec.risk.as_ref().map(|r| {
+            Cow::Borrowed(match r.level {
+                RiskLevel::Low => "low",
+                RiskLevel::High => "high",
+            })
+        }),
+        why: rec.risk.as_ref().map(|r| {
+            Cow::Owned(
+                r.reasons
+                    .iter()
+                    .map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+        }),
     };
     serde_json::to_string(&stored).map_err(|e| corrupt(format!("login record: {e}")))
 }
@@ -93,6 +215,8 @@ pub(crate) fn login(id: LoginId, json: &str) -> Result<(LoginRecord, u64), Store
         id: uid.into_owned(),
         name: m.uname.map(Cow::into_owned).unwrap_or_default(),
     });
+    let risk = risk_of(m.risk.as_deref(), m.why.as_deref())?;
+    let place = m.place.map(place_of).transpose()?;
     let rec = LoginRecord {
         id,
         state,
@@ -103,9 +227,11 @@ pub(crate) fn login(id: LoginId, json: &str) -> Result<(LoginRecord, u64), Store
         browser: BrowserContext {
             ip: m.ip.into_owned(),
             user_agent: m.ua.into_owned(),
+            place,
         },
         match_code,
         match_required: m.mreq.as_deref() == Some("1"),
+        risk,
         user,
         client_id: m.client.map(Cow::into_owned),
     };
@@ -148,6 +274,7 @@ pub(crate) fn outcome(mut reply: Vec<String>) -> Result<Vec<String>, TransitionE
         "expired" => Err(TransitionError::Expired),
         "wrong_user" => Err(TransitionError::WrongUser),
         "wrong_match" => Err(TransitionError::WrongMatchCode),
+        "presence_required" => Err(TransitionError::PresenceRequired),
         "wrong_state" => {
             let state = rest
                 .first()
@@ -205,9 +332,26 @@ mod tests {
             browser: BrowserContext {
                 ip: "127.0.0.1".into(),
                 user_agent: "Mozilla/5.0 \"quoted\" / ünïcode".into(),
+                place: Some(Place {
+                    city: Some("Zürich".into()),
+                    region: None,
+                    country: Some("Switzerland".into()),
+                    country_code: Some("CH".into()),
+                    coords: Some(Coords {
+                        lat_e6: 47_376_900,
+                        lon_e6: -8_541_700,
+                    }),
+                    asn: Some(4_200_000_000),
+                    org: Some("Ex \"ample\" AG".into()),
+                    hosting: true,
+                }),
             },
             match_code: Some(42),
             match_required: false,
+            risk: Some(Risk::of(vec![
+                RiskReason::FarAway,
+                RiskReason::OtherNetwork,
+            ])),
             user: Some(User {
                 id: "u-alice".into(),
                 name: "Alice".into(),
@@ -225,6 +369,9 @@ mod tests {
             "{}",
             r#"{"state":"pending","version":"x","secret":"00","created":"1","expires":"2","purge":"3","ip":"","ua":"","net":""}"#,
             r#"{"state":"nonsense","version":"1","secret":"00","created":"1","expires":"2","purge":"3","ip":"","ua":"","net":""}"#,
+            r#"{"state":"scanned","version":"1","secret":"00","created":"1","expires":"2","purge":"3","ip":"","ua":"","net":"","risk":"high","why":""}"#,
+            r#"{"state":"scanned","version":"1","secret":"00","created":"1","expires":"2","purge":"3","ip":"","ua":"","net":"","risk":"low","why":"far"}"#,
+            r#"{"state":"pending","version":"1","secret":"00","created":"1","expires":"2","purge":"3","ip":"","ua":"","net":"","place":{"lat":"x","lon":"1"}}"#,
         ] {
             assert!(
                 matches!(login(id, bad), Err(StoreError::Corrupt(_))),

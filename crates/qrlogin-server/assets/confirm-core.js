@@ -323,6 +323,18 @@
       var choices = Array.isArray(d.match_choices) ? d.match_choices.map(String) : null;
       var chosen = null;
       var busy = false;
+      var place = d.place || {};
+      var risky = d.risk && d.risk.level === 'high';
+      // A high risk verdict: the user must say they are at that computer
+      // (the API refuses an approve without "confirm_presence": true).
+      var presence = null;
+      var presenceBox = null;
+      if (d.presence_required) {
+        presence = h('input', { type: 'checkbox', id: 'confirm-presence' });
+        presence.addEventListener('change', function () { refresh(); });
+        presenceBox = h('p', { class: 'presence' },
+          h('label', { for: 'confirm-presence' }, presence, ' I am at this computer now'));
+      }
 
       var status = h('p', { class: 'status', id: 'confirm-status', role: 'status', 'aria-live': 'polite' },
         choices ? 'Pick the number shown on your computer, then approve.' : 'Approve only if you are logging in on that computer right now.');
@@ -352,7 +364,9 @@
         return Date.now() >= deadline;
       }
       function refresh() {
-        approve.disabled = busy || expired() || (choiceButtons.length > 0 && chosen === null);
+        approve.disabled = busy || expired() || (choiceButtons.length > 0 && chosen === null) ||
+          (presence !== null && !presence.checked);
+        if (presence) presence.disabled = busy || expired();
         deny.disabled = busy || expired();
         choiceButtons.forEach(function (b) { b.disabled = busy || expired(); });
       }
@@ -368,8 +382,17 @@
         row('Address', site.origin || '—', 'ctx-origin');
         row('Browser', browserText(browser), 'ctx-browser');
         row('IP address', browser.ip || 'unknown', 'ctx-ip');
-        if (browser.network) row('Network', browser.network, 'ctx-network');
-        if (browser.location) row('Location', browser.location, 'ctx-location');
+        if (browser.network && !place.known) row('Network', browser.network, 'ctx-network');
+        if (place.known) {
+          var bp = place.browser || {};
+          var pp = place.phone || {};
+          row("Computer's place", bp.text || 'unknown', 'ctx-browser-place');
+          row("Computer's network", bp.network || browser.network || 'unknown', 'ctx-browser-net');
+          row('Your place', pp.text || 'unknown', 'ctx-phone-place');
+          row('Your network', pp.network || 'unknown', 'ctx-phone-net');
+        } else {
+          row('Place', 'unknown', 'ctx-browser-place');
+        }
         row('Requested', fmtWhen(d.created_at), 'ctx-when');
         row('Expires in', countdown);
         return out;
@@ -385,11 +408,18 @@
           status.className = 'status bad';
           return;
         }
+        if (what === 'approve' && presence && !presence.checked) {
+          status.textContent = 'Tick "I am at this computer now" first.';
+          status.className = 'status bad';
+          return;
+        }
         busy = true;
         refresh();
         status.className = 'status';
         status.textContent = what === 'approve' ? 'Approving…' : 'Denying…';
-        var body = what === 'approve' && chosen !== null ? { match_code: chosen } : {};
+        var body = {};
+        if (what === 'approve' && chosen !== null) body.match_code = chosen;
+        if (what === 'approve' && presence && presence.checked) body.confirm_presence = true;
         api('POST', '/v1/mobile/logins/' + encodeURIComponent(loginId) + '/' + what, body).then(function (r) {
           if (stopped) return;
           busy = false;
@@ -397,7 +427,8 @@
             showResult(what === 'approve');
           } else if (r.status === 401) {
             signInAgain('Your session has expired. Please sign in again, then confirm.', function () { showContext(d); });
-          } else if (r.status === 400 || r.status === 403 || r.status === 422) {
+          } else if (r.status === 400 || r.status === 403 || r.status === 422 ||
+                     (r.status === 409 && r.data && r.data.error === 'presence_required')) {
             status.className = 'status bad';
             status.textContent = (r.data && r.data.message) || 'That did not work. Please try again.';
             refresh();
@@ -429,8 +460,11 @@
         h('h2', { class: 'request-title', id: 'request-title' },
           'Log in to ' + ((d.client && d.client.name) || site.name || 'this site') + '?'),
         h('p', { class: 'origin mono' }, site.origin || ''),
+        h('p', { class: risky ? 'place-summary warning' : 'place-summary', id: 'place-summary' },
+          place.summary || 'The place of this login is unknown.'),
         h('dl', { class: 'context', 'aria-label': 'Login request details' }, rows()),
         choiceBox,
+        presenceBox,
         status,
         h('div', { class: 'actions decide' }, deny, approve),
         h('p', { class: 'notice' },

@@ -43,6 +43,10 @@ pub struct Inner {
     /// Open SSE streams and long-polls per client (`--max-streams-per-ip`).
     pub(crate) streams: Arc<Streams>,
     pub(crate) match_mode: MatchMode,
+    /// `--geoip-db`, when given: places and the scan's risk verdict.
+    pub(crate) geoip: Option<Arc<crate::geoip::GeoIp>>,
+    /// `--risk-distance-km`.
+    pub(crate) risk_distance_km: u32,
     pub(crate) max_body: usize,
     /// JWT session mode's key and rules; `None` in opaque mode (the default).
     pub(crate) jwt: Option<Arc<JwtSessions>>,
@@ -74,6 +78,7 @@ pub(crate) struct Parts {
     pub jwt: Option<Arc<JwtSessions>>,
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
     pub site: Site,
+    pub geoip: Option<Arc<crate::geoip::GeoIp>>,
 }
 
 impl AppState {
@@ -96,6 +101,8 @@ impl AppState {
             limits: Limits::new(cfg.rate_limits, Rates::default().with(&cfg.rate_limit)),
             streams: Streams::new(cfg.max_streams_per_ip),
             match_mode: cfg.match_code,
+            geoip: p.geoip,
+            risk_distance_km: cfg.risk_distance_km,
             max_body: cfg.max_body,
             signing_key: p
                 .jwt

@@ -175,6 +175,7 @@ impl QrLoginBuilder {
             Some(_) => false,
         };
         let site = Site::build(&cfg, &public_url, demo_on)?;
+        let geoip = open_geoip(&cfg)?;
         let store = match self.store {
             Some(s) => s,
             None => open_store(&cfg).await?,
@@ -208,6 +209,9 @@ impl QrLoginBuilder {
         if let Some(delivery) = webhooks {
             tasks.push(tokio::spawn(delivery.run(store.clone(), clock.clone())));
         }
+        if let Some(geo) = &geoip {
+            tasks.push(tokio::spawn(geo.reloader()));
+        }
         let kind = verifier.kind();
         let state = AppState::new(
             &cfg,
@@ -220,6 +224,7 @@ impl QrLoginBuilder {
                 jwt,
                 oidc,
                 site,
+                geoip,
             },
         );
         tasks.push(spawn_limit_sweeper(&state));
@@ -397,7 +402,18 @@ pub fn check(cfg: &ServeConfig) -> anyhow::Result<()> {
     sessions_and_oidc(cfg, &public_url)?;
     Site::build(cfg, &public_url, demo.is_some())?;
     crate::webhooks::from_config(cfg)?;
+    open_geoip(cfg)?;
     Ok(())
+}
+
+/// Opens `--geoip-db` when given (the file must exist and be a MaxMind
+/// database: a typo fails start-up and `check-config`, never silently
+/// turns the risk rule off).
+pub fn open_geoip(cfg: &ServeConfig) -> anyhow::Result<Option<Arc<crate::geoip::GeoIp>>> {
+    match &cfg.geoip_db {
+        None => Ok(None),
+        Some(path) => Ok(Some(Arc::new(crate::geoip::GeoIp::open(path)?))),
+    }
 }
 
 /// A service running in the background.

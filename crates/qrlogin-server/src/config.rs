@@ -538,6 +538,25 @@ pub struct ServeConfig {
     )]
     pub match_code: MatchMode,
 
+    /// MaxMind-format GeoIP database (GeoLite2-City, GeoIP2, DB-IP Lite;
+    /// downloaded by you): the phone is shown the browser's and its own
+    /// place and network, the scan gets a low/high risk verdict (on-risk
+    /// matching then follows it) and a high one needs "I am at this
+    /// computer now". Reloaded on SIGHUP and when the file changes.
+    #[arg(help_heading = "Logins", long, env = "QRLOGIN_GEOIP_DB")]
+    pub geoip_db: Option<PathBuf>,
+
+    /// With --geoip-db: browser and phone farther apart than this (km)
+    /// make the verdict high.
+    #[arg(
+        help_heading = "Logins",
+        long,
+        env = "QRLOGIN_RISK_DISTANCE_KM",
+        default_value_t = qrlogin_core::risk::DEFAULT_MAX_DISTANCE_KM,
+        value_parser = clap::value_parser!(u32).range(1..=20_050)
+    )]
+    pub risk_distance_km: u32,
+
     /// One bucket's rate and burst, e.g. `create=600/min,burst=100` (rate
     /// per `s`, `min` or `h`; `off` turns the bucket off). Buckets: any,
     /// create, poll, sign-in, scan, phone-user. Repeat the flag or list

@@ -36,6 +36,10 @@ pub enum ApiError {
     /// The phone picked the wrong number; the login is now denied.
     #[error("that was not the number shown on the computer; the login was denied")]
     WrongMatchCode,
+    /// The scan's risk verdict was high and the approval lacked
+    /// `"confirm_presence": true`; nothing changed.
+    #[error("this login is from another place or network: confirm that you are at the computer now (\"confirm_presence\": true) to approve it")]
+    PresenceRequired,
     #[error("request body too large")]
     PayloadTooLarge,
     /// A JSON body sent without `Content-Type: application/json`.
@@ -84,6 +88,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone => StatusCode::GONE,
             ApiError::WrongMatchCode => StatusCode::CONFLICT,
+            ApiError::PresenceRequired => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -107,6 +112,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::Gone => "gone",
             ApiError::WrongMatchCode => "wrong_match_code",
+            ApiError::PresenceRequired => "presence_required",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::RequestTimeout => "request_timeout",
@@ -129,7 +135,9 @@ impl ApiError {
         match e {
             TransitionError::NotFound | TransitionError::Expired => ApiError::NotFound,
             TransitionError::WrongState(s) => ApiError::Conflict(format!("login is {s}")),
-            TransitionError::WrongUser | TransitionError::WrongMatchCode => ApiError::NotFound,
+            TransitionError::WrongUser
+            | TransitionError::WrongMatchCode
+            | TransitionError::PresenceRequired => ApiError::NotFound,
             TransitionError::Store(e) => e.into(),
         }
     }
@@ -145,6 +153,7 @@ impl ApiError {
                 ApiError::Conflict("login was scanned by another user".into())
             }
             TransitionError::WrongMatchCode => ApiError::WrongMatchCode,
+            TransitionError::PresenceRequired => ApiError::PresenceRequired,
             TransitionError::Store(e) => e.into(),
         }
     }

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod builder;
 pub mod config;
 pub mod error;
+pub mod geoip;
 pub mod http1;
 pub mod identity;
 pub mod jwt;

@@ -59,6 +59,7 @@ mod tests {
             browser: BrowserContext::default(),
             match_code: Some(code),
             match_required: true,
+            risk: None,
             user: None,
             client_id: None,
         }

@@ -656,6 +656,85 @@ fn login_requests(metrics: &str) -> Vec<(String, u64)> {
 }
 
 impl Ctx {
+    /// See [`browser_confirm_page_shows_places_and_needs_presence`].
+    async fn run_geo(&self) -> Result<()> {
+        let created: Value = self
+            .http
+            .post(format!("{}/v1/logins", self.base))
+            .header("x-forwarded-for", "203.0.113.10")
+            .header("content-type", "application/json")
+            .body(r#"{"binding":"header"}"#)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let id = created["login_id"].as_str().unwrap_or_default().to_string();
+        let secret = created["browser_secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.viewport(390, 844, true).await?;
+        self.cdp("Network.enable", json!({})).await?;
+        self.cdp(
+            "Network.setExtraHTTPHeaders",
+            json!({ "headers": { "X-Forwarded-For": "192.0.2.20" } }),
+        )
+        .await?;
+        self.wd.goto(&format!("{}/m/{id}", self.base)).await?;
+        self.sign_in_on_phone("alice", "wonderland").await?;
+        self.wait_text(
+            "#place-summary",
+            "This login is from Amsterdam, Netherlands; you are in Berlin, Germany.",
+        )
+        .await?;
+        let computer = self.text("#ctx-browser-place").await;
+        let phone = self.text("#ctx-phone-place").await;
+        let net = self.text("#ctx-browser-net").await;
+        eprintln!("[e2e] geo: computer {computer:?}, phone {phone:?}, network {net:?}");
+        if computer != "Amsterdam, Netherlands" || phone != "Berlin, Germany" {
+            bail!("the confirm page should show both places, shows {computer:?} / {phone:?}");
+        }
+        if !net.contains("AS64501") {
+            bail!("the computer's network should be AS64501, shows {net:?}");
+        }
+        let disabled = || async {
+            self.wd
+                .js(
+                    "return document.getElementById('approve').disabled",
+                    json!([]),
+                )
+                .await
+        };
+        self.find("#confirm-presence").await?;
+        if disabled().await? != json!(true) {
+            bail!("Approve must stay disabled until the presence box is ticked");
+        }
+        self.shot("geo-1-confirm-unticked.png").await?;
+        self.wd.click("#confirm-presence").await?;
+        if disabled().await? != json!(false) {
+            bail!("ticking the presence box must enable Approve");
+        }
+        self.shot("geo-2-confirm-ticked.png").await?;
+        self.wd.click("#approve").await?;
+        self.wait_text("#result", "Approved").await?;
+        self.shot("geo-3-approved.png").await?;
+        let r = self
+            .http
+            .post(format!("{}/v1/logins/{id}/redeem", self.base))
+            .bearer_auth(&secret)
+            .send()
+            .await?;
+        if r.status() != reqwest::StatusCode::OK {
+            bail!("redeem after the ticked approve: {}", r.status());
+        }
+        Ok(())
+    }
+
+    async fn find(&self, css: &str) -> Result<String> {
+        self.wd.find(css).await
+    }
+
     async fn shot(&self, name: &str) -> Result<()> {
         self.wd.screenshot(&self.shots.join(name)).await
     }
@@ -1123,6 +1202,32 @@ impl Ctx {
 /// the cores and make each other's waits flaky.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// `--geoip-db`: the confirm page (`/m/{id}`) shows the computer's place
+/// and the phone's, says plainly that they differ, and on a high verdict
+/// keeps Approve disabled until "I am at this computer now" is ticked.
+/// The login is made from an Amsterdam address and the phone page sends
+/// a Berlin one (X-Forwarded-For, trusted from 127.0.0.1, set by CDP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_confirm_page_shows_places_and_needs_presence() {
+    let _one = ONE_BROWSER.lock().await;
+    let name = "browser_e2e_geo";
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    let db = out.join("GeoLite2-City.mmdb");
+    common::mmdb::write(&db, &common::mmdb::world());
+    let server_log = out.join("server.log");
+    let args = [
+        "--geoip-db",
+        db.to_str().unwrap(),
+        "--trusted-proxies",
+        "127.0.0.1",
+        "--match-code",
+        "off",
+    ];
+    let (server, base) = start_server(&server_log, &args).unwrap_or_else(|e| panic!("{e:#}"));
+    browser_run_script(name, Target::Server(server, base), Script::Geo).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_qr_login_end_to_end() {
     let _one = ONE_BROWSER.lock().await;
@@ -1175,9 +1280,23 @@ async fn end_to_end(name: &str, extra_args: &[&str]) -> String {
     std::fs::read_to_string(&server_log).unwrap_or_default()
 }
 
+/// Which steps a browser run takes.
+#[derive(Clone, Copy)]
+enum Script {
+    /// [`Ctx::run`]: the whole tour.
+    Full,
+    /// [`Ctx::run_geo`]: the confirm page with `--geoip-db`.
+    Geo,
+}
+
 /// Starts Chromium (through chromedriver) and runs [`Ctx::run`] against
 /// `target`; fails on any step or console error.
 async fn browser_run(name: &str, target: Target) {
+    browser_run_script(name, target, Script::Full).await
+}
+
+/// [`browser_run`] with the steps of `script`.
+async fn browser_run_script(name: &str, target: Target, script: Script) {
     let chromium = find_exe("chromium", "/usr/bin/chromium").expect(MISSING);
     let driver = find_exe("chromedriver", "/usr/bin/chromedriver").expect(MISSING);
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
@@ -1228,7 +1347,13 @@ async fn browser_run(name: &str, target: Target) {
         stack,
     };
 
-    let result = tokio::time::timeout(Duration::from_secs(150), ctx.run())
+    let steps = async {
+        match script {
+            Script::Full => ctx.run().await,
+            Script::Geo => ctx.run_geo().await,
+        }
+    };
+    let result = tokio::time::timeout(Duration::from_secs(150), steps)
         .await
         .unwrap_or_else(|_| Err(anyhow!("the whole test took over 150 s")));
     finish(&ctx, result, &out).await;

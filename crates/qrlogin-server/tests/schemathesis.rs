@@ -41,7 +41,27 @@ async fn the_api_conforms_to_its_openapi_document() {
         venv = dir.join(".venv").display(),
         req = dir.join("requirements.txt").display(),
     );
+    // A GeoIP database with loopback in it, so the scan answers carry
+    // full places and a (low) risk verdict for Schemathesis to check.
+    let geo = tempfile::tempdir().expect("temp dir");
+    let db = geo.path().join("GeoLite2-City.mmdb");
+    let mut world = mmdb::world();
+    world
+        .as_array_mut()
+        .expect("networks")
+        .push(serde_json::json!({
+            "cidr": "127.0.0.0/8",
+            "data": mmdb::on_as(
+                mmdb::city("Berlin", "Land Berlin", "Germany", "DE", 52.52, 13.405),
+                64500,
+                "Example Net",
+                false,
+            ),
+        }));
+    mmdb::write(&db, &world);
     let bin = Proc::start(&[
+        "--geoip-db",
+        db.to_str().expect("utf-8 path"),
         "--rate-limits",
         "false",
         "--pending-ttl",

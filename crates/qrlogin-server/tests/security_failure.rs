@@ -22,8 +22,8 @@ mod sec;
 use async_trait::async_trait;
 use common::*;
 use qrlogin_core::{
-    LoginId, LoginRecord, MatchPolicy, MemoryStore, NewLogin, Notifier, SecretHash, Session,
-    SessionRef, SessionToken, Store, StoreError, TransitionError, Ttls, User,
+    Approval, LoginId, LoginRecord, MemoryStore, NewLogin, Notifier, ScanPolicy, SecretHash,
+    Session, SessionRef, SessionToken, Store, StoreError, TransitionError, Ttls, User,
 };
 use reqwest::StatusCode;
 use std::sync::{Arc, Mutex};
@@ -325,31 +325,31 @@ impl Store for Faulty {
     async fn get(&self, id: &LoginId, now_ms: u64) -> Result<Option<LoginRecord>, StoreError> {
         faulty!(self, Op::Get, self.inner.get(id, now_ms), lost())
     }
-    async fn scan_with(
+    async fn scan_assessed(
         &self,
         id: &LoginId,
         user: &User,
-        policy: &MatchPolicy,
+        policy: &ScanPolicy,
         now_ms: u64,
     ) -> Result<LoginRecord, TransitionError> {
         faulty!(
             self,
             Op::Scan,
-            self.inner.scan_with(id, user, policy, now_ms),
+            self.inner.scan_assessed(id, user, policy, now_ms),
             lost().into()
         )
     }
-    async fn approve_with(
+    async fn approve_checked(
         &self,
         id: &LoginId,
         user_id: &str,
-        match_code: Option<u8>,
+        approval: &Approval,
         now_ms: u64,
     ) -> Result<LoginRecord, TransitionError> {
         faulty!(
             self,
             Op::Approve,
-            self.inner.approve_with(id, user_id, match_code, now_ms),
+            self.inner.approve_checked(id, user_id, approval, now_ms),
             lost().into()
         )
     }

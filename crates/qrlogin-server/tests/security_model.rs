@@ -285,6 +285,7 @@ async fn run_store(store: &dyn Store, acts: &[Action]) -> Result<(), String> {
                     browser: BrowserContext {
                         ip: BROWSER_IPS[k.net].into(),
                         user_agent: "proptest".into(),
+                        place: None,
                     },
                     match_code: k.code,
                     client_id: None,
@@ -512,6 +513,7 @@ fn phone_answer<T>(r: &Result<T, TransitionError>) -> (StatusCode, &'static str)
             (StatusCode::CONFLICT, "conflict")
         }
         Err(TransitionError::WrongMatchCode) => (StatusCode::CONFLICT, "wrong_match_code"),
+        Err(TransitionError::PresenceRequired) => (StatusCode::CONFLICT, "presence_required"),
         Err(TransitionError::Store(_)) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
     }
 }
@@ -614,6 +616,7 @@ async fn run_http(h: &Http, acts: &[Action]) -> Result<(), String> {
                         browser: BrowserContext {
                             ip: BROWSER_IPS[*net].into(),
                             user_agent: String::new(),
+                            place: None,
                         },
                         match_code: k.code,
                         client_id: None,

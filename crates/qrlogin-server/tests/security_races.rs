@@ -133,6 +133,7 @@ async fn login_in(s: &Stores, state: State) -> (LoginId, BrowserSecret) {
                 browser: BrowserContext {
                     ip: "192.0.2.1".into(),
                     user_agent: "race".into(),
+                    place: None,
                 },
                 match_code: None,
                 client_id: None,

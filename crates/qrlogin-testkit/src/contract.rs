@@ -15,10 +15,12 @@
 //! store whose own garbage collection used a different clock than its
 //! callers' would fail here.
 
+use qrlogin_core::risk::{assess, network_key};
 use qrlogin_core::{
-    network_of, BrowserContext, BrowserSecret, EventKind, Hint, LoginId, LoginRecord, MatchPolicy,
-    MobileToken, NewLogin, QueuedEvent, Registration, Session, SessionRef, SessionToken, State,
-    Store, TransitionError, Ttls, User,
+    network_of, Approval, BrowserContext, BrowserSecret, Coords, EventKind, Hint, LoginId,
+    LoginRecord, MatchPolicy, MobileToken, NewLogin, Place, QueuedEvent, Registration, Risk,
+    RiskCheck, RiskLevel, RiskReason, ScanPolicy, Session, SessionRef, SessionToken, State, Store,
+    TransitionError, Ttls, User,
 };
 use std::any::Any;
 use std::future::Future;
@@ -231,6 +233,18 @@ cases!(
     /// over at once, in order, same receipts and ids; acknowledging removes
     /// them; `max` bounds a take.
     events_taken_held_reclaimed_acked,
+    /// A browser's GeoIP place round-trips, and the scan's risk verdict is
+    /// exactly `risk::assess` of the stored place and the phone's (every
+    /// reason, unknown places, the distance limit from both sides); a
+    /// rescan keeps it; without a risk check there is no verdict.
+    risk_verdict_is_decided_at_scan,
+    /// A high verdict: approving without confirm_presence is
+    /// PresenceRequired and changes nothing (no hint, match code not
+    /// burnt); with it, approved. A low verdict needs no confirmation.
+    high_risk_needs_presence,
+    /// On-risk matching with a database (IfHighRisk) asks for the code
+    /// exactly when the verdict is high.
+    matching_follows_the_risk_verdict,
 );
 
 /// Expands one `#[tokio::test]` per contract case, each on a fresh store
@@ -284,6 +298,9 @@ macro_rules! store_contract {
             ttls_and_ping,
             events_follow_transitions,
             events_taken_held_reclaimed_acked,
+            risk_verdict_is_decided_at_scan,
+            high_risk_needs_presence,
+            matching_follows_the_risk_verdict,
         );
     };
 }
@@ -341,6 +358,7 @@ pub fn new_login(match_code: Option<u8>) -> (NewLogin, BrowserSecret) {
             browser: BrowserContext {
                 ip: "2001:db8::1".into(),
                 user_agent: "Mozilla/5.0 (X11; Linux x86_64) \"quoted\" ünïcode".into(),
+                place: None,
             },
             match_code,
             client_id: None,
@@ -403,7 +421,9 @@ pub async fn assert_no_hint(reg: &mut Registration, after: &str) {
 
 mod imp {
     use super::*;
-    use TransitionError::{Expired, NotFound, WrongMatchCode, WrongState, WrongUser};
+    use TransitionError::{
+        Expired, NotFound, PresenceRequired, WrongMatchCode, WrongState, WrongUser,
+    };
 
     type Sut = StoreUnderTest;
 
@@ -1815,5 +1835,414 @@ mod imp {
         s.events_ack(&receipts).await.expect("ack again");
         s.events_ack(&[]).await.expect("ack nothing");
         assert_eq!(s.events_take("c", 10, 0, T0).await.expect("take"), vec![]);
+    }
+
+    fn geo(cc: &str, lat: f64, lon: f64, asn: Option<u32>) -> Place {
+        Place {
+            city: Some(format!("City of {cc} \"ü\"")),
+            region: Some("Region".into()),
+            country: Some(format!("Country {cc}")),
+            country_code: Some(cc.into()),
+            coords: Coords::from_degrees(lat, lon),
+            asn,
+            org: asn.map(|a| format!("Org {a}")),
+            hosting: false,
+        }
+    }
+
+    fn check(phone: &Place, phone_ip: &str) -> ScanPolicy {
+        ScanPolicy {
+            matching: MatchPolicy::IfHighRisk,
+            risk: Some(RiskCheck {
+                phone: phone.clone(),
+                phone_network: network_key(phone, phone_ip),
+                max_distance_km: 500,
+            }),
+        }
+    }
+
+    /// A login (match code 42) from `place` at `ip`, scanned by alice with
+    /// `policy` at T0+1000.
+    async fn scanned_at(
+        s: &Sut,
+        place: Option<Place>,
+        ip: &str,
+        policy: &ScanPolicy,
+    ) -> (LoginRecord, BrowserSecret) {
+        let (mut new, secret) = new_login(Some(42));
+        new.browser.ip = ip.into();
+        new.browser.place = place;
+        let rec = s.create(new.clone(), T0).await.expect("create");
+        assert_eq!(rec.browser, new.browser);
+        assert_eq!(s.get(&rec.id, T0).await.expect("get"), Some(rec.clone()));
+        let sc = s
+            .scan_assessed(&rec.id, &alice(), policy, T0 + 1000)
+            .await
+            .expect("scan");
+        (sc, secret)
+    }
+
+    /// (name, browser place, browser ip, phone place, phone ip, reasons).
+    type RiskCase = (
+        &'static str,
+        Option<Place>,
+        &'static str,
+        Place,
+        &'static str,
+        Vec<RiskReason>,
+    );
+
+    pub async fn risk_verdict_is_decided_at_scan(s: Sut) {
+        use RiskReason::*;
+        let berlin = geo("DE", 52.52, 13.405, Some(64500));
+        let amsterdam = geo("NL", 52.3676, 4.9041, Some(64501));
+        let vaals = geo("NL", 50.7703, 6.0181, Some(64500));
+        let aachen = geo("DE", 50.7753, 6.0839, Some(64500));
+        let mut hosted = berlin.clone();
+        hosted.hosting = true;
+        hosted.org = Some("Cloud \"Ltd\"".into());
+        // From Berlin (52.52, 13.405) due south: 4.49 degrees of latitude
+        // is 499.3 km, 4.5 is 500.4 km (haversine, R = 6371 km).
+        let near = geo("DE", 52.52 - 4.49, 13.405, Some(64500));
+        let far = geo("DE", 52.52 - 4.50, 13.405, Some(64500));
+        let no_asn = Place {
+            asn: None,
+            org: None,
+            ..berlin.clone()
+        };
+        let cases: Vec<RiskCase> = vec![
+            (
+                "same city",
+                Some(berlin.clone()),
+                "192.0.2.1",
+                berlin.clone(),
+                "198.51.100.1",
+                vec![],
+            ),
+            (
+                "other country, far, other AS",
+                Some(amsterdam.clone()),
+                "192.0.2.1",
+                berlin.clone(),
+                "192.0.2.2",
+                vec![OtherCountry, FarAway, OtherNetwork],
+            ),
+            (
+                "across a border",
+                Some(vaals),
+                "192.0.2.1",
+                aachen,
+                "198.51.100.1",
+                vec![OtherCountry],
+            ),
+            (
+                "hosting",
+                Some(hosted),
+                "192.0.2.1",
+                berlin.clone(),
+                "198.51.100.1",
+                vec![HostingNetwork],
+            ),
+            (
+                "499 km",
+                Some(near),
+                "192.0.2.1",
+                berlin.clone(),
+                "198.51.100.1",
+                vec![],
+            ),
+            (
+                "500.4 km",
+                Some(far),
+                "192.0.2.1",
+                berlin.clone(),
+                "198.51.100.1",
+                vec![FarAway],
+            ),
+            (
+                "no place, same /24",
+                None,
+                "192.0.2.1",
+                Place::default(),
+                "192.0.2.200",
+                vec![],
+            ),
+            (
+                "no place, other /24",
+                None,
+                "192.0.2.1",
+                Place::default(),
+                "198.51.100.1",
+                vec![OtherNetwork],
+            ),
+            (
+                "no AS, same /24",
+                Some(no_asn.clone()),
+                "192.0.2.1",
+                no_asn.clone(),
+                "192.0.2.9",
+                vec![],
+            ),
+            (
+                "AS versus /24",
+                Some(no_asn),
+                "192.0.2.1",
+                berlin.clone(),
+                "192.0.2.9",
+                vec![OtherNetwork],
+            ),
+            (
+                "v6 /64",
+                Some(Place::default()),
+                "2001:db8:1:2::1",
+                Place::default(),
+                "2001:db8:1:2::ff",
+                vec![],
+            ),
+        ];
+        for (name, bplace, bip, phone, pip, want) in cases {
+            let policy = check(&phone, pip);
+            let (sc, _) = scanned_at(&s, bplace.clone(), bip, &policy).await;
+            let none = Place::default();
+            let bp = bplace.as_ref().unwrap_or(&none);
+            let rule = assess(
+                bp,
+                &network_key(bp, bip),
+                &phone,
+                &network_key(&phone, pip),
+                500,
+            );
+            assert_eq!(rule, Risk::of(want.clone()), "{name}: the rule itself");
+            assert_eq!(sc.risk, Some(Risk::of(want.clone())), "{name}");
+            assert_eq!(sc.presence_required(), !want.is_empty(), "{name}");
+            let got = s.get(&sc.id, T0).await.expect("get").expect("exists");
+            assert_eq!(got, sc, "{name}: stored as scanned");
+            // A reloaded phone page (same user) sees the same verdict, even
+            // from elsewhere.
+            let again = s
+                .scan_assessed(
+                    &sc.id,
+                    &alice(),
+                    &check(&Place::default(), "203.0.113.1"),
+                    T0 + 1500,
+                )
+                .await
+                .expect("rescan");
+            assert_eq!(again, sc, "{name}: rescan");
+        }
+        // Random places (a fixed LCG, so a failure reproduces): the stored
+        // verdict is the rule's, in Rust and in Lua alike.
+        let mut seed: u64 = 0x5eed_1234;
+        let mut next = move |m: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % m
+        };
+        for i in 0..40 {
+            fn rand_place(next: &mut impl FnMut(u64) -> u64) -> Place {
+                Place {
+                    country_code: Some(["DE", "NL", "FR"][next(3) as usize].into()),
+                    coords: Some(Coords {
+                        lat_e6: next(180_000_000) as i32 - 90_000_000,
+                        lon_e6: next(360_000_000) as i32 - 180_000_000,
+                    }),
+                    asn: (next(3) > 0).then(|| 64500 + next(2) as u32),
+                    hosting: next(5) == 0,
+                    ..Place::default()
+                }
+            }
+            let bp = rand_place(&mut next);
+            let pp = rand_place(&mut next);
+            let km = 1 + next(20_000) as u32;
+            let policy = ScanPolicy {
+                matching: MatchPolicy::Never,
+                risk: Some(RiskCheck {
+                    phone: pp.clone(),
+                    phone_network: network_key(&pp, "198.51.100.1"),
+                    max_distance_km: km,
+                }),
+            };
+            let (sc, _) = scanned_at(&s, Some(bp.clone()), "192.0.2.1", &policy).await;
+            let rule = assess(
+                &bp,
+                &network_key(&bp, "192.0.2.1"),
+                &pp,
+                &policy
+                    .risk
+                    .as_ref()
+                    .map(|r| r.phone_network.clone())
+                    .unwrap_or_default(),
+                km,
+            );
+            assert_eq!(
+                sc.risk,
+                Some(rule),
+                "random case {i}: {bp:?} / {pp:?} / {km} km"
+            );
+        }
+
+        // No database: no verdict, whatever the places.
+        let never = ScanPolicy {
+            matching: MatchPolicy::Never,
+            risk: None,
+        };
+        let (sc, _) = scanned_at(&s, Some(amsterdam), "192.0.2.1", &never).await;
+        assert_eq!(sc.risk, None);
+        assert!(!sc.presence_required());
+        assert!(!sc.match_required);
+        assert_eq!(s.get(&sc.id, T0).await.expect("get"), Some(sc.clone()));
+    }
+
+    pub async fn high_risk_needs_presence(s: Sut) {
+        let berlin = geo("DE", 52.52, 13.405, Some(64500));
+        let amsterdam = geo("NL", 52.3676, 4.9041, Some(64500));
+        let mut policy = check(&berlin, "198.51.100.1");
+        policy.matching = MatchPolicy::Always;
+        let (mut new, secret) = new_login(Some(42));
+        new.browser.ip = "192.0.2.1".into();
+        new.browser.place = Some(amsterdam);
+        let rec = s.create(new, T0).await.expect("create");
+        // Registered before the scan, so the scan's own hint (delivered
+        // asynchronously through pub/sub) is seen first, not mistaken for
+        // one of the refused approves'.
+        let mut reg = s.notifier().register(rec.id);
+        let sc = s
+            .scan_assessed(&rec.id, &alice(), &policy, T0 + 1000)
+            .await
+            .expect("scan");
+        assert_eq!(sc.risk.as_ref().map(|r| r.level), Some(RiskLevel::High));
+        assert!(sc.match_required);
+        expect_hint(
+            &mut reg,
+            Hint::Changed {
+                version: 2,
+                state: State::Scanned,
+                user: Some(alice()),
+                match_required: true,
+            },
+        )
+        .await;
+        // Without the tick: refused, whatever the code, nothing changes.
+        for code in [Some(42), Some(41), None] {
+            assert_eq!(
+                s.approve_with(&sc.id, "alice", code, T0 + 2000).await,
+                Err(PresenceRequired),
+                "code {code:?}"
+            );
+        }
+        let no_tick = Approval {
+            match_code: Some(42),
+            confirm_presence: false,
+        };
+        assert_eq!(
+            s.approve_checked(&sc.id, "alice", &no_tick, T0 + 2000)
+                .await,
+            Err(PresenceRequired)
+        );
+        // Another user is still WrongUser, not a presence question.
+        let tick = Approval {
+            match_code: Some(42),
+            confirm_presence: true,
+        };
+        assert_eq!(
+            s.approve_checked(&sc.id, "bob", &tick, T0 + 2000).await,
+            Err(WrongUser)
+        );
+        assert_eq!(state_of(&s, &sc.id).await, (State::Scanned, 2));
+        assert_no_hint(&mut reg, "approve without presence").await;
+        let a = s
+            .approve_checked(&sc.id, "alice", &tick, T0 + 2100)
+            .await
+            .expect("approve with presence");
+        assert_eq!(a.state, State::Approved);
+        assert_eq!(a.risk, sc.risk);
+        let token = SessionToken::new_for(sc.id);
+        assert_eq!(
+            s.redeem(&sc.id, &secret.hash(), &token, T0 + 3000).await,
+            Ok(alice())
+        );
+
+        // Ticked but the wrong code: denied as always.
+        let (sc, _) = scanned_at(
+            &s,
+            Some(geo("NL", 52.3676, 4.9041, None)),
+            "192.0.2.1",
+            &policy,
+        )
+        .await;
+        let wrong = Approval {
+            match_code: Some(41),
+            confirm_presence: true,
+        };
+        assert_eq!(
+            s.approve_checked(&sc.id, "alice", &wrong, T0 + 2000).await,
+            Err(WrongMatchCode)
+        );
+        assert_eq!(state_of(&s, &sc.id).await, (State::Denied, 3));
+
+        // Low verdict: no tick needed (and a tick is harmless).
+        let (sc, _) = scanned_at(
+            &s,
+            Some(berlin.clone()),
+            "198.51.100.2",
+            &check(&berlin, "198.51.100.1"),
+        )
+        .await;
+        assert_eq!(sc.risk, Some(Risk::of(vec![])));
+        assert_eq!(
+            s.approve(&sc.id, "alice", T0 + 2000).await.map(|r| r.state),
+            Ok(State::Approved)
+        );
+        let (sc, _) = scanned_at(
+            &s,
+            Some(berlin.clone()),
+            "198.51.100.2",
+            &check(&berlin, "198.51.100.1"),
+        )
+        .await;
+        assert_eq!(
+            s.approve_checked(
+                &sc.id,
+                "alice",
+                &Approval {
+                    match_code: None,
+                    confirm_presence: true
+                },
+                T0 + 2000
+            )
+            .await
+            .map(|r| r.state),
+            Ok(State::Approved)
+        );
+    }
+
+    pub async fn matching_follows_the_risk_verdict(s: Sut) {
+        let berlin = geo("DE", 52.52, 13.405, Some(64500));
+        let amsterdam = geo("NL", 52.3676, 4.9041, Some(64500));
+        let (low, _) = scanned_at(
+            &s,
+            Some(berlin.clone()),
+            "192.0.2.1",
+            &check(&berlin, "198.51.100.1"),
+        )
+        .await;
+        assert!(!low.match_required, "low: no code");
+        let (high, _) = scanned_at(
+            &s,
+            Some(amsterdam),
+            "192.0.2.1",
+            &check(&berlin, "198.51.100.1"),
+        )
+        .await;
+        assert!(high.match_required, "high: the code");
+        // IfHighRisk without a verdict fails closed.
+        let blind = ScanPolicy {
+            matching: MatchPolicy::IfHighRisk,
+            risk: None,
+        };
+        let (sc, _) = scanned_at(&s, None, "192.0.2.1", &blind).await;
+        assert!(sc.match_required, "no verdict: the code");
+        assert_eq!(sc.risk, None);
     }
 }

@@ -144,6 +144,7 @@ impl Model {
             browser: new.browser.clone(),
             match_code: new.match_code,
             match_required: false,
+            risk: None,
             user: None,
             client_id: new.client_id.clone(),
         };

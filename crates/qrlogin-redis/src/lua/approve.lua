@@ -1,5 +1,8 @@
 -- approve: scanned -> approved, only by the user who scanned.
 --   ARGV[5] user id   ARGV[6] the match code the phone picked ('' if none)
+--   ARGV[7] '1' when the phone confirmed "I am at this computer now"
+-- A high risk verdict (scan.lua) without that confirmation is refused with
+-- presence_required and changes nothing, checked before the match code.
 -- When the scan made number matching required and the pick is wrong, the
 -- login is denied instead (a wrong pick means "this was not me").
 
@@ -10,6 +13,9 @@ end
 local err = scanner_check(rec, ARGV[5])
 if err ~= nil then
   return err
+end
+if rec.risk == 'high' and ARGV[7] ~= '1' then
+  return { 'presence_required' }
 end
 if rec.mreq == '1' and ARGV[6] ~= rec.match then
   commit(rec, { state = 'denied' })

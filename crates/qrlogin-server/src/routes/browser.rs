@@ -145,6 +145,9 @@ pub(crate) async fn open_login(
                 browser: BrowserContext {
                     ip: ip.to_string(),
                     user_agent,
+                    // Looked up once, here, and stored with the login: the
+                    // scan compares it with the phone's place atomically.
+                    place: app.geoip.as_ref().map(|g| g.lookup(ip)),
                 },
                 match_code,
                 client_id,

@@ -6,4 +6,5 @@ pub mod guard;
 pub mod ops;
 pub mod pages;
 pub mod phone;
+pub mod place;
 pub mod session;

@@ -7,9 +7,14 @@ use crate::error::{ApiError, ErrorBody};
 use crate::limit::IpBucket;
 use crate::routes::browser::{rfc3339, secs_until};
 use crate::routes::extract::{ApiJson, ClientIp, LoginPath, OptionalJson, PhoneUser};
+use crate::routes::place::{compare, PlaceContext};
 use axum::extract::State as AxState;
 use axum::Json;
-use qrlogin_core::{network_of, LoginRecord, MatchPolicy, MobileToken, State, User};
+use qrlogin_core::risk::network_key;
+use qrlogin_core::{
+    network_of, Approval, LoginRecord, MatchPolicy, MobileToken, Place, Risk, RiskCheck,
+    ScanPolicy, State, User,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -83,6 +88,15 @@ pub struct ScanContext {
     /// Provider or the device grant: the phone shows its name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<crate::oidc::authorize::ClientInfo>,
+    /// The browser's place and network beside the phone's, and a sentence
+    /// saying whether they differ (`known: false` without `--geoip-db`).
+    pub place: PlaceContext,
+    /// The scan's risk verdict (only with `--geoip-db`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<Risk>,
+    /// The verdict is high: approving needs `"confirm_presence": true`
+    /// (the user ticks "I am at this computer now").
+    pub presence_required: bool,
 }
 
 /// Browser and OS names from a User-Agent (woothee).
@@ -100,7 +114,12 @@ pub fn describe_agent(ua: &str) -> (String, String) {
     }
 }
 
-fn context_of(app: &AppState, rec: &LoginRecord) -> ScanContext {
+fn context_of(
+    app: &AppState,
+    rec: &LoginRecord,
+    phone: Option<&Place>,
+    phone_ip: std::net::IpAddr,
+) -> ScanContext {
     let (browser, os) = describe_agent(&rec.browser.user_agent);
     let client = rec
         .client_id
@@ -116,6 +135,9 @@ fn context_of(app: &AppState, rec: &LoginRecord) -> ScanContext {
         });
     ScanContext {
         client,
+        place: compare(rec, phone, phone_ip),
+        risk: rec.risk.clone(),
+        presence_required: rec.presence_required(),
         login_id: rec.id.to_string(),
         state: rec.state,
         site: Site {
@@ -150,18 +172,33 @@ pub async fn scan(
 ) -> Result<Json<ScanContext>, ApiError> {
     app.limits.check_ip(IpBucket::Scan, ip)?;
     app.limits.check_user(&user.id)?;
-    let policy = match app.match_mode {
-        MatchMode::Off => MatchPolicy::Never,
-        MatchMode::Always => MatchPolicy::Always,
-        MatchMode::OnRisk => MatchPolicy::IfOtherNetwork(network_of(&ip.to_string())),
+    // The phone's place, looked up here; the browser's was stored at create.
+    let phone = app.geoip.as_ref().map(|g| g.lookup(ip));
+    let matching = match (app.match_mode, &phone) {
+        (MatchMode::Off, _) => MatchPolicy::Never,
+        (MatchMode::Always, _) => MatchPolicy::Always,
+        (MatchMode::OnRisk, Some(_)) => MatchPolicy::IfHighRisk,
+        (MatchMode::OnRisk, None) => MatchPolicy::IfOtherNetwork(network_of(&ip.to_string())),
+    };
+    let policy = ScanPolicy {
+        matching,
+        risk: phone.as_ref().map(|p| RiskCheck {
+            phone: p.clone(),
+            phone_network: network_key(p, &ip.to_string()),
+            max_distance_km: app.risk_distance_km,
+        }),
     };
     let rec = app
         .store
-        .scan_with(&id, &user, &policy, app.now_ms())
+        .scan_assessed(&id, &user, &policy, app.now_ms())
         .await
         .map_err(ApiError::for_phone)?;
     metrics::counter!("qrlogin_logins_scanned_total").increment(1);
-    Ok(Json(context_of(&app, &rec)))
+    if let Some(r) = &rec.risk {
+        let level = if r.is_high() { "high" } else { "low" };
+        metrics::counter!("qrlogin_scan_risk_total", "level" => level).increment(1);
+    }
+    Ok(Json(context_of(&app, &rec, phone.as_ref(), ip)))
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -170,6 +207,11 @@ pub struct Decision {
     /// `match_choices`: one or two digits, spaces around them ignored.
     #[schema(pattern = "^ *[0-9]{1,2} *$")]
     pub match_code: Option<String>,
+    /// The user ticked "I am at this computer now". Needed when the scan
+    /// answer had `presence_required: true`; without it such an approve is
+    /// refused with 409 `presence_required` and nothing changes.
+    #[serde(default)]
+    pub confirm_presence: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -190,7 +232,7 @@ fn match_code(text: &str) -> Result<u8, ApiError> {
 }
 
 /// `POST /v1/mobile/logins/{id}/approve`
-#[utoipa::path(post, path = "/v1/mobile/logins/{id}/approve", tag = "phone", security(("mobile_token" = [])), params(("id" = String, Path, description = "login id")), request_body(content = Option<Decision>), responses((status = 200, body = Decided), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody), (status = 503, description = "store_unavailable, or verifier_unavailable: the identity provider that checks the phone token is down, slow or garbled; retry (never a sign-out)", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/mobile/logins/{id}/approve", tag = "phone", security(("mobile_token" = [])), params(("id" = String, Path, description = "login id")), request_body(content = Option<Decision>), responses((status = 200, body = Decided), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "conflict (wrong state), wrong_match_code (the login is now denied), or presence_required: the scan's risk verdict was high and the body lacked \"confirm_presence\": true (nothing changed; ask the user and approve again)", body = ErrorBody), (status = 410, body = ErrorBody), (status = 503, description = "store_unavailable, or verifier_unavailable: the identity provider that checks the phone token is down, slow or garbled; retry (never a sign-out)", body = ErrorBody)))]
 pub async fn approve(
     AxState(app): AxState<AppState>,
     PhoneUser(user): PhoneUser,
@@ -198,13 +240,18 @@ pub async fn approve(
     OptionalJson(body): OptionalJson<Decision>,
 ) -> Result<Json<Decided>, ApiError> {
     app.limits.check_user(&user.id)?;
-    let code = match body.and_then(|b| b.match_code) {
+    let body = body.unwrap_or_default();
+    let code = match body.match_code {
         None => None,
         Some(text) => Some(match_code(&text)?),
     };
+    let approval = Approval {
+        match_code: code,
+        confirm_presence: body.confirm_presence,
+    };
     let rec = app
         .store
-        .approve_with(&id, &user.id, code, app.now_ms())
+        .approve_checked(&id, &user.id, &approval, app.now_ms())
         .await
         .map_err(ApiError::for_phone)?;
     metrics::counter!("qrlogin_logins_approved_total").increment(1);

@@ -14,6 +14,8 @@
 
 #![allow(dead_code)]
 
+pub mod mmdb;
+
 use futures_util::{Stream, StreamExt};
 use qrlogin_core::{Clock, MemoryStore, Store};
 use qrlogin_server::{AppState, Running, ServeConfig};
@@ -812,6 +814,11 @@ impl Proc {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// The child's process id (to signal it, e.g. SIGHUP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `127.0.0.1:PORT`, the address it listens on.
