@@ -36,10 +36,9 @@ pub use keys::HINT_CHANNEL;
 use async_trait::async_trait;
 use conn::{Conn, SentinelConn, Target};
 use qrlogin_core::{
-    network_of, Approval, Event, GrantKey, LoginId, LoginRecord, MatchPolicy, NewLogin,
-    Notifier, QueuedEvent, ScanPolicy, SecretHash, Session, SessionRef, SessionToken, Store,
-    StoreError, Taken,
-    TransitionError, Ttls, User,
+    network_of, Approval, Event, GrantKey, LoginId, LoginRecord, MatchPolicy, NewLogin, Notifier,
+    QueuedEvent, ScanPolicy, SecretHash, Session, SessionRef, SessionToken, Store, StoreError,
+    Taken, TransitionError, Ttls, User,
 };
 use redis::aio::ConnectionManager;
 use redis::cluster::ClusterClientBuilder;

@@ -4,15 +4,16 @@
 //! and device faces, every revoke) is logged without each handler knowing.
 //!
 //! A line holds the event type, login id, user id, the browser's IP,
-//! `place` and `risk` (null until the geo lookup fills them), client id
+//! `place` (with `--geoip-db`) and `risk` (the scan's verdict), client id
 //! and time; never a secret, token or hash of one: the wrapper only ever
 //! reads records and the session reference's login id.
 
 use crate::routes::browser::rfc3339;
 use async_trait::async_trait;
 use qrlogin_core::{
-    GrantKey, LoginId, LoginRecord, MatchPolicy, NewLogin, Notifier, QueuedEvent, SecretHash,
-    Session, SessionRef, SessionToken, Store, StoreError, Taken, TransitionError, Ttls, User,
+    Approval, GrantKey, LoginId, LoginRecord, NewLogin, Notifier, QueuedEvent, ScanPolicy,
+    SecretHash, Session, SessionRef, SessionToken, Store, StoreError, Taken, TransitionError, Ttls,
+    User,
 };
 use serde_json::json;
 use std::io::Write;
@@ -80,8 +81,8 @@ impl AuditedStore {
             "login_id": login_id.to_string(),
             "user_id": user_id,
             "ip": ip,
-            "place": null,
-            "risk": null,
+            "place": rec.and_then(|r| r.browser.place.as_ref()),
+            "risk": rec.and_then(|r| r.risk.as_ref()),
             "client_id": client_id,
         });
         self.sink.write(&line.to_string());
@@ -118,28 +119,28 @@ impl Store for AuditedStore {
         self.inner.get(id, now_ms).await
     }
 
-    async fn scan_with(
+    async fn scan_assessed(
         &self,
         id: &LoginId,
         user: &User,
-        policy: &MatchPolicy,
+        policy: &ScanPolicy,
         now_ms: u64,
     ) -> Result<LoginRecord, TransitionError> {
-        let rec = self.inner.scan_with(id, user, policy, now_ms).await?;
+        let rec = self.inner.scan_assessed(id, user, policy, now_ms).await?;
         self.transition("login.scanned", &rec, now_ms);
         Ok(rec)
     }
 
-    async fn approve_with(
+    async fn approve_checked(
         &self,
         id: &LoginId,
         user_id: &str,
-        match_code: Option<u8>,
+        approval: &Approval,
         now_ms: u64,
     ) -> Result<LoginRecord, TransitionError> {
         match self
             .inner
-            .approve_with(id, user_id, match_code, now_ms)
+            .approve_checked(id, user_id, approval, now_ms)
             .await
         {
             Ok(rec) => {
