@@ -10,6 +10,7 @@
 //!   login; stores feed it hints, watchers re-read the store.
 //! * [`clock`] — an injectable clock, so expiry is testable without sleeping.
 //! * [`grant`] — short-lived records of the protocol faces (codes, tokens).
+//! * [`sessions`] — a user's own sessions: list, log out one, log out everywhere.
 //! * [`verifier`] — the [`MobileVerifier`] trait: who a phone's bearer is.
 
 pub mod clock;
@@ -17,6 +18,7 @@ pub mod grant;
 pub mod id;
 pub mod memory;
 pub mod notify;
+pub mod sessions;
 pub mod state;
 pub mod store;
 pub mod verifier;
@@ -28,6 +30,7 @@ pub use id::{
 };
 pub use memory::MemoryStore;
 pub use notify::{Hint, Notifier, Registration};
+pub use sessions::SessionInfo;
 pub use state::State;
 pub use store::{
     network_of, BrowserContext, LoginRecord, MatchPolicy, NewLogin, Session, Store, StoreError,

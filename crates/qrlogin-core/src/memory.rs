@@ -9,13 +9,14 @@
 use crate::grant::{GrantKey, Taken};
 use crate::id::{LoginId, SecretHash, SessionRef, SessionToken};
 use crate::notify::{Hint, Notifier};
+use crate::sessions::SessionInfo;
 use crate::state::State;
 use crate::store::{
     LoginRecord, MatchPolicy, NewLogin, Session, Store, StoreError, TransitionError,
     TransitionResult, Ttls, User,
 };
 use async_trait::async_trait;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -33,6 +34,12 @@ struct Inner {
     /// naming another login finds nothing in either store.
     sessions: HashMap<(LoginId, [u8; 32]), (Session, u64)>,
     mobile: HashMap<[u8; 32], (User, u64)>,
+    /// The per-user session index: what the phone lists, by sid (the
+    /// login id), with the token hash that names the session.
+    session_info: HashMap<LoginId, (SessionInfo, [u8; 32])>,
+    /// Logins whose user logged out everywhere (or of this one) before
+    /// they were redeemed: redeem refuses them (Redis: the tombstone).
+    revoked_logins: HashSet<LoginId>,
     /// value, used, expires at.
     grants: HashMap<GrantKey, (String, bool, u64)>,
     /// (purge at, key): what to delete when.
@@ -50,11 +57,12 @@ impl Inner {
                 Key::Login(id) => {
                     if self.logins.get(&id).is_some_and(|(_, p)| *p == at) {
                         self.logins.remove(&id);
+                        self.revoked_logins.remove(&id);
                     }
                 }
                 Key::Session(id, h) => {
                     if self.sessions.get(&(id, h)).is_some_and(|(_, p)| *p == at) {
-                        self.sessions.remove(&(id, h));
+                        self.remove_session(id, h);
                     }
                 }
                 Key::Mobile(h) => {
@@ -69,6 +77,39 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Drops a session and its index entry.
+    fn remove_session(&mut self, id: LoginId, hash: [u8; 32]) -> bool {
+        if self.session_info.get(&id).is_some_and(|(_, h)| *h == hash) {
+            self.session_info.remove(&id);
+        }
+        self.sessions.remove(&(id, hash)).is_some()
+    }
+
+    /// Revokes `user_id`'s session `sid` if it is live, and marks the
+    /// login so it cannot be redeemed into one later. Whether a live
+    /// session was revoked.
+    fn revoke_sid(&mut self, user_id: &str, sid: LoginId, now_ms: u64) -> bool {
+        if self
+            .logins
+            .get(&sid)
+            .is_some_and(|(r, _)| r.user.as_ref().is_some_and(|u| u.id == user_id))
+        {
+            self.revoked_logins.insert(sid);
+        }
+        let Some((info, hash)) = self.session_info.get(&sid) else {
+            return false;
+        };
+        if info.user_id != user_id {
+            return false;
+        }
+        let hash = *hash;
+        let live = self
+            .sessions
+            .get(&(sid, hash))
+            .is_some_and(|(s, _)| s.expires_at_ms > now_ms);
+        self.remove_session(sid, hash) && live
     }
 
     /// Stores `rec` to be purged at `purge_at`, replacing its old deadline.
@@ -319,6 +360,24 @@ impl Store for MemoryStore {
             .ok_or_else(|| StoreError::Corrupt("approved login without a user".into()))?;
         let expires = now_ms + self.ttls.session_ms;
         let mut inner = self.lock();
+        if inner.revoked_logins.contains(id) {
+            // The user logged out everywhere between approve and now.
+            return Err(TransitionError::NotFound);
+        }
+        inner.session_info.insert(
+            *id,
+            (
+                SessionInfo {
+                    sid: *id,
+                    user_id: user.id.clone(),
+                    created_at_ms: now_ms,
+                    expires_at_ms: expires,
+                    ip: rec.browser.ip.clone(),
+                    user_agent: rec.browser.user_agent.clone(),
+                },
+                key.1,
+            ),
+        );
         inner.sessions.insert(
             key,
             (
@@ -348,9 +407,58 @@ impl Store for MemoryStore {
 
     async fn revoke_session(&self, session: &SessionRef) -> Result<(), StoreError> {
         self.lock()
-            .sessions
-            .remove(&(session.login_id(), *session.hash().as_bytes()));
+            .remove_session(session.login_id(), *session.hash().as_bytes());
         Ok(())
+    }
+
+    async fn user_sessions(
+        &self,
+        user_id: &str,
+        now_ms: u64,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        let inner = self.lock();
+        let mut list: Vec<SessionInfo> = inner
+            .session_info
+            .values()
+            .filter(|(info, hash)| {
+                info.user_id == user_id
+                    && info.expires_at_ms > now_ms
+                    && inner.sessions.contains_key(&(info.sid, *hash))
+            })
+            .map(|(info, _)| info.clone())
+            .collect();
+        list.sort_by_key(|i| (i.created_at_ms, i.sid));
+        Ok(list)
+    }
+
+    async fn revoke_user_session(
+        &self,
+        user_id: &str,
+        sid: &LoginId,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.lock().revoke_sid(user_id, *sid, now_ms))
+    }
+
+    async fn revoke_user_sessions(&self, user_id: &str, now_ms: u64) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let mut sids: HashSet<LoginId> = inner
+            .session_info
+            .values()
+            .filter(|(i, _)| i.user_id == user_id)
+            .map(|(i, _)| i.sid)
+            .collect();
+        sids.extend(
+            inner
+                .logins
+                .values()
+                .filter(|(r, _)| r.user.as_ref().is_some_and(|u| u.id == user_id))
+                .map(|(r, _)| r.id),
+        );
+        Ok(sids
+            .into_iter()
+            .filter(|sid| inner.revoke_sid(user_id, *sid, now_ms))
+            .count() as u64)
     }
 
     async fn put_mobile_token(

@@ -27,6 +27,7 @@ mod hints;
 pub mod keys;
 mod record;
 mod scripts;
+mod sessions;
 
 pub use conn::redact_url;
 pub use keys::HINT_CHANNEL;
@@ -35,7 +36,8 @@ use async_trait::async_trait;
 use conn::{Conn, SentinelConn, Target};
 use qrlogin_core::{
     network_of, GrantKey, LoginId, LoginRecord, MatchPolicy, NewLogin, Notifier, SecretHash,
-    Session, SessionRef, SessionToken, Store, StoreError, Taken, TransitionError, Ttls, User,
+    Session, SessionInfo, SessionRef, SessionToken, Store, StoreError, Taken, TransitionError,
+    Ttls, User,
 };
 use redis::aio::ConnectionManager;
 use redis::cluster::ClusterClientBuilder;
@@ -112,6 +114,9 @@ pub struct RedisStore {
     ttls: Ttls,
     op_timeout: Duration,
     scripts: scripts::Scripts,
+    /// `--redis-min-replicas`: replicas that must acknowledge redeem,
+    /// logout and revoke writes (`WAIT`) before they count; 0 = no wait.
+    min_replicas: u32,
     // Last: the subscriber task is aborted when the store goes away.
     _hints: hints::HintTask,
 }
@@ -121,6 +126,7 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("ttls", &self.ttls)
             .field("op_timeout", &self.op_timeout)
+            .field("min_replicas", &self.min_replicas)
             .finish_non_exhaustive()
     }
 }
@@ -200,8 +206,61 @@ impl RedisStore {
             ttls,
             op_timeout,
             scripts: scripts::Scripts::new(),
+            min_replicas: 0,
             _hints: hints,
         })
+    }
+
+    /// Makes redeem, logout and revoke wait (`WAIT n timeout`, pipelined
+    /// behind the write on the same connection, so on the master that ran
+    /// it) until `n` replicas have the write; fewer in time is
+    /// [`StoreError::Unavailable`] and the caller fails closed (redeem
+    /// withholds the token; the login stays consumed). `WAIT` narrows, but
+    /// does not close, the window in which a failover loses an
+    /// acknowledged write: Redis stays eventually consistent.
+    pub fn with_min_replicas(mut self, n: u32) -> Self {
+        self.min_replicas = n;
+        self
+    }
+
+    /// The `WAIT` timeout: half the op timeout, so a missing replica is a
+    /// clear answer ("only k replicas") well before the op timeout cuts
+    /// the call off.
+    fn wait_ms(&self) -> u64 {
+        duration_ms(self.op_timeout / 2).max(1)
+    }
+
+    /// Checks a `WAIT` reply against `min_replicas`.
+    fn check_acks(&self, acks: i64) -> Result<(), StoreError> {
+        if acks >= i64::from(self.min_replicas) {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "only {acks} of {} replicas acknowledged the write in time",
+                self.min_replicas
+            )))
+        }
+    }
+
+    /// Runs `cmd` (a write) and, when `--redis-min-replicas` is set, `WAIT`
+    /// in the same pipeline: one round trip, one connection, and on Redis
+    /// Cluster the pipeline goes to the node owning the write's slot (a
+    /// keyless command in a pipeline follows the keyed one).
+    async fn durable<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        cmd: redis::Cmd,
+    ) -> RedisResult<(T, Option<i64>)> {
+        let mut conn = self.conn.clone();
+        if self.min_replicas == 0 {
+            let v: T = cmd.query_async(&mut conn).await?;
+            return Ok((v, None));
+        }
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(self.min_replicas).arg(self.wait_ms());
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd).add_command(wait);
+        let (v, acks): (T, i64) = pipe.query_async(&mut conn).await?;
+        Ok((v, Some(acks)))
     }
 
     /// The per-operation timeout this store applies.
@@ -225,17 +284,53 @@ impl RedisStore {
         now_ms: u64,
         extra: &[&str],
     ) -> TransitionResult<Vec<String>> {
+        let extra_keys: Vec<String> = extra_key.into_iter().collect();
+        self.eval_keys(script, id, &extra_keys, now_ms, extra, false)
+            .await
+    }
+
+    /// [`eval`](Self::eval) with any number of extra keys (all under the
+    /// login's hash tag), and with `durable`, `WAIT` for
+    /// `--redis-min-replicas` pipelined behind the script.
+    async fn eval_keys(
+        &self,
+        script: &scripts::Lua,
+        id: &LoginId,
+        extra_keys: &[String],
+        now_ms: u64,
+        extra: &[&str],
+        durable: bool,
+    ) -> TransitionResult<Vec<String>> {
         let login_key = keys::login_key(id);
-        let keys: &[&str] = match &extra_key {
-            Some(k) => &[&login_key, k],
-            None => &[&login_key],
-        };
+        let mut keys: Vec<&str> = Vec::with_capacity(1 + extra_keys.len());
+        keys.push(&login_key);
+        keys.extend(extra_keys.iter().map(String::as_str));
+        let keys = &keys[..];
         let now = now_ms.to_string();
         let final_keep = self.ttls.final_keep_ms.to_string();
         let id = id.to_string();
         let mut args: Vec<&str> = Vec::with_capacity(4 + extra.len());
         args.extend_from_slice(&[&now, &final_keep, &id, HINT_CHANNEL]);
         args.extend_from_slice(extra);
+        if durable && self.min_replicas > 0 {
+            let (reply, acks): (Vec<String>, Option<i64>) = self
+                .run(async {
+                    match self.durable(script.evalsha(keys, &args)).await {
+                        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                            self.durable(script.eval(keys, &args)).await
+                        }
+                        reply => reply,
+                    }
+                })
+                .await?;
+            let out = record::outcome(reply);
+            // Only a write that happened needs its replicas; an error
+            // reply changed nothing.
+            if out.is_ok() {
+                self.check_acks(acks.unwrap_or(0))?;
+            }
+            return out;
+        }
         let mut conn = self.conn.clone();
         let reply: Vec<String> = self
             .run(async move {
@@ -348,6 +443,7 @@ impl Store for RedisStore {
         now_ms: u64,
     ) -> TransitionResult<LoginRecord> {
         let code = match_code.map(|c| c.to_string()).unwrap_or_default();
+        sessions::index_before_approve(self, user_id, id, now_ms).await?;
         self.transition(&self.scripts.approve, id, now_ms, &[user_id, &code])
             .await
     }
@@ -388,12 +484,13 @@ impl Store for RedisStore {
         }
         let session_ms = self.ttls.session_ms.to_string();
         let reply = self
-            .eval(
+            .eval_keys(
                 &self.scripts.redeem,
                 id,
-                Some(keys::session_key(&token.session_ref())),
+                &[keys::session_key(&token.session_ref()), keys::sid_key(id)],
                 now_ms,
-                &[&secret.to_hex(), &session_ms],
+                &[&secret.to_hex(), &session_ms, &token.hash().to_hex()],
+                true,
             )
             .await?;
         match <[String; 2]>::try_from(reply) {
@@ -414,9 +511,46 @@ impl Store for RedisStore {
     }
 
     async fn revoke_session(&self, session: &SessionRef) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let key = keys::session_key(session);
-        self.run(async move { conn.del::<_, ()>(key).await }).await
+        // The session and its index entry: one slot (the login's tag).
+        let (skey, ikey) = (
+            keys::session_key(session),
+            keys::sid_key(&session.login_id()),
+        );
+        let (keys, hash) = ([skey.as_str(), ikey.as_str()], session.hash().to_hex());
+        let args = [hash.as_str()];
+        let script = &self.scripts.revoke;
+        let (_, acks): (i64, Option<i64>) = self
+            .run(async {
+                match self.durable(script.evalsha(&keys, &args)).await {
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        self.durable(script.eval(&keys, &args)).await
+                    }
+                    reply => reply,
+                }
+            })
+            .await?;
+        acks.map_or(Ok(()), |a| self.check_acks(a))
+    }
+
+    async fn user_sessions(
+        &self,
+        user_id: &str,
+        now_ms: u64,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        sessions::list(self, user_id, now_ms).await
+    }
+
+    async fn revoke_user_session(
+        &self,
+        user_id: &str,
+        sid: &LoginId,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        sessions::revoke_one(self, user_id, sid, now_ms).await
+    }
+
+    async fn revoke_user_sessions(&self, user_id: &str, now_ms: u64) -> Result<u64, StoreError> {
+        sessions::revoke_all(self, user_id, now_ms).await
     }
 
     async fn put_mobile_token(
@@ -556,6 +690,7 @@ mod tests {
             ("deny.lua", scripts::DENY),
             ("cancel.lua", scripts::CANCEL),
             ("redeem.lua", scripts::REDEEM),
+            ("revoke_sid.lua", scripts::REVOKE_SID),
         ] {
             assert!(src.starts_with("-- Shared prelude"), "{name}");
             assert!(src.contains(&format!("-- ---- {name} ----")), "{name}");
