@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per audience.
 
+pub mod admin;
 pub mod browser;
 pub mod extract;
 pub mod guard;
@@ -7,3 +8,4 @@ pub mod ops;
 pub mod pages;
 pub mod phone;
 pub mod session;
+pub mod sessions;
