@@ -223,11 +223,12 @@ impl RedisStore {
         self
     }
 
-    /// The `WAIT` timeout: half the op timeout, so a missing replica is a
-    /// clear answer ("only k replicas") well before the op timeout cuts
-    /// the call off.
+    /// The `WAIT` timeout: a third of the op timeout, so a missing replica
+    /// is a clear answer ("only k replicas") before the op timeout cuts the
+    /// call off, even when a `NOSCRIPT` makes the script (and its `WAIT`)
+    /// go twice.
     fn wait_ms(&self) -> u64 {
-        duration_ms(self.op_timeout / 2).max(1)
+        duration_ms(self.op_timeout / 3).max(1)
     }
 
     /// Checks a `WAIT` reply against `min_replicas`.
@@ -261,6 +262,20 @@ impl RedisStore {
         pipe.add_command(cmd).add_command(wait);
         let (v, acks): (T, i64) = pipe.query_async(&mut conn).await?;
         Ok((v, Some(acks)))
+    }
+
+    /// [`durable`](Self::durable) when `wait`, else the plain command.
+    async fn durable_if<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        wait: bool,
+        cmd: redis::Cmd,
+    ) -> RedisResult<(T, Option<i64>)> {
+        if wait {
+            return self.durable(cmd).await;
+        }
+        let mut conn = self.conn.clone();
+        let v: T = cmd.query_async(&mut conn).await?;
+        Ok((v, None))
     }
 
     /// The per-operation timeout this store applies.
@@ -365,6 +380,30 @@ impl RedisStore {
                 .await
         })
         .await
+    }
+
+    /// Logout of one session (`revoke.lua`), `durable`: with `WAIT` for
+    /// `--redis-min-replicas`.
+    async fn revoke(&self, session: &SessionRef, durable: bool) -> Result<(), StoreError> {
+        // The session and its index entry: one slot (the login's tag).
+        let (skey, ikey) = (
+            keys::session_key(session),
+            keys::sid_key(&session.login_id()),
+        );
+        let (keys, hash) = ([skey.as_str(), ikey.as_str()], session.hash().to_hex());
+        let args = [hash.as_str()];
+        let script = &self.scripts.revoke;
+        let (_, acks): (i64, Option<i64>) = self
+            .run(async {
+                match self.durable_if(durable, script.evalsha(&keys, &args)).await {
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        self.durable_if(durable, script.eval(&keys, &args)).await
+                    }
+                    reply => reply,
+                }
+            })
+            .await?;
+        acks.map_or(Ok(()), |a| self.check_acks(a))
     }
 
     /// A transition whose success reply is the record's JSON.
@@ -492,7 +531,20 @@ impl Store for RedisStore {
                 &[&secret.to_hex(), &session_ms, &token.hash().to_hex()],
                 true,
             )
-            .await?;
+            .await;
+        let reply = match reply {
+            Err(TransitionError::Store(StoreError::Unavailable(why))) if self.min_replicas > 0 => {
+                // Too few replicas have it (or no answer): the token is
+                // withheld and the login stays consumed (fail closed). The
+                // session nobody will ever hold is removed, best effort, so
+                // the user's list does not show it.
+                // (The revoke script: the login's index entry goes only if
+                // it names this token, not an earlier redeem's session.)
+                let _ = self.revoke(&token.session_ref(), false).await;
+                return Err(StoreError::Unavailable(why).into());
+            }
+            other => other?,
+        };
         match <[String; 2]>::try_from(reply) {
             Ok([id, name]) => Ok(User { id, name }),
             Err(_) => Err(StoreError::Corrupt("malformed redeem reply".into()).into()),
@@ -511,25 +563,7 @@ impl Store for RedisStore {
     }
 
     async fn revoke_session(&self, session: &SessionRef) -> Result<(), StoreError> {
-        // The session and its index entry: one slot (the login's tag).
-        let (skey, ikey) = (
-            keys::session_key(session),
-            keys::sid_key(&session.login_id()),
-        );
-        let (keys, hash) = ([skey.as_str(), ikey.as_str()], session.hash().to_hex());
-        let args = [hash.as_str()];
-        let script = &self.scripts.revoke;
-        let (_, acks): (i64, Option<i64>) = self
-            .run(async {
-                match self.durable(script.evalsha(&keys, &args)).await {
-                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                        self.durable(script.eval(&keys, &args)).await
-                    }
-                    reply => reply,
-                }
-            })
-            .await?;
-        acks.map_or(Ok(()), |a| self.check_acks(a))
+        self.revoke(session, true).await
     }
 
     async fn user_sessions(

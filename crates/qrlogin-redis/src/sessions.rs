@@ -193,13 +193,16 @@ pub(crate) async fn revoke_all(
     now_ms: u64,
 ) -> Result<u64, StoreError> {
     let sids = sids(store, user_id, now_ms).await?;
-    let results = join_all(sids.iter().map(|sid| revoke_sid(store, user_id, sid, now_ms))).await;
     let mut count = 0;
     let mut done = Vec::with_capacity(sids.len());
-    for (sid, r) in sids.iter().zip(results) {
-        // Any failure fails the call (503): the caller retries, and a
-        // retry revokes what is left (each step is idempotent).
-        if let Some(live) = r? {
+    // One after the other, not concurrently: with `--redis-min-replicas`
+    // each carries a `WAIT`, which holds the connection until the replicas
+    // answer; concurrent ones would queue behind each other and outlast
+    // the op timeout. The first failure fails the call (503) at once: the
+    // caller retries, and a retry revokes what is left (each step is
+    // idempotent).
+    for sid in &sids {
+        if let Some(live) = revoke_sid(store, user_id, sid, now_ms).await? {
             count += u64::from(live);
         }
         done.push(*sid);
