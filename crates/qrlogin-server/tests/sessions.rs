@@ -255,3 +255,68 @@ async fn revoke_all_across_two_instances() {
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
 }
+
+/// `--redis-min-replicas 1` on a Redis without replicas: redeem answers a
+/// quick 503 `store_unavailable` with no token and no session cookie, and
+/// the login stays consumed (a retry does not release one either).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_replicas_without_replicas_withholds_the_token() {
+    let redis = redis_server().await;
+    let mut cfg = config();
+    cfg.store = redis.url();
+    cfg.redis_min_replicas = 1;
+    let store = qrlogin_redis::RedisStore::connect(
+        &redis.url(),
+        cfg.ttls(),
+        std::time::Duration::from_millis(cfg.store_timeout_ms),
+    )
+    .await
+    .expect("connect")
+    .with_min_replicas(1);
+    let app = spawn_on(cfg, std::sync::Arc::new(store), None).await;
+    let alice = app.phone(ALICE).await;
+    let browser = app.browser();
+    let login = browser.create().await;
+    alice.scan_ok(&login.id).await;
+    alice.approve_ok(&login.id).await;
+    let started = std::time::Instant::now();
+    let r = browser.redeem(&login).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
+    assert!(r.set_cookie("qrl_session").is_none());
+    assert!(!r.text().contains("token"), "{}", r.text());
+    assert_ne!(browser.redeem(&login).await.status, StatusCode::OK);
+    browser
+        .whoami()
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert!(sids(&alice).await.is_empty(), "no session left behind");
+}
+
+/// Start-up refusals: `--redis-min-replicas` with the memory store, and an
+/// admin token file that is too short (the error never shows the content).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_session_flags_refuse_to_start() {
+    let mut cfg = config();
+    cfg.redis_min_replicas = 1;
+    let e = qrlogin_server::QrLogin::builder(cfg)
+        .build()
+        .await
+        .err()
+        .expect("memory store with --redis-min-replicas must not start");
+    assert!(e.to_string().contains("needs a Redis"), "{e:#}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("admin-token");
+    std::fs::write(&path, "short-secret-xyz\n").expect("write");
+    let mut cfg = config();
+    cfg.admin_token_file = Some(path);
+    let e = qrlogin_server::QrLogin::builder(cfg)
+        .build()
+        .await
+        .err()
+        .expect("a short admin token must not start");
+    let text = format!("{e:#}");
+    assert!(text.contains("at least 32"), "{text}");
+    assert!(!text.contains("short-secret-xyz"), "{text}");
+}
