@@ -103,11 +103,7 @@ pub(crate) async fn list(
 ) -> Result<Vec<SessionInfo>, StoreError> {
     let sids = sids(store, user_id, now_ms).await?;
     // One GET per sid, concurrently: each lives in its login's slot.
-    let reads = join_all(
-        sids.iter()
-            .map(|sid| store.get_string(keys::sid_key(sid))),
-    )
-    .await;
+    let reads = join_all(sids.iter().map(|sid| store.get_string(keys::sid_key(sid)))).await;
     let mut out = Vec::new();
     for (sid, raw) in sids.into_iter().zip(reads) {
         let Some(raw) = raw? else { continue };

@@ -312,7 +312,10 @@ async fn min_replicas_without_replicas_is_unavailable_quickly() {
     let id = new.id;
     plain.create(new, T0).await.expect("create");
     plain.scan(&id, &alice(), T0 + 1).await.expect("scan");
-    plain.approve(&id, &alice().id, T0 + 2).await.expect("approve");
+    plain
+        .approve(&id, &alice().id, T0 + 2)
+        .await
+        .expect("approve");
     let token = qrlogin_core::SessionToken::new_for(id);
     assert_eq!(
         plain.redeem(&id, &secret.hash(), &token, T0 + 3).await,

@@ -485,7 +485,13 @@ async fn min_replicas_writes_survive_a_failover() {
         .await
         .expect("redeem");
     s.revoke_session(&out.session_ref()).await.expect("logout");
-    assert_eq!(s.user_sessions(&alice().id, T0 + 4).await.expect("list").len(), 1);
+    assert_eq!(
+        s.user_sessions(&alice().id, T0 + 4)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
 
     let old_master = setup.master_port();
     setup.server(old_master).kill();
@@ -498,7 +504,9 @@ async fn min_replicas_writes_survive_a_failover() {
     loop {
         match no_hang("second redeem", s.redeem(&id, &hash, &other, T0 + 5)).await {
             Err(TransitionError::WrongState(State::Consumed)) => break,
-            Err(TransitionError::Store(StoreError::Unavailable(_))) if Instant::now() < deadline => {
+            Err(TransitionError::Store(StoreError::Unavailable(_)))
+                if Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             other => panic!("second redeem after the failover: {other:?}"),

@@ -29,9 +29,8 @@ impl AdminToken {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("reading --admin-token-file {}: {e}", path.display()))?;
-        Self::new(text.trim()).map_err(|why| {
-            anyhow::anyhow!("--admin-token-file {}: {why}", path.display())
-        })
+        Self::new(text.trim())
+            .map_err(|why| anyhow::anyhow!("--admin-token-file {}: {why}", path.display()))
     }
 
     /// A token from its text.

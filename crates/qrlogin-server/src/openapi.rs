@@ -227,7 +227,9 @@ pub async fn openapi_json(
         doc.paths.paths.retain(|path, _| !oidc_path(path));
     }
     if app.admin_token.is_none() {
-        doc.paths.paths.retain(|path, _| !path.starts_with("/v1/admin/"));
+        doc.paths
+            .paths
+            .retain(|path, _| !path.starts_with("/v1/admin/"));
     }
     Json(doc)
 }

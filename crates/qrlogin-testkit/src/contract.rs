@@ -1695,14 +1695,20 @@ mod imp {
         assert_eq!(sids(&s, "bob", now).await, vec![b1]);
         assert_eq!(sids(&s, "carol", now).await, vec![]);
         // Someone else's sid: refused, and their session stays.
-        assert!(!s.revoke_user_session("bob", &a1, now).await.expect("revoke"));
+        assert!(!s
+            .revoke_user_session("bob", &a1, now)
+            .await
+            .expect("revoke"));
         assert!(!s
             .revoke_user_session("alice", &LoginId::random(), now)
             .await
             .expect("revoke unknown"));
         assert!(live(&s, &t1, now).await);
         // Their own: gone from the list and from the session lookup.
-        assert!(s.revoke_user_session("alice", &a1, now).await.expect("revoke"));
+        assert!(s
+            .revoke_user_session("alice", &a1, now)
+            .await
+            .expect("revoke"));
         assert!(!live(&s, &t1, now + 1).await);
         assert!(live(&s, &t2, now + 1).await);
         assert!(live(&s, &tb, now + 1).await);
