@@ -482,9 +482,30 @@ impl Store for RedisStore {
         now_ms: u64,
     ) -> TransitionResult<LoginRecord> {
         let code = match_code.map(|c| c.to_string()).unwrap_or_default();
-        sessions::index_before_approve(self, user_id, id, now_ms).await?;
-        self.transition(&self.scripts.approve, id, now_ms, &[user_id, &code])
-            .await
+        if matches!(self.conn, Conn::Cluster(_)) {
+            // The index is in another slot: written first (fail closed).
+            sessions::index_before_approve(self, user_id, id, now_ms).await?;
+            return self
+                .transition(&self.scripts.approve, id, now_ms, &[user_id, &code])
+                .await;
+        }
+        // One Redis (or Sentinel's master): inside the approve script.
+        let (score, life) = sessions::index_bound(self, now_ms);
+        let (score, life) = (score.to_string(), life.to_string());
+        let reply = self
+            .eval_keys(
+                &self.scripts.approve,
+                id,
+                &[keys::user_sessions_key(user_id)],
+                now_ms,
+                &[user_id, &code, &score, &life],
+                false,
+            )
+            .await?;
+        let json = reply
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("script reply without a record".into()))?;
+        Ok(record::login(*id, json)?.0)
     }
 
     async fn deny(

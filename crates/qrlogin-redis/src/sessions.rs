@@ -7,10 +7,12 @@
 //! So nothing here needs a cross-slot script on Redis Cluster: the index is
 //! one slot, and each session is revoked by one script in its login's slot.
 //!
-//! Fail closed: the sid is added to the index *before* the approve script
+//! Fail closed: the sid is added to the index no later than the approve
 //! (approve is the last step that knows the user before redeem; redeem
-//! does not). If that write fails, nothing is approved, so no session
-//! exists that revoke-all could miss. A sid whose login is never approved
+//! does not): inside `approve.lua` on one Redis and Sentinel, and on Redis
+//! Cluster (another slot) by one command *before* the approve script. If
+//! that write fails, nothing is approved, so no session exists that
+//! revoke-all could miss. A sid whose login is never approved
 //! or redeemed (or whose approve was refused) is a dangling entry: it is
 //! filtered out on read (no `:sid` entry, or another user's) and pruned
 //! by its score.
@@ -49,8 +51,16 @@ fn store_only(e: TransitionError) -> StoreError {
     }
 }
 
-/// Adds `sid` to `user_id`'s index (one pipelined `ZADD` + `PEXPIRE`, one
-/// round trip) before the approve script runs; an error stops the approve.
+/// An index entry's prune-after score and the index key's TTL, for an
+/// entry written at `now_ms`.
+pub(crate) fn index_bound(store: &RedisStore, now_ms: u64) -> (u64, u64) {
+    let life = store.ttls.session_ms + INDEX_SLACK_MS;
+    (now_ms + life, life)
+}
+
+/// Redis Cluster: adds `sid` to `user_id`'s index (one pipelined `ZADD` +
+/// `PEXPIRE`, one round trip) before the approve script runs; an error
+/// stops the approve. (Elsewhere `approve.lua` does it in its own step.)
 pub(crate) async fn index_before_approve(
     store: &RedisStore,
     user_id: &str,
@@ -58,11 +68,11 @@ pub(crate) async fn index_before_approve(
     now_ms: u64,
 ) -> Result<(), StoreError> {
     let key = keys::user_sessions_key(user_id);
-    let life = store.ttls.session_ms + INDEX_SLACK_MS;
+    let (score, life) = index_bound(store, now_ms);
     let mut pipe = redis::pipe();
     pipe.cmd("ZADD")
         .arg(&key)
-        .arg(now_ms + life)
+        .arg(score)
         .arg(sid.to_string())
         .ignore()
         .cmd("PEXPIRE")
