@@ -526,11 +526,12 @@ async fn min_replicas_writes_survive_a_failover() {
     // is dead), so with N=1 it is refused…
     let r = s.revoke_user_sessions(&alice().id, T0 + 7).await;
     unavailable("revoke-all without any replica", r);
-    // …after doing its work on the master (not acknowledged: the caller
-    // must retry, and does not learn the count).
+    // …whether or not its step ran on the master before the answer (not
+    // acknowledged either way), a retry finishes it: the caller must retry.
     let plain = RedisStore::connect(&setup.url(), TTLS, OP_TIMEOUT)
         .await
         .expect("connect");
-    assert_eq!(plain.revoke_user_sessions(&alice().id, T0 + 8).await, Ok(0));
+    let n = plain.revoke_user_sessions(&alice().id, T0 + 8).await;
+    assert!(matches!(n, Ok(0 | 1)), "{n:?}");
     assert_eq!(s.session(&token.session_ref(), T0 + 9).await, Ok(None));
 }
