@@ -14,6 +14,8 @@
 //! * [`grant`] — short-lived records of the protocol faces (codes, tokens).
 //! * [`place`], [`risk`] — an address's GeoIP place and the scan's risk
 //!   rule (browser versus phone).
+
+//! * [`sessions`] — a user's own sessions: list, log out one, log out everywhere.
 //! * [`verifier`] — the [`MobileVerifier`] trait: who a phone's bearer is.
 
 pub mod clock;
@@ -24,6 +26,8 @@ pub mod memory;
 pub mod notify;
 pub mod place;
 pub mod risk;
+
+pub mod sessions;
 pub mod state;
 pub mod store;
 pub mod verifier;
@@ -38,6 +42,8 @@ pub use memory::MemoryStore;
 pub use notify::{Hint, Notifier, Registration};
 pub use place::{Coords, Place};
 pub use risk::{Risk, RiskCheck, RiskLevel, RiskReason};
+
+pub use sessions::SessionInfo;
 pub use state::State;
 pub use store::{
     network_of, Approval, BrowserContext, LoginRecord, MatchPolicy, NewLogin, ScanPolicy, Session,

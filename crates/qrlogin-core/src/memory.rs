@@ -10,13 +10,14 @@ use crate::events::{Event, QueuedEvent, MAX_QUEUED_EVENTS};
 use crate::grant::{GrantKey, Taken};
 use crate::id::{LoginId, SecretHash, SessionRef, SessionToken};
 use crate::notify::{Hint, Notifier};
+use crate::sessions::SessionInfo;
 use crate::state::State;
 use crate::store::{
     Approval, LoginRecord, NewLogin, ScanPolicy, Session, Store, StoreError, TransitionError,
     TransitionResult, Ttls, User,
 };
 use async_trait::async_trait;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -35,6 +36,12 @@ struct Inner {
     /// naming another login finds nothing in either store.
     sessions: HashMap<(LoginId, [u8; 32]), (Session, u64)>,
     mobile: HashMap<[u8; 32], (User, u64)>,
+    /// The per-user session index: what the phone lists, by sid (the
+    /// login id), with the token hash that names the session.
+    session_info: HashMap<LoginId, (SessionInfo, [u8; 32])>,
+    /// Logins whose user logged out everywhere (or of this one) before
+    /// they were redeemed: redeem refuses them (Redis: the tombstone).
+    revoked_logins: HashSet<LoginId>,
     /// value, used, expires at.
     grants: HashMap<GrantKey, (String, bool, u64)>,
     /// (purge at, key): what to delete when.
@@ -58,11 +65,12 @@ impl Inner {
                 Key::Login(id) => {
                     if self.logins.get(&id).is_some_and(|(_, p)| *p == at) {
                         self.logins.remove(&id);
+                        self.revoked_logins.remove(&id);
                     }
                 }
                 Key::Session(id, h) => {
                     if self.sessions.get(&(id, h)).is_some_and(|(_, p)| *p == at) {
-                        self.sessions.remove(&(id, h));
+                        self.remove_session(id, h);
                     }
                 }
                 Key::Mobile(h) => {
@@ -85,6 +93,48 @@ impl Inner {
         self.events.insert(self.next_event, (event, None));
         while self.events.len() > MAX_QUEUED_EVENTS {
             self.events.pop_first();
+        }
+    }
+
+    /// Drops a session and its index entry; the session, if it existed.
+    fn remove_session(&mut self, id: LoginId, hash: [u8; 32]) -> Option<Session> {
+        if self.session_info.get(&id).is_some_and(|(_, h)| *h == hash) {
+            self.session_info.remove(&id);
+        }
+        self.sessions.remove(&(id, hash)).map(|(s, _)| s)
+    }
+
+    /// Revokes `user_id`'s session `sid` if it is live, and marks the
+    /// login so it cannot be redeemed into one later. Whether a live
+    /// session was revoked (with `events`, its session.revoked event is
+    /// queued in the same critical section).
+    fn revoke_sid(&mut self, user_id: &str, sid: LoginId, now_ms: u64, events: bool) -> bool {
+        if self
+            .logins
+            .get(&sid)
+            .is_some_and(|(r, _)| r.user.as_ref().is_some_and(|u| u.id == user_id))
+        {
+            self.revoked_logins.insert(sid);
+        }
+        let Some((info, hash)) = self.session_info.get(&sid) else {
+            return false;
+        };
+        if info.user_id != user_id {
+            return false;
+        }
+        let hash = *hash;
+        let live = self
+            .sessions
+            .get(&(sid, hash))
+            .is_some_and(|(s, _)| s.expires_at_ms > now_ms);
+        match self.remove_session(sid, hash) {
+            Some(s) if live => {
+                if events {
+                    self.push_event(Event::revoked(sid, s.user, now_ms));
+                }
+                true
+            }
+            _ => false,
         }
     }
 
@@ -351,6 +401,24 @@ impl Store for MemoryStore {
             .ok_or_else(|| StoreError::Corrupt("approved login without a user".into()))?;
         let expires = now_ms + self.ttls.session_ms;
         let mut inner = self.lock();
+        if inner.revoked_logins.contains(id) {
+            // The user logged out everywhere between approve and now.
+            return Err(TransitionError::NotFound);
+        }
+        inner.session_info.insert(
+            *id,
+            (
+                SessionInfo {
+                    sid: *id,
+                    user_id: user.id.clone(),
+                    created_at_ms: now_ms,
+                    expires_at_ms: expires,
+                    ip: rec.browser.ip.clone(),
+                    user_agent: rec.browser.user_agent.clone(),
+                },
+                key.1,
+            ),
+        );
         inner.sessions.insert(
             key,
             (
@@ -380,10 +448,8 @@ impl Store for MemoryStore {
 
     async fn revoke_session(&self, session: &SessionRef) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let removed = inner
-            .sessions
-            .remove(&(session.login_id(), *session.hash().as_bytes()));
-        if let Some((s, _)) = removed {
+        let removed = inner.remove_session(session.login_id(), *session.hash().as_bytes());
+        if let Some(s) = removed {
             if self.events_on.load(Ordering::Relaxed) {
                 // No caller clock here: the wall clock dates the event.
                 let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
@@ -472,6 +538,58 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn user_sessions(
+        &self,
+        user_id: &str,
+        now_ms: u64,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        let inner = self.lock();
+        let mut list: Vec<SessionInfo> = inner
+            .session_info
+            .values()
+            .filter(|(info, hash)| {
+                info.user_id == user_id
+                    && info.expires_at_ms > now_ms
+                    && inner.sessions.contains_key(&(info.sid, *hash))
+            })
+            .map(|(info, _)| info.clone())
+            .collect();
+        list.sort_by_key(|i| (i.created_at_ms, i.sid));
+        Ok(list)
+    }
+
+    async fn revoke_user_session(
+        &self,
+        user_id: &str,
+        sid: &LoginId,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let events = self.events_on.load(Ordering::Relaxed);
+        Ok(self.lock().revoke_sid(user_id, *sid, now_ms, events))
+    }
+
+    async fn revoke_user_sessions(&self, user_id: &str, now_ms: u64) -> Result<u64, StoreError> {
+        let events = self.events_on.load(Ordering::Relaxed);
+        let mut inner = self.lock();
+        let mut sids: HashSet<LoginId> = inner
+            .session_info
+            .values()
+            .filter(|(i, _)| i.user_id == user_id)
+            .map(|(i, _)| i.sid)
+            .collect();
+        sids.extend(
+            inner
+                .logins
+                .values()
+                .filter(|(r, _)| r.user.as_ref().is_some_and(|u| u.id == user_id))
+                .map(|(r, _)| r.id),
+        );
+        Ok(sids
+            .into_iter()
+            .filter(|sid| inner.revoke_sid(user_id, *sid, now_ms, events))
+            .count() as u64)
     }
 
     async fn put_mobile_token(

@@ -14,6 +14,7 @@ use crate::id::{LoginId, SecretHash, SessionRef, SessionToken};
 use crate::notify::Notifier;
 use crate::place::Place;
 use crate::risk::{assess, network_key, Risk, RiskCheck};
+use crate::sessions::SessionInfo;
 use crate::state::State;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -409,6 +410,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revokes a web session. Revoking an unknown session is not an error.
     async fn revoke_session(&self, session: &SessionRef) -> Result<(), StoreError>;
+
+    /// The live web sessions of `user_id`, oldest first (SPEC §7). Entries
+    /// the index holds for sessions that were never issued, were revoked or
+    /// ran out are left out.
+    async fn user_sessions(
+        &self,
+        user_id: &str,
+        now_ms: u64,
+    ) -> Result<Vec<SessionInfo>, StoreError>;
+
+    /// Revokes the session `sid` of `user_id`. `false` when there is no
+    /// such live session *of this user* (another user's sid is the same as
+    /// an unknown one). An approved login of this user not redeemed yet can
+    /// no longer be redeemed afterwards.
+    async fn revoke_user_session(
+        &self,
+        user_id: &str,
+        sid: &LoginId,
+        now_ms: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Revokes every session of `user_id` ("log out everywhere"), and makes
+    /// their approved, not yet redeemed logins unredeemable; returns how
+    /// many live sessions were revoked.
+    async fn revoke_user_sessions(&self, user_id: &str, now_ms: u64) -> Result<u64, StoreError>;
 
     /// Remembers a demo phone-app token (by hash) for `ttl_ms`.
     async fn put_mobile_token(

@@ -9,6 +9,8 @@
 //! |---|---|---|---|
 //! | `qrl:{<id>}:rec` | string | JSON object of strings: state, version, secret (hash hex), created, expires, purge, ip, ua, net, match?, mreq?, uid?, uname? | until `purge` |
 //! | `qrl:{<id>}:session:<token hash hex>` | string | JSON `{"uid","uname","exp"}` | `session_ms` |
+//! | `qrl:{<id>}:sid` | string | JSON `{"h","uid","created","exp","ip","ua"}` of the session this login made (what the phone lists), or the tombstone `{"revoked":true}` | `session_ms`; tombstone: the login's life |
+//! | `qrl:{u:<sha256 of user id, hex>}:sessions` | sorted set | login ids (sids) that may have a session of this user, by a prune-after bound | the newest bound |
 //! | `qrl:mtok:<token hash hex>` | string | JSON `{"id","name","exp"}` | the token's ttl |
 //! | `qrl:grant:{<kind>:<hash hex>}` | string | JSON `{"v","exp","used"}` (a protocol face's code, token, request) | until `exp` |
 //! | `qrl:events` | stream | security events (webhooks), field `e`: JSON `{"id","t","at","lid","uid"?,"un"?,"ip"?,"ua"?,"cid"?}`; group `qrl-webhooks`; only written with webhooks on (see `events`) | none; `MAXLEN ~ 500000`, entries deleted when acknowledged |
@@ -42,6 +44,21 @@ pub fn session_key(session: &SessionRef) -> String {
         "qrl:{{{}}}:session:{}",
         session.login_id(),
         session.hash().to_hex()
+    )
+}
+
+/// The string naming the session a login made (or its tombstone): under
+/// the login's hash tag, so redeem writes it with the session in one step.
+pub fn sid_key(id: &LoginId) -> String {
+    format!("qrl:{{{id}}}:sid")
+}
+
+/// A user's session index: under its own hash tag (the SHA-256 of the user
+/// id, so any id is a safe tag), so every operation on it touches one slot.
+pub fn user_sessions_key(user_id: &str) -> String {
+    format!(
+        "qrl:{{u:{}}}:sessions",
+        SecretHash::of(user_id.as_bytes()).to_hex()
     )
 }
 

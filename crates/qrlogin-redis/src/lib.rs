@@ -28,6 +28,7 @@ mod hints;
 pub mod keys;
 mod record;
 mod scripts;
+mod sessions;
 
 pub use conn::redact_url;
 pub use events::{EVENTS_KEY, GROUP as EVENTS_GROUP};
@@ -37,8 +38,8 @@ use async_trait::async_trait;
 use conn::{Conn, SentinelConn, Target};
 use qrlogin_core::{
     network_of, Approval, Event, GrantKey, LoginId, LoginRecord, MatchPolicy, NewLogin, Notifier,
-    QueuedEvent, ScanPolicy, SecretHash, Session, SessionRef, SessionToken, Store, StoreError,
-    Taken, TransitionError, Ttls, User,
+    QueuedEvent, ScanPolicy, SecretHash, Session, SessionInfo, SessionRef, SessionToken, Store,
+    StoreError, Taken, TransitionError, Ttls, User,
 };
 use redis::aio::ConnectionManager;
 use redis::cluster::ClusterClientBuilder;
@@ -118,6 +119,9 @@ pub struct RedisStore {
     scripts: scripts::Scripts,
     /// Whether transitions record events (see [`events`]).
     events_on: AtomicBool,
+    /// `--redis-min-replicas`: replicas that must acknowledge redeem,
+    /// logout and revoke writes (`WAIT`) before they count; 0 = no wait.
+    min_replicas: u32,
     // Last: the subscriber task is aborted when the store goes away.
     _hints: hints::HintTask,
 }
@@ -127,6 +131,7 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("ttls", &self.ttls)
             .field("op_timeout", &self.op_timeout)
+            .field("min_replicas", &self.min_replicas)
             .finish_non_exhaustive()
     }
 }
@@ -207,8 +212,76 @@ impl RedisStore {
             op_timeout,
             scripts: scripts::Scripts::new(),
             events_on: AtomicBool::new(false),
+            min_replicas: 0,
             _hints: hints,
         })
+    }
+
+    /// Makes redeem, logout and revoke wait (`WAIT n timeout`, pipelined
+    /// behind the write on the same connection, so on the master that ran
+    /// it) until `n` replicas have the write; fewer in time is
+    /// [`StoreError::Unavailable`] and the caller fails closed (redeem
+    /// withholds the token; the login stays consumed). `WAIT` narrows, but
+    /// does not close, the window in which a failover loses an
+    /// acknowledged write: Redis stays eventually consistent.
+    pub fn with_min_replicas(mut self, n: u32) -> Self {
+        self.min_replicas = n;
+        self
+    }
+
+    /// The `WAIT` timeout: a third of the op timeout, so a missing replica
+    /// is a clear answer ("only k replicas") before the op timeout cuts the
+    /// call off, even when a `NOSCRIPT` makes the script (and its `WAIT`)
+    /// go twice.
+    fn wait_ms(&self) -> u64 {
+        duration_ms(self.op_timeout / 3).max(1)
+    }
+
+    /// Checks a `WAIT` reply against `min_replicas`.
+    fn check_acks(&self, acks: i64) -> Result<(), StoreError> {
+        if acks >= i64::from(self.min_replicas) {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "only {acks} of {} replicas acknowledged the write in time",
+                self.min_replicas
+            )))
+        }
+    }
+
+    /// Runs `cmd` (a write) and, when `--redis-min-replicas` is set, `WAIT`
+    /// in the same pipeline: one round trip, one connection, and on Redis
+    /// Cluster the pipeline goes to the node owning the write's slot (a
+    /// keyless command in a pipeline follows the keyed one).
+    async fn durable<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        cmd: redis::Cmd,
+    ) -> RedisResult<(T, Option<i64>)> {
+        let mut conn = self.conn.clone();
+        if self.min_replicas == 0 {
+            let v: T = cmd.query_async(&mut conn).await?;
+            return Ok((v, None));
+        }
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(self.min_replicas).arg(self.wait_ms());
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd).add_command(wait);
+        let (v, acks): (T, i64) = pipe.query_async(&mut conn).await?;
+        Ok((v, Some(acks)))
+    }
+
+    /// [`durable`](Self::durable) when `wait`, else the plain command.
+    async fn durable_if<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        wait: bool,
+        cmd: redis::Cmd,
+    ) -> RedisResult<(T, Option<i64>)> {
+        if wait {
+            return self.durable(cmd).await;
+        }
+        let mut conn = self.conn.clone();
+        let v: T = cmd.query_async(&mut conn).await?;
+        Ok((v, None))
     }
 
     /// The per-operation timeout this store applies.
@@ -232,26 +305,58 @@ impl RedisStore {
         now_ms: u64,
         extra: &[&str],
     ) -> TransitionResult<Vec<String>> {
+        let extra_keys: Vec<String> = extra_key.into_iter().collect();
+        self.eval_keys(script, id, &extra_keys, now_ms, extra, false)
+            .await
+    }
+
+    /// [`eval`](Self::eval) with any number of extra keys (all under the
+    /// login's hash tag), and with `durable`, `WAIT` for
+    /// `--redis-min-replicas` pipelined behind the script.
+    async fn eval_keys(
+        &self,
+        script: &scripts::Lua,
+        id: &LoginId,
+        extra_keys: &[String],
+        now_ms: u64,
+        extra: &[&str],
+        durable: bool,
+    ) -> TransitionResult<Vec<String>> {
         let login_key = keys::login_key(id);
-        // On the stack: the hot path allocates nothing more than before.
-        let mut buf: [&str; 3] = [&login_key, "", ""];
-        let mut n = 1;
-        if let Some(k) = &extra_key {
-            buf[n] = k;
-            n += 1;
-        }
-        // Events on, not Cluster: the script appends the event itself.
+        let mut keys: Vec<&str> = Vec::with_capacity(2 + extra_keys.len());
+        keys.push(&login_key);
+        keys.extend(extra_keys.iter().map(String::as_str));
+        // Events on, not Cluster: the script appends the event itself (the
+        // stream is always the last key, see common.lua).
         if self.script_emits() {
-            buf[n] = events::EVENTS_KEY;
-            n += 1;
+            keys.push(events::EVENTS_KEY);
         }
-        let keys = &buf[..n];
+        let keys = &keys[..];
         let now = now_ms.to_string();
         let final_keep = self.ttls.final_keep_ms.to_string();
         let id = id.to_string();
         let mut args: Vec<&str> = Vec::with_capacity(4 + extra.len());
         args.extend_from_slice(&[&now, &final_keep, &id, HINT_CHANNEL]);
         args.extend_from_slice(extra);
+        if durable && self.min_replicas > 0 {
+            let (reply, acks): (Vec<String>, Option<i64>) = self
+                .run(async {
+                    match self.durable(script.evalsha(keys, &args)).await {
+                        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                            self.durable(script.eval(keys, &args)).await
+                        }
+                        reply => reply,
+                    }
+                })
+                .await?;
+            let out = record::outcome(reply);
+            // Only a write that happened needs its replicas; an error
+            // reply changed nothing.
+            if out.is_ok() {
+                self.check_acks(acks.unwrap_or(0))?;
+            }
+            return out;
+        }
         let mut conn = self.conn.clone();
         let reply: Vec<String> = self
             .run(async move {
@@ -324,6 +429,52 @@ impl RedisStore {
                 .await
         })
         .await
+    }
+
+    /// Logout of one session (`revoke.lua`), `durable`: with `WAIT` for
+    /// `--redis-min-replicas`.
+    async fn revoke(&self, session: &SessionRef, durable: bool) -> Result<(), StoreError> {
+        // The session and its index entry: one slot (the login's tag).
+        let (skey, ikey) = (
+            keys::session_key(session),
+            keys::sid_key(&session.login_id()),
+        );
+        // Events on Cluster: the instance appends session.revoked after the
+        // script, so it reads who held the session first.
+        let before = if self.appends_after() {
+            self.get_string(skey.clone()).await?
+        } else {
+            None
+        };
+        let mut keys = vec![skey.as_str(), ikey.as_str()];
+        if self.script_emits() {
+            keys.push(events::EVENTS_KEY);
+        }
+        let (hash, lid) = (session.hash().to_hex(), session.login_id().to_string());
+        let now = qrlogin_core::Clock::now_ms(&qrlogin_core::SystemClock);
+        let at = now.to_string();
+        let args = [hash.as_str(), lid.as_str(), at.as_str()];
+        let script = &self.scripts.revoke;
+        let (deleted, acks): (i64, Option<i64>) = self
+            .run(async {
+                match self.durable_if(durable, script.evalsha(&keys, &args)).await {
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        self.durable_if(durable, script.eval(&keys, &args)).await
+                    }
+                    reply => reply,
+                }
+            })
+            .await?;
+        acks.map_or(Ok(()), |a| self.check_acks(a))?;
+        if let (Some(json), true) = (before, deleted > 0) {
+            if let Some(s) = record::session(&json, 0)? {
+                let event = Event::revoked(session.login_id(), s.user, now);
+                if let Err(e) = self.append_event(Some(event)).await {
+                    tracing::warn!(error = %e, "could not record a session event");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A transition whose success reply is the record's JSON.
@@ -442,14 +593,40 @@ impl Store for RedisStore {
             .map(|c| c.to_string())
             .unwrap_or_default();
         let present = if approval.confirm_presence { "1" } else { "0" };
-        let result = self
-            .transition(
+        let result = if matches!(self.conn, Conn::Cluster(_)) {
+            // The index is in another slot: written first (fail closed).
+            sessions::index_before_approve(self, user_id, id, now_ms).await?;
+            self.transition(
                 &self.scripts.approve,
                 id,
                 now_ms,
                 &[user_id, &code, present],
             )
-            .await;
+            .await
+        } else {
+            // One Redis (or Sentinel's master): inside the approve script.
+            let (score, life) = sessions::index_bound(self, now_ms);
+            let (score, life) = (score.to_string(), life.to_string());
+            match self
+                .eval_keys(
+                    &self.scripts.approve,
+                    id,
+                    &[keys::user_sessions_key(user_id)],
+                    now_ms,
+                    &[user_id, &code, present, &score, &life],
+                    false,
+                )
+                .await
+            {
+                Ok(reply) => match reply.first() {
+                    Some(json) => record::login(*id, json)
+                        .map(|(rec, _)| rec)
+                        .map_err(TransitionError::from),
+                    None => Err(StoreError::Corrupt("script reply without a record".into()).into()),
+                },
+                Err(e) => Err(e),
+            }
+        };
         if matches!(result, Err(TransitionError::WrongMatchCode)) && self.appends_after() {
             // The script denied the login (a change, with its event) but
             // answered with an error: read the denied record (Cluster).
@@ -498,14 +675,28 @@ impl Store for RedisStore {
         }
         let session_ms = self.ttls.session_ms.to_string();
         let reply = self
-            .eval(
+            .eval_keys(
                 &self.scripts.redeem,
                 id,
-                Some(keys::session_key(&token.session_ref())),
+                &[keys::session_key(&token.session_ref()), keys::sid_key(id)],
                 now_ms,
-                &[&secret.to_hex(), &session_ms],
+                &[&secret.to_hex(), &session_ms, &token.hash().to_hex()],
+                true,
             )
-            .await?;
+            .await;
+        let reply = match reply {
+            Err(TransitionError::Store(StoreError::Unavailable(why))) if self.min_replicas > 0 => {
+                // Too few replicas have it (or no answer): the token is
+                // withheld and the login stays consumed (fail closed). The
+                // session nobody will ever hold is removed, best effort, so
+                // the user's list does not show it.
+                // (The revoke script: the login's index entry goes only if
+                // it names this token, not an earlier redeem's session.)
+                let _ = self.revoke(&token.session_ref(), false).await;
+                return Err(StoreError::Unavailable(why).into());
+            }
+            other => other?,
+        };
         let user = match <[String; 2]>::try_from(reply) {
             Ok([id, name]) => User { id, name },
             Err(_) => return Err(StoreError::Corrupt("malformed redeem reply".into()).into()),
@@ -535,44 +726,28 @@ impl Store for RedisStore {
     }
 
     async fn revoke_session(&self, session: &SessionRef) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let key = keys::session_key(session);
-        if self.script_emits() {
-            let lid = session.login_id().to_string();
-            let script = &self.scripts.revoke;
-            return self
-                .run(async move {
-                    let keys = [key.as_str(), events::EVENTS_KEY];
-                    let args = [lid.as_str()];
-                    match script
-                        .evalsha(&keys, &args)
-                        .query_async::<()>(&mut conn)
-                        .await
-                    {
-                        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                            script.eval(&keys, &args).query_async(&mut conn).await
-                        }
-                        reply => reply,
-                    }
-                })
-                .await;
-        }
-        if self.appends_after() {
-            let old: Option<String> = self
-                .run(async move { redis::cmd("GETDEL").arg(key).query_async(&mut conn).await })
-                .await?;
-            if let Some(json) = old {
-                let now_ms = qrlogin_core::Clock::now_ms(&qrlogin_core::SystemClock);
-                if let Some(s) = record::session(&json, 0)? {
-                    let event = Event::revoked(session.login_id(), s.user, now_ms);
-                    if let Err(e) = self.append_event(Some(event)).await {
-                        tracing::warn!(error = %e, "could not record a session event");
-                    }
-                }
-            }
-            return Ok(());
-        }
-        self.run(async move { conn.del::<_, ()>(key).await }).await
+        self.revoke(session, true).await
+    }
+
+    async fn user_sessions(
+        &self,
+        user_id: &str,
+        now_ms: u64,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        sessions::list(self, user_id, now_ms).await
+    }
+
+    async fn revoke_user_session(
+        &self,
+        user_id: &str,
+        sid: &LoginId,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        sessions::revoke_one(self, user_id, sid, now_ms).await
+    }
+
+    async fn revoke_user_sessions(&self, user_id: &str, now_ms: u64) -> Result<u64, StoreError> {
+        sessions::revoke_all(self, user_id, now_ms).await
     }
 
     fn set_events(&self, on: bool) {
@@ -784,6 +959,7 @@ mod tests {
             ("deny.lua", scripts::DENY),
             ("cancel.lua", scripts::CANCEL),
             ("redeem.lua", scripts::REDEEM),
+            ("revoke_sid.lua", scripts::REVOKE_SID),
         ] {
             assert!(src.starts_with("-- Shared prelude"), "{name}");
             assert!(src.contains(&format!("-- ---- {name} ----")), "{name}");

@@ -29,7 +29,9 @@ pub(crate) const APPROVE: &str = lua!("approve.lua");
 pub(crate) const DENY: &str = lua!("deny.lua");
 pub(crate) const CANCEL: &str = lua!("cancel.lua");
 pub(crate) const REDEEM: &str = lua!("redeem.lua");
-/// Not a login transition: no prelude.
+pub(crate) const REVOKE_SID: &str = lua!("revoke_sid.lua");
+/// Logout of one session (and its `session.revoked` event): not a login
+/// transition, no prelude.
 pub(crate) const REVOKE: &str = include_str!("lua/revoke.lua");
 /// Not a login transition: no prelude.
 pub(crate) const TAKE_GRANT: &str = include_str!("lua/take_grant.lua");
@@ -76,8 +78,9 @@ pub(crate) struct Scripts {
     pub deny: Lua,
     pub cancel: Lua,
     pub redeem: Lua,
-    pub take_grant: Lua,
+    pub revoke_sid: Lua,
     pub revoke: Lua,
+    pub take_grant: Lua,
 }
 
 impl Scripts {
@@ -88,8 +91,9 @@ impl Scripts {
             deny: Lua::new(DENY),
             cancel: Lua::new(CANCEL),
             redeem: Lua::new(REDEEM),
-            take_grant: Lua::new(TAKE_GRANT),
+            revoke_sid: Lua::new(REVOKE_SID),
             revoke: Lua::new(REVOKE),
+            take_grant: Lua::new(TAKE_GRANT),
         }
     }
 }

@@ -245,6 +245,18 @@ async fn dump(server: &RedisServer) -> Vec<(String, String, i64)> {
                     .expect("HGETALL");
                 v.join("\u{1}")
             }
+            // The per-user session index (login ids, scores).
+            "zset" => {
+                let v: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(&k)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query_async(&mut c)
+                    .await
+                    .expect("ZRANGE");
+                v.join("\u{1}")
+            }
             "string" => redis::cmd("GET")
                 .arg(&k)
                 .query_async(&mut c)
@@ -314,11 +326,15 @@ async fn redis_holds_no_plaintext_secrets() {
         keys::login_key(&id),
         keys::login_key(&new2_id(&entries, &id)),
         keys::session_key(&token.session_ref()),
+        keys::sid_key(&id),
+        keys::user_sessions_key("alice"),
         keys::mobile_token_key(&mobile.hash()),
     ];
     want.sort();
     assert_eq!(names, want.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(keys::session_key(&token.session_ref()).starts_with(&format!("qrl:{{{id}}}:")));
+    // The user's index names the user by a SHA-256 only.
+    assert!(!keys::user_sessions_key("alice").contains("alice"));
     for (k, _, pttl) in &entries {
         assert!(*pttl > 0, "{k} has no TTL ({pttl})");
     }
@@ -509,11 +525,16 @@ async fn each_transition_is_one_script_call() {
     // create is one plain SET; scan, approve and redeem one EVALSHA each.
     assert_eq!(calls("evalsha"), 3, "one EVALSHA per transition: {stats:?}");
     // Inside the scripts (commandstats counts those too): one GET per
-    // script, one SET per commit plus the session, nothing else written.
+    // script, one SET per commit plus the session and its index entry
+    // (`:sid`); approve adds the login to the user's session index (ZADD,
+    // PEXPIRE) and redeem checks for a revoke-all tombstone (EXISTS).
     assert_eq!(calls("get"), 3, "{stats:?}");
-    assert_eq!(calls("set"), 1 + 3 + 1, "{stats:?}");
+    assert_eq!(calls("set"), 1 + 3 + 1 + 1, "{stats:?}");
+    assert_eq!(calls("zadd"), 1, "{stats:?}");
+    assert_eq!(calls("pexpire"), 1, "{stats:?}");
+    assert_eq!(calls("exists"), 1, "{stats:?}");
     assert_eq!(
-        calls("hgetall") + calls("hset") + calls("pexpire") + calls("del"),
+        calls("hgetall") + calls("hset") + calls("del"),
         0,
         "{stats:?}"
     );

@@ -271,3 +271,54 @@ async fn the_hint_subscription_moves_off_a_dead_node() {
         "the hint came through the node the subscription moved to"
     );
 }
+
+/// `--redis-min-replicas 1` on this cluster, which has no replicas: the
+/// `WAIT` pipelined behind redeem goes to the node owning the login's slot
+/// and answers 0, so redeem is Unavailable quickly (about a third of the op
+/// timeout), the login stays consumed and no session is left; without the
+/// option the same cluster redeems.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_replicas_without_replicas_is_unavailable_quickly() {
+    let cluster = RedisCluster::start();
+    let s = store(&cluster, OP_TIMEOUT).await.with_min_replicas(1);
+    for _ in 0..3 {
+        // Several logins: several slots, likely on several nodes.
+        let (new, secret) = new_login(None);
+        let id = new.id;
+        s.create(new, T0).await.expect("create");
+        s.scan(&id, &alice(), T0 + 1).await.expect("scan");
+        s.approve(&id, &alice().id, T0 + 2).await.expect("approve");
+        let token = qrlogin_core::SessionToken::new_for(id);
+        let started = Instant::now();
+        let r = no_hang("redeem", s.redeem(&id, &secret.hash(), &token, T0 + 3)).await;
+        t_unavailable("redeem with no replica", r);
+        assert!(
+            started.elapsed() < OP_TIMEOUT,
+            "not quick: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            s.get(&id, T0 + 4).await.expect("get").map(|r| r.state),
+            Some(State::Consumed)
+        );
+        assert_eq!(s.session(&token.session_ref(), T0 + 4).await, Ok(None));
+    }
+    unavailable(
+        "revoke-all with no replica",
+        s.revoke_user_sessions(&alice().id, T0 + 5).await,
+    );
+    let plain = store(&cluster, OP_TIMEOUT).await;
+    let (new, secret) = new_login(None);
+    let id = new.id;
+    plain.create(new, T0).await.expect("create");
+    plain.scan(&id, &alice(), T0 + 1).await.expect("scan");
+    plain
+        .approve(&id, &alice().id, T0 + 2)
+        .await
+        .expect("approve");
+    let token = qrlogin_core::SessionToken::new_for(id);
+    assert_eq!(
+        plain.redeem(&id, &secret.hash(), &token, T0 + 3).await,
+        Ok(alice())
+    );
+}

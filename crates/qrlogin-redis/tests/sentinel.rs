@@ -377,3 +377,161 @@ async fn publish_on_the_master_reaches_replica_subscribers() {
         .expect("a message");
     assert_eq!(msg.get_payload_bytes(), b"hello");
 }
+
+// ---------------------------------------------------------------------------
+// --redis-min-replicas: redeem, logout and revoke-all wait for replicas
+
+/// The store through `setup` with `--redis-min-replicas 1`.
+async fn durable_store(setup: &RedisSentinel) -> RedisStore {
+    RedisStore::connect(&setup.url(), TTLS, OP_TIMEOUT)
+        .await
+        .expect("connect")
+        .with_min_replicas(1)
+}
+
+/// The replica's port (the data server that is not the master).
+fn replica_port(setup: &RedisSentinel) -> u16 {
+    let master = setup.master_port();
+    setup
+        .ports()
+        .into_iter()
+        .find(|p| *p != master)
+        .expect("a replica")
+}
+
+/// An approved login of alice made through `s`; its id and secret.
+async fn approved(s: &RedisStore) -> (LoginId, qrlogin_core::BrowserSecret) {
+    let (new, secret) = new_login(None);
+    let id = new.id;
+    s.create(new, T0).await.expect("create");
+    s.scan(&id, &alice(), T0 + 1).await.expect("scan");
+    s.approve(&id, &alice().id, T0 + 2).await.expect("approve");
+    (id, secret)
+}
+
+/// A frozen replica acknowledges nothing: redeem answers Unavailable in
+/// bounded time, no session is left for the token (it is never released),
+/// and the login stays consumed (fail closed); logout and revoke-all are
+/// Unavailable too. Thawed, the next login redeems.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_replicas_withholds_redeem_while_the_replica_is_frozen() {
+    let mut setup = RedisSentinel::start();
+    let s = durable_store(&setup).await;
+    let (done_id, done_secret) = approved(&s).await;
+    let done = qrlogin_core::SessionToken::new_for(done_id);
+    s.redeem(&done_id, &done_secret.hash(), &done, T0 + 3)
+        .await
+        .expect("redeem with the replica up");
+    let (id, secret) = approved(&s).await;
+    let replica = replica_port(&setup);
+    setup.server(replica).freeze();
+
+    let token = qrlogin_core::SessionToken::new_for(id);
+    let started = Instant::now();
+    let r = no_hang("redeem", s.redeem(&id, &secret.hash(), &token, T0 + 3)).await;
+    t_unavailable("redeem with a frozen replica", r);
+    assert!(
+        started.elapsed() < OP_TIMEOUT + Duration::from_secs(1),
+        "not bounded: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        s.get(&id, T0 + 4).await.expect("get").map(|r| r.state),
+        Some(State::Consumed),
+        "the login stays consumed"
+    );
+    assert_eq!(s.session(&token.session_ref(), T0 + 4).await, Ok(None));
+    // A retry of the same redeem does not release it either.
+    let again = s.redeem(&id, &secret.hash(), &token, T0 + 5).await;
+    assert!(again.is_err(), "{again:?}");
+    unavailable(
+        "logout with a frozen replica",
+        s.revoke_session(&done.session_ref()).await,
+    );
+    unavailable(
+        "revoke-all with a frozen replica",
+        s.revoke_user_sessions(&alice().id, T0 + 6).await,
+    );
+
+    setup.server(replica).thaw();
+    let (id2, secret2) = approved(&s).await;
+    let t2 = qrlogin_core::SessionToken::new_for(id2);
+    let h2 = secret2.hash();
+    let user = through_failover("redeem after thaw", || s.redeem(&id2, &h2, &t2, T0 + 7)).await;
+    assert_eq!(user, alice());
+    assert_eq!(
+        s.get(&id, T0 + 8).await.expect("get").map(|r| r.state),
+        Some(State::Consumed),
+        "the withheld login is still not redeemable"
+    );
+}
+
+/// With N=1, what redeem and logout acknowledged is on the replica before
+/// the answer: kill the master, fail over, and the new master has the
+/// login consumed (a second redeem fails), the redeemed session alive and
+/// the logged-out session gone, and revoke-all's work too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_replicas_writes_survive_a_failover() {
+    let mut setup = RedisSentinel::start();
+    let s = durable_store(&setup).await;
+    let (id, secret) = approved(&s).await;
+    let token = qrlogin_core::SessionToken::new_for(id);
+    s.redeem(&id, &secret.hash(), &token, T0 + 3)
+        .await
+        .expect("redeem");
+    let (out_id, out_secret) = approved(&s).await;
+    let out = qrlogin_core::SessionToken::new_for(out_id);
+    s.redeem(&out_id, &out_secret.hash(), &out, T0 + 3)
+        .await
+        .expect("redeem");
+    s.revoke_session(&out.session_ref()).await.expect("logout");
+    assert_eq!(
+        s.user_sessions(&alice().id, T0 + 4)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+
+    let old_master = setup.master_port();
+    setup.server(old_master).kill();
+    let new_master = setup.failover();
+    assert_ne!(new_master, old_master);
+
+    let other = qrlogin_core::SessionToken::new_for(id);
+    let hash = secret.hash();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match no_hang("second redeem", s.redeem(&id, &hash, &other, T0 + 5)).await {
+            Err(TransitionError::WrongState(State::Consumed)) => break,
+            Err(TransitionError::Store(StoreError::Unavailable(_)))
+                if Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("second redeem after the failover: {other:?}"),
+        }
+    }
+    assert!(s
+        .session(&token.session_ref(), T0 + 6)
+        .await
+        .expect("session")
+        .is_some());
+    assert_eq!(
+        s.session(&out.session_ref(), T0 + 6).await,
+        Ok(None),
+        "the logged-out session stays revoked"
+    );
+    // revoke-all on the new master: it has no replica now (the old master
+    // is dead), so with N=1 it is refused…
+    let r = s.revoke_user_sessions(&alice().id, T0 + 7).await;
+    unavailable("revoke-all without any replica", r);
+    // …whether or not its step ran on the master before the answer (not
+    // acknowledged either way), a retry finishes it: the caller must retry.
+    let plain = RedisStore::connect(&setup.url(), TTLS, OP_TIMEOUT)
+        .await
+        .expect("connect");
+    let n = plain.revoke_user_sessions(&alice().id, T0 + 8).await;
+    assert!(matches!(n, Ok(0 | 1)), "{n:?}");
+    assert_eq!(s.session(&token.session_ref(), T0 + 9).await, Ok(None));
+}

@@ -46,6 +46,7 @@
 
   function show() {
     updateWho();
+    if (sess) sess.area.hidden = true;
     el.confirmSection.hidden = true;
     if (!P.hasToken() && !P.config.demo) {
       // This stand-in signs in with the demo users only.
@@ -67,10 +68,75 @@
     el.signinArea.hidden = true;
     P.clear(el.signinArea);
     el.scanArea.hidden = false;
+    loadSessions();
     setScanStatus('Choose a way to scan.');
     if (focusNext) P.focusHeading(el.scanArea);
     focusNext = true;
   }
+  // ---- sessions: where this user is logged in --------------------------------
+
+  var sess = {
+    area: $('sessions-area'),
+    status: $('sessions-status'),
+    list: $('sessions-list'),
+    refresh: $('sessions-refresh'),
+    all: $('sessions-revoke-all')
+  };
+
+  function sessStatus(text, kind) {
+    sess.status.textContent = text;
+    sess.status.className = 'status' + (kind ? ' ' + kind : '');
+  }
+
+  function describe(s) {
+    var when = new Date(s.created_at);
+    return s.browser + ' on ' + s.os + ' · ' + s.ip +
+      (s.place && s.place.name ? ' · ' + s.place.name : '') +
+      ' · since ' + (isNaN(when) ? s.created_at : when.toLocaleString());
+  }
+
+  function loadSessions() {
+    if (!P.hasToken()) { sess.area.hidden = true; return; }
+    sess.area.hidden = false;
+    P.api('GET', '/v1/mobile/sessions').then(function (r) {
+      if (r.status !== 200 || !r.data) {
+        sessStatus(r.data && r.data.message ? r.data.message : 'Could not load your sessions.', 'error');
+        return;
+      }
+      var items = r.data.sessions.map(function (s) {
+        return P.h('li', { class: 'session', 'data-sid': s.sid },
+          P.h('span', { class: 'session-what' }, describe(s)),
+          P.h('button', {
+            type: 'button', class: 'secondary session-logout',
+            'aria-label': 'Log out ' + describe(s),
+            onclick: function () { revokeOne(s.sid); }
+          }, 'Log out'));
+      });
+      P.render(sess.list, items.length ? items : [P.h('li', { class: 'muted' }, 'No web sessions.')]);
+      sess.all.disabled = items.length === 0;
+      sessStatus(items.length + (items.length === 1 ? ' web session.' : ' web sessions.'));
+    });
+  }
+
+  function revokeOne(sid) {
+    P.api('DELETE', '/v1/mobile/sessions/' + encodeURIComponent(sid)).then(function (r) {
+      sessStatus(r.status === 204 ? 'Logged out.' : 'That session had already ended.', r.status === 204 ? 'ok' : '');
+      loadSessions();
+    });
+  }
+
+  sess.refresh.addEventListener('click', loadSessions);
+  sess.all.addEventListener('click', function () {
+    P.api('POST', '/v1/mobile/sessions/revoke-all').then(function (r) {
+      if (r.status === 200 && r.data) {
+        sessStatus('Logged out everywhere (' + r.data.revoked + ').', 'ok');
+      } else {
+        sessStatus('Could not log out everywhere; try again.', 'error');
+      }
+      loadSessions();
+    });
+  });
+
   // The first view keeps the page's natural start; every later step focuses
   // its heading.
   var focusNext = false;
@@ -95,7 +161,7 @@
     stopConfirm = P.runConfirm(el.confirmArea, parsed.id, {
       onSignedIn: updateWho,
       onSignedOut: updateWho,
-      onFinished: function () { updateWho(); }
+      onFinished: function () { updateWho(); setTimeout(loadSessions, 1500); }
     });
     return true;
   }

@@ -59,6 +59,8 @@ pub struct Inner {
     pub(crate) site: Site,
     /// Whether the browser learns who scanned before approval.
     pub(crate) show_scanner_name: bool,
+    /// The site-backend API's bearer (`--admin-token-file`); `None`: 404.
+    pub(crate) admin_token: Option<crate::admin_token::AdminToken>,
 }
 
 impl std::ops::Deref for AppState {
@@ -79,6 +81,8 @@ pub(crate) struct Parts {
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
     pub site: Site,
     pub geoip: Option<Arc<crate::geoip::GeoIp>>,
+
+    pub admin_token: Option<crate::admin_token::AdminToken>,
 }
 
 impl AppState {
@@ -113,6 +117,7 @@ impl AppState {
             oidc: p.oidc,
             site: p.site,
             show_scanner_name: cfg.show_scanner_name,
+            admin_token: p.admin_token,
         }))
     }
 
@@ -175,6 +180,19 @@ fn routes() -> Router<AppState> {
             post(routes::phone::approve),
         )
         .route("/v1/mobile/logins/{id}/deny", post(routes::phone::deny))
+        .route("/v1/mobile/sessions", get(routes::sessions::list))
+        .route(
+            "/v1/mobile/sessions/revoke-all",
+            post(routes::sessions::revoke_all),
+        )
+        .route(
+            "/v1/mobile/sessions/{sid}",
+            axum::routing::delete(routes::sessions::revoke_one),
+        )
+        .route(
+            "/v1/admin/users/{user_id}/sessions/revoke-all",
+            post(routes::admin::revoke_all),
+        )
         .route("/v1/session", get(routes::session::whoami))
         .route("/v1/session/logout", post(routes::session::logout))
         .route("/.well-known/jwks.json", get(routes::session::jwks))

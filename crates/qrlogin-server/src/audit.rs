@@ -12,8 +12,8 @@ use crate::routes::browser::rfc3339;
 use async_trait::async_trait;
 use qrlogin_core::{
     Approval, GrantKey, LoginId, LoginRecord, NewLogin, Notifier, QueuedEvent, ScanPolicy,
-    SecretHash, Session, SessionRef, SessionToken, Store, StoreError, Taken, TransitionError, Ttls,
-    User,
+    SecretHash, Session, SessionInfo, SessionRef, SessionToken, Store, StoreError, Taken,
+    TransitionError, Ttls, User,
 };
 use serde_json::json;
 use std::io::Write;
@@ -215,6 +215,40 @@ impl Store for AuditedStore {
             );
         }
         Ok(())
+    }
+
+    async fn user_sessions(
+        &self,
+        user_id: &str,
+        now_ms: u64,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        self.inner.user_sessions(user_id, now_ms).await
+    }
+
+    async fn revoke_user_session(
+        &self,
+        user_id: &str,
+        sid: &LoginId,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let revoked = self.inner.revoke_user_session(user_id, sid, now_ms).await?;
+        if revoked {
+            self.line("session.revoked", sid, Some(user_id), None, now_ms);
+        }
+        Ok(revoked)
+    }
+
+    async fn revoke_user_sessions(&self, user_id: &str, now_ms: u64) -> Result<u64, StoreError> {
+        let count = self.inner.revoke_user_sessions(user_id, now_ms).await?;
+        // One line for "log out everywhere": who, when, how many.
+        let line = json!({
+            "timestamp": rfc3339(now_ms),
+            "type": "session.revoked_all",
+            "user_id": user_id,
+            "count": count,
+        });
+        self.sink.write(&line.to_string());
+        Ok(count)
     }
 
     async fn put_mobile_token(

@@ -176,6 +176,8 @@ impl QrLoginBuilder {
         };
         let site = Site::build(&cfg, &public_url, demo_on)?;
         let geoip = open_geoip(&cfg)?;
+
+        let admin_token = admin_token(&cfg)?;
         let store = match self.store {
             Some(s) => s,
             None => open_store(&cfg).await?,
@@ -225,6 +227,8 @@ impl QrLoginBuilder {
                 oidc,
                 site,
                 geoip,
+
+                admin_token,
             },
         );
         tasks.push(spawn_limit_sweeper(&state));
@@ -272,6 +276,7 @@ impl QrLoginBuilder {
 pub async fn open_store(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
     let ttls = cfg.ttls();
     if cfg.store == "memory" {
+        check_min_replicas(cfg)?;
         return Ok(Arc::new(MemoryStore::new(ttls)));
     }
     check_store_url(&cfg.store)?;
@@ -281,8 +286,35 @@ pub async fn open_store(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
         Duration::from_millis(cfg.store_timeout_ms),
     )
     .await
-    .with_context(|| format!("connecting to {}", crate::redact_url(&cfg.store)))?;
+    .with_context(|| format!("connecting to {}", crate::redact_url(&cfg.store)))?
+    .with_min_replicas(cfg.redis_min_replicas);
+    if cfg.redis_min_replicas > 0 {
+        tracing::info!(
+            min_replicas = cfg.redis_min_replicas,
+            "redeem, logout and revoke wait for replicas (WAIT)"
+        );
+    }
     Ok(Arc::new(store))
+}
+
+/// `--redis-min-replicas` means nothing without Redis: refused, so nobody
+/// believes a memory store replicates.
+fn check_min_replicas(cfg: &ServeConfig) -> anyhow::Result<()> {
+    if cfg.store == "memory" && cfg.redis_min_replicas > 0 {
+        anyhow::bail!(
+            "--redis-min-replicas {} needs a Redis --store (the memory store has no replicas)",
+            cfg.redis_min_replicas
+        );
+    }
+    Ok(())
+}
+
+/// The site-backend API's token, from `--admin-token-file`.
+fn admin_token(cfg: &ServeConfig) -> anyhow::Result<Option<crate::admin_token::AdminToken>> {
+    cfg.admin_token_file
+        .as_deref()
+        .map(crate::admin_token::AdminToken::from_file)
+        .transpose()
 }
 
 /// `memory` or a Redis URL (which URLs are Redis URLs is the Redis store's
@@ -393,6 +425,8 @@ fn oidc_from_config(
 /// keys, mount path, branding and app links. What `qrlogin check-config` runs.
 pub fn check(cfg: &ServeConfig) -> anyhow::Result<()> {
     check_store_url(&cfg.store)?;
+    check_min_replicas(cfg)?;
+    admin_token(cfg)?;
     let public_url = cfg
         .public_url
         .clone()

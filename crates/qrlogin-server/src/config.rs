@@ -446,6 +446,25 @@ pub struct ServeConfig {
     )]
     pub store_timeout_ms: u64,
 
+    /// Redis only: redeem, logout and revoke-all wait (`WAIT`) until this
+    /// many replicas have the write, else answer 503 (the token is not
+    /// released). Narrows, does not close, the window in which a failover
+    /// resurrects a login or a session; pair with the master's
+    /// `min-replicas-to-write`. 0 = no wait. Refused with `--store memory`.
+    #[arg(
+        help_heading = "Store",
+        long,
+        env = "QRLOGIN_REDIS_MIN_REPLICAS",
+        default_value_t = 0
+    )]
+    pub redis_min_replicas: u32,
+
+    /// File holding the bearer token of the site-backend API
+    /// (`POST /v1/admin/users/{user_id}/sessions/revoke-all`). Read once at
+    /// start-up and kept only as its SHA-256; without it that API is 404.
+    #[arg(help_heading = "Web sessions", long, env = "QRLOGIN_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
     /// Seconds between backstop re-reads of a watched login, in case a
     /// wake-up hint was lost.
     #[arg(

@@ -11,6 +11,7 @@
 //! routes), [`site`] (mount path, branding, pages), [`routes`] (thin handlers), [`http1`] (the accept loop),
 //! [`signals`].
 
+pub mod admin_token;
 pub mod app;
 pub mod audit;
 pub mod builder;
@@ -26,6 +27,7 @@ pub mod matching;
 pub mod oidc;
 pub mod openapi;
 pub mod qr;
+pub mod revoke;
 pub mod routes;
 pub mod signals;
 pub mod site;

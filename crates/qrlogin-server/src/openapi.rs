@@ -9,7 +9,7 @@
 //! and the real binary: every status and body must match it.
 
 use crate::error::ErrorBody;
-use crate::routes::{browser, ops, phone, session};
+use crate::routes::{admin, browser, ops, phone, session, sessions};
 use axum::Json;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
@@ -58,6 +58,10 @@ impl Modify for SecuritySchemes {
         components.add_security_scheme(
             "session_token",
             bearer("the web session token (or JWT) from redeem"),
+        );
+        components.add_security_scheme(
+            "admin_token",
+            bearer("the site backend's token, the content of --admin-token-file"),
         );
         components.add_security_scheme(
             "session_cookie",
@@ -144,7 +148,7 @@ fn front_door(op: &mut Operation, unsafe_method: bool) {
         }
     }
     for p in op.parameters.iter_mut().flatten() {
-        if p.name == "id" && matches!(p.parameter_in, ParameterIn::Path) {
+        if (p.name == "id" || p.name == "sid") && matches!(p.parameter_in, ParameterIn::Path) {
             p.schema = Some(
                 ObjectBuilder::new()
                     .schema_type(Type::String)
@@ -185,6 +189,7 @@ impl Modify for FrontDoor {
         browser::create, browser::status, browser::events, browser::redeem, browser::cancel,
         browser::qr_svg, browser::qr_png,
         phone::sign_in, phone::scan, phone::approve, phone::deny,
+        sessions::list, sessions::revoke_one, sessions::revoke_all, admin::revoke_all,
         session::whoami, session::logout, session::jwks,
         ops::healthz, ops::readyz, ops::metrics,
         crate::oidc::endpoints::discovery, crate::oidc::authorize::authorize,
@@ -220,6 +225,11 @@ pub async fn openapi_json(
     doc.servers = Some(vec![utoipa::openapi::Server::new(app.public_url())]);
     if app.oidc.is_none() {
         doc.paths.paths.retain(|path, _| !oidc_path(path));
+    }
+    if app.admin_token.is_none() {
+        doc.paths
+            .paths
+            .retain(|path, _| !path.starts_with("/v1/admin/"));
     }
     Json(doc)
 }

@@ -24,6 +24,9 @@ use reqwest::StatusCode;
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The site-backend bearer the run serves `/v1/admin/…` with.
+const ADMIN_TOKEN: &str = "schemathesis-admin-0123456789abcdef0123456789";
+
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis")
 }
@@ -59,9 +62,14 @@ async fn the_api_conforms_to_its_openapi_document() {
             ),
         }));
     mmdb::write(&db, &world);
+    let admin = tempfile::tempdir().expect("temp dir");
+    let admin_file = admin.path().join("admin-token");
+    std::fs::write(&admin_file, ADMIN_TOKEN).expect("writing the admin token");
     let bin = Proc::start(&[
         "--geoip-db",
         db.to_str().expect("utf-8 path"),
+        "--admin-token-file",
+        admin_file.to_str().expect("utf-8 temp path"),
         "--rate-limits",
         "false",
         "--pending-ttl",
@@ -94,6 +102,7 @@ async fn the_api_conforms_to_its_openapi_document() {
             .env("SCHEMATHESIS_HOOKS", dir.join("hooks.py"))
             .env("QRL_BASE", &bin.base)
             .env("QRL_MOBILE_TOKEN", &phone.token)
+            .env("QRL_ADMIN_TOKEN", ADMIN_TOKEN)
             // Hypothesis keeps its example database in the working directory.
             .current_dir(work.path());
         if let Ok(seed) = std::env::var("QRLOGIN_SCHEMATHESIS_SEED") {

@@ -434,6 +434,24 @@ impl Store for Faulty {
     async fn revoke_session(&self, session: &SessionRef) -> Result<(), StoreError> {
         self.inner.revoke_session(session).await
     }
+    async fn user_sessions(
+        &self,
+        user_id: &str,
+        now_ms: u64,
+    ) -> Result<Vec<qrlogin_core::SessionInfo>, StoreError> {
+        self.inner.user_sessions(user_id, now_ms).await
+    }
+    async fn revoke_user_session(
+        &self,
+        user_id: &str,
+        sid: &LoginId,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.inner.revoke_user_session(user_id, sid, now_ms).await
+    }
+    async fn revoke_user_sessions(&self, user_id: &str, now_ms: u64) -> Result<u64, StoreError> {
+        self.inner.revoke_user_sessions(user_id, now_ms).await
+    }
     async fn put_mobile_token(
         &self,
         hash: &SecretHash,

@@ -245,6 +245,17 @@ cases!(
     /// On-risk matching with a database (IfHighRisk) asks for the code
     /// exactly when the verdict is high.
     matching_follows_the_risk_verdict,
+    /// A user lists their own live sessions (sid, browser, created,
+    /// expires), revokes one by sid; another user's sid is refused like an
+    /// unknown one and leaves the session alone.
+    user_sessions_list_and_revoke_one,
+    /// Revoke-all ends every session of one user (count returned), makes
+    /// their approved, not yet redeemed logins unredeemable, and leaves
+    /// other users alone.
+    user_sessions_revoke_all,
+    /// Expired, logged-out and never-redeemed sessions are not listed; a
+    /// logout naming the wrong token hash leaves the listing alone.
+    user_sessions_drop_out,
 );
 
 /// Expands one `#[tokio::test]` per contract case, each on a fresh store
@@ -301,6 +312,9 @@ macro_rules! store_contract {
             risk_verdict_is_decided_at_scan,
             high_risk_needs_presence,
             matching_follows_the_risk_verdict,
+            user_sessions_list_and_revoke_one,
+            user_sessions_revoke_all,
+            user_sessions_drop_out,
         );
     };
 }
@@ -2244,5 +2258,149 @@ mod imp {
         let (sc, _) = scanned_at(&s, None, "192.0.2.1", &blind).await;
         assert!(sc.match_required, "no verdict: the code");
         assert_eq!(sc.risk, None);
+    }
+
+    /// `user` scans, approves and redeems a fresh login at `at`; its sid
+    /// and session token.
+    async fn logged_in(s: &Sut, user: &User, at: u64) -> (LoginId, SessionToken) {
+        let (new, secret) = new_login(None);
+        let rec = s.create(new, at).await.expect("create");
+        s.scan(&rec.id, user, at + 1).await.expect("scan");
+        s.approve(&rec.id, &user.id, at + 2).await.expect("approve");
+        let token = SessionToken::new_for(rec.id);
+        s.redeem(&rec.id, &secret.hash(), &token, at + 3)
+            .await
+            .expect("redeem");
+        (rec.id, token)
+    }
+
+    async fn live(s: &Sut, t: &SessionToken, now: u64) -> bool {
+        s.session(&t.session_ref(), now)
+            .await
+            .expect("session")
+            .is_some()
+    }
+
+    async fn sids(s: &Sut, user: &str, now: u64) -> Vec<LoginId> {
+        s.user_sessions(user, now)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|i| i.sid)
+            .collect()
+    }
+
+    pub async fn user_sessions_list_and_revoke_one(s: Sut) {
+        let (a1, t1) = logged_in(&s, &alice(), T0).await;
+        let (a2, t2) = logged_in(&s, &alice(), T0 + 10).await;
+        let (b1, tb) = logged_in(&s, &bob(), T0 + 20).await;
+        let now = T0 + 100;
+        let list = s.user_sessions("alice", now).await.expect("list");
+        assert_eq!(list.iter().map(|i| i.sid).collect::<Vec<_>>(), vec![a1, a2]);
+        let browser = new_login(None).0.browser;
+        assert_eq!(list[0].user_id, "alice");
+        assert_eq!(list[0].created_at_ms, T0 + 3);
+        assert_eq!(list[0].expires_at_ms, T0 + 3 + TTLS.session_ms);
+        assert_eq!(list[0].ip, browser.ip);
+        assert_eq!(list[0].user_agent, browser.user_agent);
+        assert_eq!(sids(&s, "bob", now).await, vec![b1]);
+        assert_eq!(sids(&s, "carol", now).await, vec![]);
+        // Someone else's sid: refused, and their session stays.
+        assert!(!s
+            .revoke_user_session("bob", &a1, now)
+            .await
+            .expect("revoke"));
+        assert!(!s
+            .revoke_user_session("alice", &LoginId::random(), now)
+            .await
+            .expect("revoke unknown"));
+        assert!(live(&s, &t1, now).await);
+        // Their own: gone from the list and from the session lookup.
+        assert!(s
+            .revoke_user_session("alice", &a1, now)
+            .await
+            .expect("revoke"));
+        assert!(!live(&s, &t1, now + 1).await);
+        assert!(live(&s, &t2, now + 1).await);
+        assert!(live(&s, &tb, now + 1).await);
+        assert_eq!(sids(&s, "alice", now + 1).await, vec![a2]);
+        assert!(!s
+            .revoke_user_session("alice", &a1, now + 2)
+            .await
+            .expect("revoke again"));
+        // A user id that needs escaping in any key or text format.
+        let (t, tt) = logged_in(&s, &tricky_user(), now).await;
+        assert_eq!(sids(&s, &tricky_user().id, now + 10).await, vec![t]);
+        assert!(s
+            .revoke_user_session(&tricky_user().id, &t, now + 10)
+            .await
+            .expect("revoke tricky"));
+        assert!(!live(&s, &tt, now + 11).await);
+    }
+
+    pub async fn user_sessions_revoke_all(s: Sut) {
+        let (_, t1) = logged_in(&s, &alice(), T0).await;
+        let (_, t2) = logged_in(&s, &alice(), T0 + 10).await;
+        let (b1, tb) = logged_in(&s, &bob(), T0 + 20).await;
+        // Approved a moment ago, not redeemed yet.
+        let (new, secret) = new_login(None);
+        let pending = s.create(new, T0 + 30).await.expect("create");
+        s.scan(&pending.id, &alice(), T0 + 31).await.expect("scan");
+        s.approve(&pending.id, "alice", T0 + 32)
+            .await
+            .expect("approve");
+        let now = T0 + 100;
+        assert_eq!(s.revoke_user_sessions("alice", now).await, Ok(2));
+        assert!(!live(&s, &t1, now + 1).await);
+        assert!(!live(&s, &t2, now + 1).await);
+        assert_eq!(sids(&s, "alice", now + 1).await, vec![]);
+        let token = SessionToken::new_for(pending.id);
+        assert_eq!(
+            s.redeem(&pending.id, &secret.hash(), &token, now + 2).await,
+            Err(TransitionError::NotFound),
+            "a login approved before log-out-everywhere must not become a session"
+        );
+        assert!(!live(&s, &token, now + 3).await);
+        assert!(live(&s, &tb, now + 3).await, "bob is not affected");
+        assert_eq!(sids(&s, "bob", now + 3).await, vec![b1]);
+        assert_eq!(s.revoke_user_sessions("alice", now + 4).await, Ok(0));
+        // New logins after it work as before.
+        let (a3, t3) = logged_in(&s, &alice(), now + 10).await;
+        assert!(live(&s, &t3, now + 20).await);
+        assert_eq!(sids(&s, "alice", now + 20).await, vec![a3]);
+    }
+
+    pub async fn user_sessions_drop_out(s: Sut) {
+        let (a1, t1) = logged_in(&s, &alice(), T0).await;
+        let end = T0 + 3 + TTLS.session_ms;
+        assert_eq!(sids(&s, "alice", end - 1).await, vec![a1]);
+        assert_eq!(sids(&s, "alice", end).await, vec![], "expired");
+        assert_eq!(s.revoke_user_sessions("alice", end).await, Ok(0));
+        // Logout drops it; a logout naming the wrong hash does not.
+        let (a2, t2) = logged_in(&s, &alice(), T0 + 10).await;
+        let wrong = SessionToken::new_for(a2);
+        s.revoke_session(&wrong.session_ref())
+            .await
+            .expect("revoke wrong");
+        assert!(sids(&s, "alice", T0 + 20).await.contains(&a2));
+        s.revoke_session(&t2.session_ref()).await.expect("logout");
+        assert!(!sids(&s, "alice", T0 + 20).await.contains(&a2));
+        assert!(!live(&s, &t1, end).await);
+        // Approved but never redeemed, and a refused approve by bob: not
+        // listed for anyone.
+        let (new, _) = new_login(None);
+        let rec = s.create(new, T0 + 30).await.expect("create");
+        s.scan(&rec.id, &alice(), T0 + 31).await.expect("scan");
+        assert_eq!(
+            s.approve(&rec.id, "bob", T0 + 32).await,
+            Err(TransitionError::WrongUser)
+        );
+        assert!(!s
+            .revoke_user_session("bob", &rec.id, T0 + 33)
+            .await
+            .expect("revoke by bob"));
+        s.approve(&rec.id, "alice", T0 + 34).await.expect("approve");
+        assert_eq!(sids(&s, "bob", T0 + 40).await, vec![]);
+        assert!(!sids(&s, "alice", T0 + 40).await.contains(&rec.id));
     }
 }

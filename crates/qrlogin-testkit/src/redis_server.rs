@@ -106,6 +106,29 @@ impl RedisServer {
         }
     }
 
+    /// Stops the server with SIGSTOP, like a hung host: connections stay
+    /// open and nothing answers (a frozen replica acknowledges no write)
+    /// until [`RedisServer::thaw`]. Killing a frozen server works.
+    pub fn freeze(&mut self) {
+        self.signal("STOP");
+    }
+
+    /// Resumes a [`RedisServer::freeze`]d server (SIGCONT).
+    pub fn thaw(&mut self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let ok = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(child.id().to_string())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill -{sig} of redis-server {} failed", child.id());
+        }
+    }
+
     /// Starts the server again on the same socket (and port), empty, as a
     /// Redis without persistence comes back after a crash. Kills it first
     /// if it is still running.

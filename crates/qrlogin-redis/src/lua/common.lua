@@ -113,6 +113,22 @@ local function emit(rec)
   }))
 end
 
+-- Appends the session.revoked event of this login's session, held by
+-- `uid` (`uname`), when the caller passed the stream (revoke_sid.lua).
+local function emit_revoked(uid, uname)
+  if events_key == nil then
+    return
+  end
+  redis.call('XADD', events_key, 'MAXLEN', '~', '500000', '*', 'e', cjson.encode({
+    id = 'evt_' .. login_id .. '_revoked',
+    t = 'session.revoked',
+    at = int(now),
+    lid = login_id,
+    uid = uid,
+    un = uname,
+  }))
+end
+
 -- Writes a transition: applies `changes`, bumps the version, moves the
 -- purge deadline (non-final: expires + final_keep; final: now + final_keep)
 -- and the key's TTL with it (one SET ... PX), and publishes the wake-up

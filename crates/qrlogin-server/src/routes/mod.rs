@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per audience.
 
+pub mod admin;
 pub mod browser;
 pub mod extract;
 pub mod guard;
@@ -8,3 +9,4 @@ pub mod pages;
 pub mod phone;
 pub mod place;
 pub mod session;
+pub mod sessions;

@@ -47,7 +47,7 @@ pub async fn logout(
     SessionAuth(session): SessionAuth,
 ) -> Result<Response, ApiError> {
     if let Some(session) = session {
-        app.store.revoke_session(&session).await?;
+        crate::revoke::by_ref(&app, &session).await?;
     }
     let clear = set_cookie(
         SESSION_COOKIE,

@@ -241,6 +241,8 @@ pub fn redis_dump(server: &RedisServer) -> String {
         let vals = match ty.first().map(String::as_str) {
             Some("hash") => redis_call(server, &["HGETALL", &key]),
             Some("string") => redis_call(server, &["GET", &key]),
+            // The per-user session index: login ids and scores.
+            Some("zset") => redis_call(server, &["ZRANGE", &key, "0", "-1", "WITHSCORES"]),
             other => panic!("unexpected key type {other:?} for {key}"),
         };
         text.push_str(&format!("{key} => {vals:?}\n"));

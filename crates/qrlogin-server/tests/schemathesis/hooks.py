@@ -11,7 +11,7 @@ Schemathesis re-validates a case after a hook changed it, so a negative
 case stays negative or is counted as the positive one it became.
 
 Set by the Rust test: QRL_BASE (the server), QRL_MOBILE_TOKEN (a demo
-phone token).
+phone token), QRL_ADMIN_TOKEN (the --admin-token-file content).
 """
 
 import os
@@ -22,6 +22,7 @@ import schemathesis
 
 BASE = os.environ["QRL_BASE"]
 MOBILE = os.environ["QRL_MOBILE_TOKEN"]
+ADMIN = os.environ["QRL_ADMIN_TOKEN"]
 HTTP = requests.Session()
 # Browser secrets of the logins made here, by login id.
 SECRETS = {}
@@ -54,6 +55,11 @@ def _session():
 def map_case(context, case):
     """Points most cases with a login id at a real login."""
     path = case.operation.path
+    if "{sid}" in path and random.random() < 0.75:
+        # A live session of the phone's user, so DELETE can answer 204.
+        token = _session()
+        case.path_parameters = {**(case.path_parameters or {}), "sid": token.split(".")[0]}
+        return case
     if "{id}" not in path or random.random() < 0.25:
         return case
     states = ["pending", "scanned"] if path.startswith("/v1/mobile/") else ["pending", "scanned", "approved"]
@@ -67,8 +73,10 @@ class Credentials:
 
     def get(self, case, context):
         path = case.operation.path
-        if path.startswith("/v1/mobile/logins/"):
+        if path.startswith("/v1/mobile/logins/") or path.startswith("/v1/mobile/sessions"):
             return MOBILE
+        if path.startswith("/v1/admin/"):
+            return ADMIN
         if path.startswith("/v1/logins/{id}"):
             return SECRETS.get((case.path_parameters or {}).get("id"))
         if path.startswith("/v1/session"):
