@@ -12,6 +12,8 @@
 //! it is the same on every retry and on every instance: receivers
 //! de-duplicate by it.
 
+use crate::place::Place;
+use crate::risk::{Risk, RiskReason};
 use crate::store::{LoginRecord, StoreError, User};
 use crate::{LoginId, State};
 use serde::{Deserialize, Serialize};
@@ -93,6 +95,10 @@ pub struct Event {
     /// The relying party, when an OIDC client or the device grant made the
     /// login.
     pub client_id: Option<String>,
+    /// The browser's GeoIP place (with `--geoip-db`).
+    pub place: Option<Place>,
+    /// The scan's risk verdict, from the scan on.
+    pub risk: Option<Risk>,
 }
 
 /// The stored form, shared by both stores and by the Redis scripts (which
@@ -113,6 +119,15 @@ struct Wire {
     ua: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cid: Option<String>,
+    /// In [`Place`]'s own JSON form (the scripts convert the record's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pl: Option<Place>,
+    /// The verdict as the record keeps it: `low`/`high` and the reasons,
+    /// comma-separated (an empty Lua table would not encode as `[]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    why: Option<String>,
 }
 
 impl Event {
@@ -129,6 +144,8 @@ impl Event {
             ip: Some(rec.browser.ip.clone()).filter(|s| !s.is_empty()),
             user_agent: Some(rec.browser.user_agent.clone()).filter(|s| !s.is_empty()),
             client_id: rec.client_id.clone(),
+            place: rec.browser.place.clone(),
+            risk: rec.risk.clone(),
         })
     }
 
@@ -143,6 +160,8 @@ impl Event {
             ip: None,
             user_agent: None,
             client_id: None,
+            place: None,
+            risk: None,
         }
     }
 
@@ -158,6 +177,15 @@ impl Event {
             ip: self.ip.clone(),
             ua: self.user_agent.clone(),
             cid: self.client_id.clone(),
+            pl: self.place.clone(),
+            rk: self.risk.as_ref().map(|r| r.level.as_str().to_string()),
+            why: self.risk.as_ref().map(|r| {
+                r.reasons
+                    .iter()
+                    .map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
         };
         // A struct of strings always serializes.
         serde_json::to_string(&w).unwrap_or_default()
@@ -185,6 +213,27 @@ impl Event {
             ip: nonempty(w.ip),
             user_agent: nonempty(w.ua),
             client_id: nonempty(w.cid),
+            place: w.pl,
+            risk: match w.rk.as_deref() {
+                None => None,
+                Some(level) => {
+                    let reasons = w
+                        .why
+                        .as_deref()
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter(|r| !r.is_empty())
+                        .map(|r| {
+                            RiskReason::parse(r).ok_or_else(|| corrupt("bad risk reason".into()))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let risk = Risk::of(reasons);
+                    if risk.level.as_str() != level {
+                        return Err(corrupt("risk level and reasons disagree".into()));
+                    }
+                    Some(risk)
+                }
+            },
         })
     }
 }
@@ -216,6 +265,17 @@ mod tests {
             ip: Some("192.0.2.1".into()),
             user_agent: None,
             client_id: Some("rp".into()),
+            place: Some(Place {
+                city: Some("Berlin".into()),
+                country_code: Some("DE".into()),
+                coords: crate::place::Coords::from_degrees(52.52, 13.405),
+                asn: Some(64500),
+                ..Place::default()
+            }),
+            risk: Some(Risk::of(vec![
+                RiskReason::OtherCountry,
+                RiskReason::FarAway,
+            ])),
         };
         assert_eq!(Event::from_json(&e.to_json()).unwrap(), e);
         for k in EventKind::ALL {

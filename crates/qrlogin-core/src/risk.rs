@@ -20,6 +20,16 @@ pub enum RiskLevel {
     High,
 }
 
+impl RiskLevel {
+    /// The snake_case name (the API's and the Redis record's spelling).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskLevel::Low => "low",
+            RiskLevel::High => "high",
+        }
+    }
+}
+
 /// Why a verdict is high, in this fixed order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -344,6 +344,56 @@ async fn logins_deny_and_logout_are_delivered_signed_and_audited_redis() {
     logins_deny_and_logout(&redis.url()).await;
 }
 
+/// With a GeoIP database, the events carry the browser's place and, from
+/// the scan on, the risk verdict, in the API's JSON form (both stores: on
+/// Redis the scripts convert the record's stored form).
+async fn events_carry_place_and_risk(store: &str) {
+    let setup = Setup::new();
+    let receiver = setup.receiver();
+    let db = setup.path("GeoLite2-City.mmdb");
+    let mut world = mmdb::world();
+    world
+        .as_array_mut()
+        .expect("networks")
+        .push(serde_json::json!({
+            "cidr": "127.0.0.0/8",
+            "data": mmdb::on_as(
+                mmdb::city("Berlin", "Land Berlin", "Germany", "DE", 52.52, 13.405),
+                64500,
+                "Example Net",
+                false,
+            ),
+        }));
+    mmdb::write(Path::new(&db), &world);
+    let srv = setup.server(&["--store", store, "--geoip-db", &db]);
+    let phone = Phone::sign_in(&srv.base, ALICE).await;
+    let (login, _token) = full_login(&srv.base, &phone).await;
+    let got = receiver.wait_for(3, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    for l in &got {
+        let d = &l["body"]["data"];
+        assert_eq!(d["login_id"], login.id.as_str(), "{d}");
+        assert_eq!(d["place"]["city"], "Berlin", "{d}");
+        assert_eq!(d["place"]["country_code"], "DE", "{d}");
+        assert_eq!(d["place"]["asn"], 64500, "{d}");
+        assert_eq!(d["place"]["coords"]["lat_e6"], 52_520_000, "{d}");
+        // Browser and phone both on 127.0.0.1: same place, same network.
+        assert_eq!(d["risk"]["level"], "low", "{d}");
+        assert_eq!(d["risk"]["reasons"], serde_json::json!([]), "{d}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_carry_place_and_risk_memory() {
+    events_carry_place_and_risk("memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_carry_place_and_risk_redis() {
+    let redis = redis_server().await;
+    events_carry_place_and_risk(&redis.url()).await;
+}
+
 /// The receiver is down for a while: every event arrives once it is up,
 /// each under one id (retries reuse it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

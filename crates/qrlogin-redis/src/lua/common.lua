@@ -95,6 +95,21 @@ local EVENT_OF = {
 -- the same JSON as Event::to_json; the id is stable across retries), bounded
 -- like MAX_QUEUED_EVENTS. No secret goes in: ids, user, ip, user agent,
 -- client.
+-- The record's stored place (strings, see record.rs) in qrlogin_core's
+-- Place JSON form, for events; nil without one.
+local function event_place(p)
+  if type(p) ~= 'table' then
+    return nil
+  end
+  local out = { city = p.city, region = p.region, country = p.country,
+    country_code = p.cc, asn = tonumber(p.asn), org = p.org,
+    hosting = (p.host == '1') }
+  if tonumber(p.lat) ~= nil and tonumber(p.lon) ~= nil then
+    out.coords = { lat_e6 = tonumber(p.lat), lon_e6 = tonumber(p.lon) }
+  end
+  return out
+end
+
 local function emit(rec)
   local t = EVENT_OF[rec.state]
   if events_key == nil or t == nil then
@@ -110,6 +125,9 @@ local function emit(rec)
     ip = rec.ip,
     ua = rec.ua,
     cid = rec.client,
+    pl = event_place(rec.place),
+    rk = rec.risk,
+    why = rec.why,
   }))
 end
 

@@ -1,6 +1,6 @@
 //! The webhook body of an event, in the Standard Webhooks payload shape:
-//! `{"type", "timestamp" (RFC 3339), "data"}`. `place` and `risk` are
-//! null until the geo lookup fills them.
+//! `{"type", "timestamp" (RFC 3339), "data"}`. `place` (with
+//! `--geoip-db`) and `risk` (from the scan on) are null when unknown.
 
 use crate::routes::browser::rfc3339;
 use crate::routes::phone::describe_agent;
@@ -24,8 +24,8 @@ pub fn body(event: &Event) -> Value {
     if event.kind != EventKind::SessionRevoked {
         data["ip"] = json!(event.ip);
         data["browser"] = json!(browser);
-        data["place"] = Value::Null;
-        data["risk"] = Value::Null;
+        data["place"] = json!(event.place);
+        data["risk"] = json!(event.risk);
         data["client_id"] = json!(event.client_id);
     }
     json!({
