@@ -415,6 +415,7 @@ impl Store for MemoryStore {
                     expires_at_ms: expires,
                     ip: rec.browser.ip.clone(),
                     user_agent: rec.browser.user_agent.clone(),
+                    place: rec.browser.place.clone(),
                 },
                 key.1,
             ),

@@ -23,6 +23,8 @@ pub struct SessionInfo {
     /// them (the HTTP layer derives browser and OS from the user agent).
     pub ip: String,
     pub user_agent: String,
+    /// The browser's GeoIP place at login, with `--geoip-db`.
+    pub place: Option<crate::place::Place>,
 }
 
 /// How far past "now" an index entry written at approve time may still

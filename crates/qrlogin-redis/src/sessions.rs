@@ -38,6 +38,9 @@ struct Entry {
     ip: String,
     #[serde(default)]
     ua: String,
+    /// The browser's place, in Place's JSON form (common.lua's event_place).
+    #[serde(default)]
+    pl: Option<qrlogin_core::Place>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -129,6 +132,7 @@ pub(crate) async fn list(
             expires_at_ms: exp,
             ip: e.ip,
             user_agent: e.ua,
+            place: e.pl,
         });
     }
     out.sort_by_key(|i| (i.created_at_ms, i.sid));

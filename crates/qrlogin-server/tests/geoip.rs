@@ -97,6 +97,30 @@ async fn same_city_is_low_risk(kind: StoreKind) {
     );
     let r = approve(&phone, &login.id, None).await;
     assert_eq!(r.ok_json(StatusCode::OK)["state"], "approved");
+    // The session it becomes shows the browser's place in the phone's list.
+    send(
+        raw_client()
+            .post(app.url(&format!("/v1/logins/{}/redeem", login.id)))
+            .bearer_auth(login.secret.as_deref().expect("header binding")),
+    )
+    .await
+    .ok_json(StatusCode::OK);
+    let list = send(
+        raw_client()
+            .get(app.url("/v1/mobile/sessions"))
+            .bearer_auth(&phone.token),
+    )
+    .await
+    .ok_json(StatusCode::OK);
+    let mine: Vec<&Value> = list["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter(|v| v["sid"] == login.id.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "{list}");
+    assert_eq!(mine[0]["place"]["city"], "Berlin", "{list}");
+    assert_eq!(mine[0]["place"]["asn"], 64500, "{list}");
 }
 
 async fn other_country_is_high_risk_and_needs_presence(kind: StoreKind) {

@@ -40,6 +40,6 @@ redis.call('SET', KEYS[2],
   'PX', int(math.max(1, session_ms)))
 redis.call('SET', KEYS[3],
   cjson.encode({ h = ARGV[7], uid = rec.uid, created = int(now), exp = int(now + session_ms),
-    ip = rec.ip or '', ua = rec.ua or '' }),
+    ip = rec.ip or '', ua = rec.ua or '', pl = event_place(rec.place) }),
   'PX', int(math.max(1, session_ms)))
 return { 'ok', rec.uid, uname }

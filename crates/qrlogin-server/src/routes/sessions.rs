@@ -44,7 +44,7 @@ impl From<SessionInfo> for SessionView {
             user_agent: i.user_agent,
             browser,
             os,
-            place: None,
+            place: i.place.and_then(|p| serde_json::to_value(p).ok()),
         }
     }
 }
