@@ -46,22 +46,7 @@ async fn the_api_conforms_to_its_openapi_document() {
     );
     // A GeoIP database with loopback in it, so the scan answers carry
     // full places and a (low) risk verdict for Schemathesis to check.
-    let geo = tempfile::tempdir().expect("temp dir");
-    let db = geo.path().join("GeoLite2-City.mmdb");
-    let mut world = mmdb::world();
-    world
-        .as_array_mut()
-        .expect("networks")
-        .push(serde_json::json!({
-            "cidr": "127.0.0.0/8",
-            "data": mmdb::on_as(
-                mmdb::city("Berlin", "Land Berlin", "Germany", "DE", 52.52, 13.405),
-                64500,
-                "Example Net",
-                false,
-            ),
-        }));
-    mmdb::write(&db, &world);
+    let (_geo, db) = mmdb::world_with_loopback_file();
     let admin = tempfile::tempdir().expect("temp dir");
     let admin_file = admin.path().join("admin-token");
     std::fs::write(&admin_file, ADMIN_TOKEN).expect("writing the admin token");

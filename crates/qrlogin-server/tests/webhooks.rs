@@ -350,21 +350,8 @@ async fn logins_deny_and_logout_are_delivered_signed_and_audited_redis() {
 async fn events_carry_place_and_risk(store: &str) {
     let setup = Setup::new();
     let receiver = setup.receiver();
-    let db = setup.path("GeoLite2-City.mmdb");
-    let mut world = mmdb::world();
-    world
-        .as_array_mut()
-        .expect("networks")
-        .push(serde_json::json!({
-            "cidr": "127.0.0.0/8",
-            "data": mmdb::on_as(
-                mmdb::city("Berlin", "Land Berlin", "Germany", "DE", 52.52, 13.405),
-                64500,
-                "Example Net",
-                false,
-            ),
-        }));
-    mmdb::write(Path::new(&db), &world);
+    let (_geo, db) = mmdb::world_with_loopback_file();
+    let db = db.display().to_string();
     let srv = setup.server(&["--store", store, "--geoip-db", &db]);
     let phone = Phone::sign_in(&srv.base, ALICE).await;
     let (login, _token) = full_login(&srv.base, &phone).await;

@@ -99,3 +99,23 @@ pub fn world_file() -> (tempfile::TempDir, PathBuf) {
     write(&path, &world());
     (dir, path)
 }
+
+/// [`world`] plus loopback (127.0.0.0/8) in Berlin, AS64500, in a fresh
+/// temporary directory: for tests whose browser and phone are both on
+/// 127.0.0.1 but whose answers must carry full places and a verdict.
+pub fn world_with_loopback_file() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("GeoLite2-City.mmdb");
+    let mut networks = world();
+    networks.as_array_mut().expect("networks").push(json!({
+        "cidr": "127.0.0.0/8",
+        "data": on_as(
+            city("Berlin", "Land Berlin", "Germany", "DE", 52.52, 13.405),
+            64500,
+            "Example Net",
+            false,
+        ),
+    }));
+    write(&path, &networks);
+    (dir, path)
+}
