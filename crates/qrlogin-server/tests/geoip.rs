@@ -29,25 +29,6 @@ fn geo_config(db: Option<&Path>, mode: MatchMode) -> qrlogin_server::ServeConfig
     cfg
 }
 
-/// `POST /v1/logins` from `xff` (header binding).
-async fn create(app: &App, xff: &str) -> Login {
-    let v = send(
-        raw_client()
-            .post(app.url("/v1/logins"))
-            .header("x-forwarded-for", xff)
-            .header("content-type", "application/json")
-            .body(r#"{"binding":"header"}"#),
-    )
-    .await
-    .ok_json(StatusCode::CREATED);
-    Login {
-        id: v["login_id"].as_str().unwrap().to_string(),
-        secret: v["browser_secret"].as_str().map(str::to_owned),
-        created: v,
-        set_cookie: None,
-    }
-}
-
 /// The phone's scan from `xff`, asserting 200.
 async fn scan(app: &App, phone: &Phone, id: &str, xff: &str) -> Value {
     send(
@@ -76,7 +57,7 @@ async fn same_city_is_low_risk(kind: StoreKind) {
     let (_dir, db) = mmdb::world_file();
     let app = app_with(kind, geo_config(Some(&db), MatchMode::Off), None).await;
     let phone = app.phone(ALICE).await;
-    let login = create(&app, "192.0.2.10").await;
+    let login = create_from(&app, "192.0.2.10").await;
     let ctx = scan(&app, &phone, &login.id, "198.51.100.20").await;
     assert_eq!(ctx["risk"]["level"], "low", "{ctx}");
     assert_eq!(ctx["risk"]["reasons"], serde_json::json!([]));
@@ -128,7 +109,7 @@ async fn other_country_is_high_risk_and_needs_presence(kind: StoreKind) {
     let app = app_with(kind, geo_config(Some(&db), MatchMode::Off), None).await;
     let browser = app.browser();
     let phone = app.phone(ALICE).await;
-    let login = create(&app, "203.0.113.10").await;
+    let login = create_from(&app, "203.0.113.10").await;
     let ctx = scan(&app, &phone, &login.id, "192.0.2.20").await;
     assert_eq!(ctx["risk"]["level"], "high", "{ctx}");
     assert_eq!(
@@ -182,7 +163,7 @@ async fn hosting_network_is_high_risk(kind: StoreKind) {
     let app = app_with(kind, geo_config(Some(&db), MatchMode::Off), None).await;
     let phone = app.phone(ALICE).await;
     // Berlin both, but the browser is in a data centre.
-    let login = create(&app, "203.0.113.200").await;
+    let login = create_from(&app, "203.0.113.200").await;
     let ctx = scan(&app, &phone, &login.id, "192.0.2.20").await;
     assert_eq!(
         ctx["risk"]["reasons"],
@@ -205,14 +186,14 @@ async fn on_risk_matching_follows_the_verdict(kind: StoreKind) {
     let app = app_with(kind, geo_config(Some(&db), MatchMode::OnRisk), None).await;
     let phone = app.phone(ALICE).await;
     // Low (same AS, other /24: without the database this would ask).
-    let low = create(&app, "192.0.2.10").await;
+    let low = create_from(&app, "192.0.2.10").await;
     let ctx = scan(&app, &phone, &low.id, "198.51.100.20").await;
     assert_eq!(ctx["risk"]["level"], "low");
     assert!(ctx.get("match_choices").is_none(), "{ctx}");
     assert_eq!(shown_code(&app.base, &low).await, None);
     phone.approve_ok(&low.id).await;
     // High: the number, and the presence tick.
-    let high = create(&app, "203.0.113.10").await;
+    let high = create_from(&app, "203.0.113.10").await;
     let ctx = scan(&app, &phone, &high.id, "192.0.2.20").await;
     assert_eq!(ctx["risk"]["level"], "high");
     let choices = ctx["match_choices"].as_array().expect("choices");
@@ -230,7 +211,7 @@ async fn on_risk_matching_follows_the_verdict(kind: StoreKind) {
 async fn no_database_means_unknown_place(kind: StoreKind) {
     let app = app_with(kind, geo_config(None, MatchMode::Off), None).await;
     let phone = app.phone(ALICE).await;
-    let login = create(&app, "203.0.113.10").await;
+    let login = create_from(&app, "203.0.113.10").await;
     let ctx = scan(&app, &phone, &login.id, "192.0.2.20").await;
     assert_eq!(ctx["place"]["known"], false, "{ctx}");
     assert_eq!(

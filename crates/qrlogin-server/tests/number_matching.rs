@@ -127,26 +127,6 @@ async fn on_risk_asks_only_across_networks(kind: StoreKind) {
     let app = app_with(kind, cfg, None).await;
     let http = raw_client();
     let phone = app.phone(ALICE).await;
-    let create = |xff: &'static str| {
-        let http = http.clone();
-        let url = app.url("/v1/logins");
-        async move {
-            let v = send(
-                http.post(url)
-                    .header("x-forwarded-for", xff)
-                    .header("content-type", "application/json")
-                    .body(r#"{"binding":"header"}"#),
-            )
-            .await
-            .ok_json(StatusCode::CREATED);
-            Login {
-                id: v["login_id"].as_str().unwrap().to_string(),
-                secret: v["browser_secret"].as_str().map(str::to_owned),
-                created: v,
-                set_cookie: None,
-            }
-        }
-    };
     let scan = |id: String, xff: &'static str| {
         let http = http.clone();
         let url = app.url(&format!("/v1/mobile/logins/{id}/scan"));
@@ -163,7 +143,7 @@ async fn on_risk_asks_only_across_networks(kind: StoreKind) {
     };
 
     // Same /24: no question asked, approving without a code works.
-    let same = create("203.0.113.9").await;
+    let same = create_from(&app, "203.0.113.9").await;
     let ctx = scan(same.id.clone(), "203.0.113.77").await;
     assert_eq!(
         ctx["browser"]["ip"], "203.0.113.9",
@@ -178,7 +158,7 @@ async fn on_risk_asks_only_across_networks(kind: StoreKind) {
 
     // Another network: the phone must pick the code, and the browser is
     // shown it with the scan (not at create).
-    let other = create("203.0.113.9").await;
+    let other = create_from(&app, "203.0.113.9").await;
     assert!(
         other.created.get("match_code").is_none(),
         "{}",

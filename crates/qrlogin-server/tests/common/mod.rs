@@ -839,3 +839,23 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
+
+/// `POST /v1/logins` (header binding) as a browser at `xff`, presented
+/// through `X-Forwarded-For` from the trusted 127.0.0.1.
+pub async fn create_from(app: &App, xff: &str) -> Login {
+    let v = send(
+        raw_client()
+            .post(app.url("/v1/logins"))
+            .header("x-forwarded-for", xff)
+            .header("content-type", "application/json")
+            .body(r#"{"binding":"header"}"#),
+    )
+    .await
+    .ok_json(StatusCode::CREATED);
+    Login {
+        id: v["login_id"].as_str().unwrap().to_string(),
+        secret: v["browser_secret"].as_str().map(str::to_owned),
+        created: v,
+        set_cookie: None,
+    }
+}
