@@ -285,6 +285,15 @@ impl Store for MemoryStore {
             .map(|(r, _)| r.clone()))
     }
 
+    /// In-process hints reach every watcher: a plain read.
+    async fn get_watched(
+        &self,
+        id: &LoginId,
+        now_ms: u64,
+    ) -> Result<Option<LoginRecord>, StoreError> {
+        self.get(id, now_ms).await
+    }
+
     async fn scan_assessed(
         &self,
         id: &LoginId,

@@ -110,6 +110,12 @@ impl Notifier {
         self.inner.alive_ms.store(ms.max(1), Ordering::Relaxed);
     }
 
+    /// The remote feed may have lost hints (a subscription is being
+    /// restored): until it is alive again, watchers' backstops re-read.
+    pub fn mark_lost(&self) {
+        self.inner.alive_ms.store(0, Ordering::Relaxed);
+    }
+
     /// Whether no hint can have been lost in the last `window`: always for
     /// in-process delivery; for a remote feed, when it proved alive within
     /// the window (a feed that reconnects sends [`Hint::Reread`] anyway).
@@ -163,6 +169,18 @@ impl Notifier {
         for shard in &self.inner.shards {
             for slot in lock(shard).values() {
                 slot.tx.send_replace(Hint::Reread);
+            }
+        }
+    }
+
+    /// Tells the watchers of the logins `which` picks to re-read (after one
+    /// Redis Cluster slot's hint subscription moved).
+    pub fn reread_matching(&self, which: impl Fn(&LoginId) -> bool) {
+        for shard in &self.inner.shards {
+            for (id, slot) in lock(shard).iter() {
+                if which(id) {
+                    slot.tx.send_replace(Hint::Reread);
+                }
             }
         }
     }

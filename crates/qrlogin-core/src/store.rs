@@ -299,6 +299,18 @@ pub trait Store: Send + Sync + 'static {
     /// it yet), so both stores forget at the same moment.
     async fn get(&self, id: &LoginId, now_ms: u64) -> Result<Option<LoginRecord>, StoreError>;
 
+    /// [`get`](Self::get) for a watcher about to wait on the login (after
+    /// it registered with the [`Notifier`]): a store whose hints travel
+    /// between instances also makes sure this instance will hear the
+    /// login's hints from now on (Redis: routes them here, issue 13). The
+    /// same answer as `get`. Required, so a wrapper cannot silently lose
+    /// the registration by falling back to `get`.
+    async fn get_watched(
+        &self,
+        id: &LoginId,
+        now_ms: u64,
+    ) -> Result<Option<LoginRecord>, StoreError>;
+
     /// pending → scanned by `user`, extending expiry once. Scanning again by
     /// the same user returns the record unchanged (a reloaded phone page);
     /// by another user it is `WrongUser`. When `policy` requires it (and

@@ -1,12 +1,15 @@
-//! The process's one subscription to the hint channel.
+//! The process's one subscription to its hint channel, on one Redis or
+//! Sentinel (Redis Cluster: [`shard_hints`](crate::shard_hints)).
 //!
-//! Every transition script publishes a compact JSON hint on
-//! [`HINT_CHANNEL`](crate::HINT_CHANNEL):
+//! Every transition script publishes a compact JSON hint
 //! `{"id":"<login id>","v":<version>,"s":"<state>","uid":"..","un":"..","mr":1}`
 //! (`uid`/`un` absent before a scan, `mr` unless the scan asked the phone
-//! for the match code). One background task per store holds
-//! one pub/sub connection for all logins and feeds each hint into the
-//! store's [`Notifier`], which wakes only the watchers of that login.
+//! for the match code) to the channels of the instances that wait on the
+//! login ([`route`](crate::route)). One background task per store holds
+//! one pub/sub connection, subscribed to this instance's channel (and the
+//! pre-routing [`HINT_CHANNEL`](crate::HINT_CHANNEL), for rolling
+//! upgrades), and feeds each hint into the store's [`Notifier`], which wakes
+//! only the watchers of that login.
 //!
 //! Pub/sub is a hint, not a log: messages published while the subscription
 //! is down are lost. So after every resubscribe the task tells all watchers
@@ -15,10 +18,6 @@
 //!
 //! Where the subscription lives ([`Source`]):
 //! * one Redis: that server;
-//! * Redis Cluster: any one node, because a classic `PUBLISH` (which the
-//!   scripts use, on whichever node holds the login's slot) is broadcast to
-//!   every node of the cluster over the cluster bus. The task starts on the
-//!   first seed node and moves to the next one whenever its node fails;
 //! * Sentinel: the master the command connection uses (looked up first if
 //!   there is none), on every (re)subscribe.
 //!   A failover ends the subscription as soon as the Sentinels announce the
@@ -30,6 +29,7 @@
 //!   subscribers` checks that, but the store does not rely on it.)
 
 use crate::conn::SentinelConn;
+use crate::route::HintRoute;
 use crate::{bounded, HINT_CHANNEL};
 use futures_util::StreamExt;
 use qrlogin_core::{Hint, LoginId, Notifier, State, StoreError, User};
@@ -96,45 +96,30 @@ pub(crate) fn parse(payload: &[u8]) -> Option<(LoginId, Hint)> {
 /// Where to subscribe.
 pub(crate) enum Source {
     /// One Redis.
-    Single(Client),
-    /// Cluster seed nodes, tried in turn from `next`.
-    Nodes { nodes: Vec<Client>, next: usize },
+    Single(Box<Client>),
     /// The master named by the Sentinels.
     Sentinel(SentinelConn),
 }
 
 impl Source {
-    /// A pub/sub connection subscribed to the hint channel. On a cluster,
-    /// the seed nodes are tried in turn (each bounded by `timeout`) from the
-    /// current one, which stays current while it works.
-    async fn subscribe(&mut self, timeout: Duration) -> Result<PubSub, StoreError> {
+    /// A pub/sub connection subscribed to this instance's hint channels.
+    async fn subscribe(
+        &mut self,
+        route: &HintRoute,
+        timeout: Duration,
+    ) -> Result<PubSub, StoreError> {
         let client = match self {
-            Source::Single(c) => c.clone(),
-            Source::Nodes { nodes, next } => {
-                let mut last = None;
-                for _ in 0..nodes.len() {
-                    match subscribe_on(&nodes[*next % nodes.len()], timeout).await {
-                        Ok(pubsub) => return Ok(pubsub),
-                        Err(e) => last = Some(e),
-                    }
-                    *next = (*next + 1) % nodes.len();
-                }
-                return Err(last.unwrap_or_else(|| {
-                    StoreError::Unavailable("no cluster node to subscribe on".into())
-                }));
-            }
+            Source::Single(c) => (**c).clone(),
             Source::Sentinel(s) => bounded(timeout, s.master_client()).await?,
         };
-        subscribe_on(&client, timeout).await
+        subscribe_on(&client, route, timeout).await
     }
 
-    /// How many `timeout`s one [`Source::subscribe`] may take: one per
-    /// seed node on a cluster, two (ask the Sentinels, subscribe) with
-    /// Sentinel.
+    /// How many `timeout`s one [`Source::subscribe`] may take: two (ask
+    /// the Sentinels, subscribe) with Sentinel.
     fn steps(&self) -> u32 {
         match self {
             Source::Single(_) => 1,
-            Source::Nodes { nodes, .. } => u32::try_from(nodes.len()).unwrap_or(u32::MAX),
             Source::Sentinel(_) => 2,
         }
     }
@@ -147,18 +132,10 @@ impl Source {
             _ => None,
         }
     }
-
-    /// After a subscription was lost: on a cluster, move to the next seed
-    /// node (the lost one may be failing).
-    fn lost(&mut self) {
-        if let Source::Nodes { nodes, next } = self {
-            *next = (*next + 1) % nodes.len();
-        }
-    }
 }
 
 /// The subscriber task; aborted when dropped, i.e. when its store is.
-pub(crate) struct HintTask(JoinHandle<()>);
+pub(crate) struct HintTask(pub(crate) JoinHandle<()>);
 
 impl Drop for HintTask {
     fn drop(&mut self) {
@@ -171,15 +148,17 @@ impl Drop for HintTask {
 /// per connect step (one per seed node tried, see [`Source::subscribe`]).
 pub(crate) async fn start(
     source: Source,
+    route: HintRoute,
     notifier: Notifier,
     timeout: Duration,
 ) -> Result<HintTask, StoreError> {
-    start_with(source, notifier, timeout, HEALTH_EVERY).await
+    start_with(source, route, notifier, timeout, HEALTH_EVERY).await
 }
 
 /// [`start`] with a chosen health-check interval (tests use a short one).
 async fn start_with(
     source: Source,
+    route: HintRoute,
     notifier: Notifier,
     timeout: Duration,
     health_every: Duration,
@@ -188,6 +167,7 @@ async fn start_with(
     let start_timeout = timeout.saturating_mul(source.steps());
     let task = HintTask(tokio::spawn(run(
         source,
+        route,
         notifier,
         timeout,
         health_every,
@@ -205,10 +185,16 @@ async fn start_with(
     }
 }
 
-async fn subscribe_on(client: &Client, timeout: Duration) -> Result<PubSub, StoreError> {
+async fn subscribe_on(
+    client: &Client,
+    route: &HintRoute,
+    timeout: Duration,
+) -> Result<PubSub, StoreError> {
+    let mut channels = route.channels();
+    channels.push(HINT_CHANNEL.to_string());
     bounded(timeout, async {
         let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(HINT_CHANNEL).await?;
+        pubsub.subscribe(&channels).await?;
         Ok(pubsub)
     })
     .await
@@ -216,6 +202,7 @@ async fn subscribe_on(client: &Client, timeout: Duration) -> Result<PubSub, Stor
 
 async fn run(
     mut source: Source,
+    route: HintRoute,
     notifier: Notifier,
     timeout: Duration,
     health_every: Duration,
@@ -229,7 +216,7 @@ async fn run(
         if let Some(m) = moves.as_mut() {
             m.mark_unchanged();
         }
-        match source.subscribe(timeout).await {
+        match source.subscribe(&route, timeout).await {
             Ok(pubsub) => {
                 backoff = MIN_BACKOFF;
                 match ready.take() {
@@ -243,7 +230,6 @@ async fn run(
                 }
                 listen(pubsub, &notifier, timeout, health_every, moves).await;
                 tracing::warn!("hint subscription lost; resubscribing");
-                source.lost();
                 tokio::time::sleep(MIN_BACKOFF).await;
             }
             Err(e) => {
@@ -322,13 +308,17 @@ mod tests {
     use qrlogin_testkit::RedisServer;
 
     async fn publish(server: &RedisServer, payload: &str) {
+        publish_on(server, HINT_CHANNEL, payload).await
+    }
+
+    async fn publish_on(server: &RedisServer, channel: &str, payload: &str) {
         let mut c = Client::open(server.url())
             .unwrap()
             .get_multiplexed_async_connection()
             .await
             .unwrap();
         let _: i64 = redis::cmd("PUBLISH")
-            .arg(HINT_CHANNEL)
+            .arg(channel)
             .arg(payload)
             .query_async(&mut c)
             .await
@@ -345,10 +335,21 @@ mod tests {
         server: &RedisServer,
         health_every: Duration,
     ) -> (HintTask, qrlogin_core::Registration, LoginId) {
+        let (task, reg, id, _) = watching_on(server, health_every, HintRoute::new(false)).await;
+        (task, reg, id)
+    }
+
+    /// [`watching`] with a chosen route, which it hands back.
+    async fn watching_on(
+        server: &RedisServer,
+        health_every: Duration,
+        route: HintRoute,
+    ) -> (HintTask, qrlogin_core::Registration, LoginId, HintRoute) {
         let notifier = Notifier::remote();
         let client = Client::open(server.url()).unwrap();
         let task = start_with(
-            Source::Single(client),
+            Source::Single(Box::new(client)),
+            route.clone(),
             notifier.clone(),
             Duration::from_millis(500),
             health_every,
@@ -356,7 +357,23 @@ mod tests {
         .await
         .unwrap();
         let id = LoginId::random();
-        (task, notifier.register(id), id)
+        (task, notifier.register(id), id, route)
+    }
+
+    #[tokio::test]
+    async fn hears_its_own_channel_and_not_another_instances() {
+        let server = RedisServer::start();
+        let (_task, mut reg, id, route) =
+            watching_on(&server, HEALTH_EVERY, HintRoute::new(false)).await;
+        let other = HintRoute::new(false);
+        publish_on(&server, &other.channel_for(&id), &hint(id, 2)).await;
+        publish_on(&server, &route.channel_for(&id), &hint(id, 3)).await;
+        // Only the second reached this instance: the first hint it sees is
+        // version 3.
+        assert!(matches!(
+            next(&mut reg).await,
+            Hint::Changed { version: 3, .. }
+        ));
     }
 
     async fn next(reg: &mut qrlogin_core::Registration) -> Hint {

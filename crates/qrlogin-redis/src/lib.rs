@@ -27,8 +27,10 @@ mod events;
 mod hints;
 pub mod keys;
 mod record;
+mod route;
 mod scripts;
 mod sessions;
+mod shard_hints;
 
 pub use conn::redact_url;
 pub use events::{EVENTS_KEY, GROUP as EVENTS_GROUP};
@@ -100,6 +102,13 @@ pub fn check_url(url: &str) -> Result<(), StoreError> {
     conn::parse(url).map(|_| ())
 }
 
+/// How this store hears hints: a classic subscription (one Redis,
+/// Sentinel) or sharded channels through the cluster (see [`route`]).
+enum Hints {
+    Pubsub(hints::Source),
+    Cluster(Vec<String>),
+}
+
 /// A demo phone-app token's value: the user and the caller-clock expiry,
 /// which decides liveness exactly (the Redis TTL only garbage-collects).
 #[derive(Serialize, Deserialize)]
@@ -122,6 +131,8 @@ pub struct RedisStore {
     /// `--redis-min-replicas`: replicas that must acknowledge redeem,
     /// logout and revoke writes (`WAIT`) before they count; 0 = no wait.
     min_replicas: u32,
+    /// This instance's hint channels (see [`route`]).
+    route: route::HintRoute,
     // Last: the subscriber task is aborted when the store goes away.
     _hints: hints::HintTask,
 }
@@ -168,7 +179,10 @@ impl RedisStore {
                     ConnectionManager::new_with_config(client.clone(), config),
                 )
                 .await?;
-                (Conn::Single(conn), hints::Source::Single(client))
+                (
+                    Conn::Single(conn),
+                    Hints::Pubsub(hints::Source::Single(Box::new(client))),
+                )
             }
             Target::Cluster(nodes) => {
                 let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
@@ -180,12 +194,7 @@ impl RedisStore {
                     .build()
                     .map_err(store_error)?;
                 let conn = bounded(op_timeout, client.get_async_connection()).await?;
-                let nodes = nodes
-                    .iter()
-                    .map(|n| Client::open(n.as_str()))
-                    .collect::<RedisResult<Vec<_>>>()
-                    .map_err(store_error)?;
-                (Conn::Cluster(conn), hints::Source::Nodes { nodes, next: 0 })
+                (Conn::Cluster(conn), Hints::Cluster(nodes))
             }
             Target::Sentinel(target) => {
                 // The master connection answers (or times out) a little
@@ -200,11 +209,27 @@ impl RedisStore {
                     SentinelConn::connect(&target, config, op_timeout),
                 )
                 .await?;
-                (Conn::Sentinel(conn.clone()), hints::Source::Sentinel(conn))
+                (
+                    Conn::Sentinel(conn.clone()),
+                    Hints::Pubsub(hints::Source::Sentinel(conn)),
+                )
             }
         };
         let notifier = Notifier::remote();
-        let hints = hints::start(source, notifier.clone(), op_timeout).await?;
+        let (route, hints) = match source {
+            Hints::Pubsub(source) => {
+                let route = route::HintRoute::new(false);
+                let task =
+                    hints::start(source, route.clone(), notifier.clone(), op_timeout).await?;
+                (route, task)
+            }
+            Hints::Cluster(nodes) => {
+                let route = route::HintRoute::new(true);
+                let task =
+                    shard_hints::start(&nodes, route.clone(), notifier.clone(), op_timeout).await?;
+                (route, task)
+            }
+        };
         Ok(Self {
             conn,
             notifier,
@@ -213,6 +238,7 @@ impl RedisStore {
             scripts: scripts::Scripts::new(),
             events_on: AtomicBool::new(false),
             min_replicas: 0,
+            route,
             _hints: hints,
         })
     }
@@ -284,6 +310,13 @@ impl RedisStore {
         Ok((v, None))
     }
 
+    /// The channel on which this instance hears `id`'s hints (route.rs):
+    /// what a tool or test subscribes to (`SSUBSCRIBE` on Redis Cluster)
+    /// to see what the scripts send here.
+    pub fn hint_channel_for(&self, id: &LoginId) -> String {
+        self.route.channel_for(id)
+    }
+
     /// The per-operation timeout this store applies.
     pub fn op_timeout(&self) -> Duration {
         self.op_timeout
@@ -323,8 +356,10 @@ impl RedisStore {
         durable: bool,
     ) -> TransitionResult<Vec<String>> {
         let login_key = keys::login_key(id);
-        let mut keys: Vec<&str> = Vec::with_capacity(2 + extra_keys.len());
+        let watch_key = keys::watchers_key(id);
+        let mut keys: Vec<&str> = Vec::with_capacity(3 + extra_keys.len());
         keys.push(&login_key);
+        keys.push(&watch_key);
         keys.extend(extra_keys.iter().map(String::as_str));
         // Events on, not Cluster: the script appends the event itself (the
         // stream is always the last key, see common.lua).
@@ -336,7 +371,7 @@ impl RedisStore {
         let final_keep = self.ttls.final_keep_ms.to_string();
         let id = id.to_string();
         let mut args: Vec<&str> = Vec::with_capacity(4 + extra.len());
-        args.extend_from_slice(&[&now, &final_keep, &id, HINT_CHANNEL]);
+        args.extend_from_slice(&[&now, &final_keep, &id, self.route.publish_verb()]);
         args.extend_from_slice(extra);
         if durable && self.min_replicas > 0 {
             let (reply, acks): (Vec<String>, Option<i64>) = self
@@ -515,7 +550,8 @@ impl Store for RedisStore {
         let net = network_of(&login.browser.ip);
         let rec = LoginRecord::pending(login, now_ms, self.ttls.pending_ms);
         let purge = rec.expires_at_ms + self.ttls.final_keep_ms;
-        let json = record::to_json(&rec, &net, purge)?;
+        let channel = self.route.channel_for(&rec.id);
+        let json = record::to_json(&rec, &net, purge, Some(&channel))?;
         self.set_px(keys::login_key(&rec.id), json, purge - now_ms)
             .await?;
         Ok(rec)
@@ -528,6 +564,37 @@ impl Store for RedisStore {
         let (rec, purge) = record::login(*id, &json)?;
         // Past its purge deadline the login is gone, as the scripts' load()
         // says, even if Redis has not evicted the key yet.
+        Ok((now_ms < purge).then_some(rec))
+    }
+
+    /// One round trip like `get`: `watch.lua` reads the login and, unless
+    /// this instance created it, adds this instance's hint channel to the
+    /// login's watchers (see [`route`]).
+    async fn get_watched(
+        &self,
+        id: &LoginId,
+        now_ms: u64,
+    ) -> Result<Option<LoginRecord>, StoreError> {
+        let (login_key, watch_key) = (keys::login_key(id), keys::watchers_key(id));
+        let (now, channel) = (now_ms.to_string(), self.route.channel_for(id));
+        let keys = [login_key.as_str(), watch_key.as_str()];
+        let args = [now.as_str(), channel.as_str()];
+        let script = &self.scripts.watch;
+        let mut conn = self.conn.clone();
+        let json: Option<String> = self
+            .run(async move {
+                match script.evalsha(&keys, &args).query_async(&mut conn).await {
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        script.eval(&keys, &args).query_async(&mut conn).await
+                    }
+                    reply => reply,
+                }
+            })
+            .await?;
+        let Some(json) = json else {
+            return Ok(None);
+        };
+        let (rec, purge) = record::login(*id, &json)?;
         Ok((now_ms < purge).then_some(rec))
     }
 

@@ -51,6 +51,10 @@ struct Stored<'a> {
     /// Its reasons, comma-separated, in `RiskReason::ALL` order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     why: Option<Cow<'a, str>>,
+    /// The creating instance's hint channel (see `route`): where the
+    /// scripts publish this login's hints without any registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    w: Option<Cow<'a, str>>,
 }
 
 /// A [`Place`] as stored: strings only, like the record (coordinates in
@@ -156,7 +160,12 @@ fn number(value: &str, name: &str) -> Result<u64, StoreError> {
 }
 
 /// The JSON text `create` stores for a new login, with its purge deadline.
-pub(crate) fn to_json(rec: &LoginRecord, net: &str, purge_ms: u64) -> Result<String, StoreError> {
+pub(crate) fn to_json(
+    rec: &LoginRecord,
+    net: &str,
+    purge_ms: u64,
+    hint_channel: Option<&str>,
+) -> Result<String, StoreError> {
     let stored = Stored {
         state: Cow::Borrowed(rec.state.as_str()),
         version: Cow::Owned(rec.version.to_string()),
@@ -188,6 +197,7 @@ pub(crate) fn to_json(rec: &LoginRecord, net: &str, purge_ms: u64) -> Result<Str
                     .join(","),
             )
         }),
+        w: hint_channel.map(Cow::Borrowed),
     };
     serde_json::to_string(&stored).map_err(|e| corrupt(format!("login record: {e}")))
 }
@@ -358,7 +368,7 @@ mod tests {
             }),
             client_id: Some("shop-web".into()),
         };
-        let json = to_json(&rec, "127.0.0.0/24", 1_795_474_199_000).unwrap();
+        let json = to_json(&rec, "127.0.0.0/24", 1_795_474_199_000, None).unwrap();
         let (back, purge) = login(id, &json).unwrap();
         assert_eq!(back, rec);
         assert_eq!(purge, 1_795_474_199_000);

@@ -33,6 +33,9 @@ pub(crate) const REVOKE_SID: &str = lua!("revoke_sid.lua");
 /// Logout of one session (and its `session.revoked` event): not a login
 /// transition, no prelude.
 pub(crate) const REVOKE: &str = include_str!("lua/revoke.lua");
+/// Opening a wait (route.rs): a read that registers the instance, no
+/// prelude.
+pub(crate) const WATCH: &str = include_str!("lua/watch.lua");
 /// Not a login transition: no prelude.
 pub(crate) const TAKE_GRANT: &str = include_str!("lua/take_grant.lua");
 
@@ -81,6 +84,7 @@ pub(crate) struct Scripts {
     pub revoke_sid: Lua,
     pub revoke: Lua,
     pub take_grant: Lua,
+    pub watch: Lua,
 }
 
 impl Scripts {
@@ -94,6 +98,7 @@ impl Scripts {
             revoke_sid: Lua::new(REVOKE_SID),
             revoke: Lua::new(REVOKE),
             take_grant: Lua::new(TAKE_GRANT),
+            watch: Lua::new(WATCH),
         }
     }
 }

@@ -72,8 +72,17 @@ async fn a_watcher_on_one_instance_is_woken_by_another() {
             match_required: false,
         }
     );
-    // And the other way round.
+    // And the other way round: a watcher on B (not the creator) registers
+    // and then reads, as the server's watcher does, which routes the
+    // login's hints to B too.
     let mut on_b = b.notifier().register(id);
+    b.get_watched(&id, T0 + 2500)
+        .await
+        .expect("watch on B")
+        .expect("the login");
+    // A third instance that never opened a wait hears nothing of it.
+    let c = store(&server).await;
+    let mut on_c = c.notifier().register(id);
     a.redeem(&id, &secret.hash(), &SessionToken::new_for(id), T0 + 3000)
         .await
         .expect("redeem on A");
@@ -89,6 +98,12 @@ async fn a_watcher_on_one_instance_is_woken_by_another() {
         },
     )
     .await;
+    // B has heard the redeem, so C would have by now if it were sent there.
+    let heard = tokio::time::timeout(Duration::from_millis(300), on_c.next()).await;
+    assert!(
+        heard.is_err(),
+        "an instance that does not wait got {heard:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,7 +438,7 @@ async fn redis_ttls_follow_the_callers_clock_and_only_collect_garbage() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hints_are_compact_json_on_one_channel() {
+async fn hints_are_compact_json_on_the_instance_channel() {
     use futures_util::StreamExt;
     let server = RedisServer::start();
     let s = store(&server).await;
@@ -432,9 +447,10 @@ async fn hints_are_compact_json_on_one_channel() {
         .get_async_pubsub()
         .await
         .expect("pubsub");
-    pubsub.subscribe(HINT_CHANNEL).await.expect("subscribe");
     let (new, _) = new_login(None);
     let id = new.id;
+    let channel = s.hint_channel_for(&id);
+    pubsub.subscribe(&channel).await.expect("subscribe");
     s.create(new, T0).await.expect("create");
     let user = User {
         id: "u\"1".into(),
@@ -446,7 +462,7 @@ async fn hints_are_compact_json_on_one_channel() {
         .await
         .expect("a hint within 5 s")
         .expect("stream open");
-    assert_eq!(msg.get_channel_name(), HINT_CHANNEL);
+    assert_eq!(msg.get_channel_name(), channel);
     let payload = msg.get_payload_bytes();
     assert!(payload.len() < 200, "compact: {} bytes", payload.len());
     let v: serde_json::Value = serde_json::from_slice(payload).expect("json");

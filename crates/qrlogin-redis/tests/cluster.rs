@@ -1,13 +1,14 @@
 //! `redis+cluster://`: the whole store contract against a private
 //! three-master Redis Cluster (one per case), and what is particular to a
 //! cluster: logins spread over nodes, scripts reaching nodes that never had
-//! them, hints crossing nodes, a dead node.
+//! them, sharded hints routed to the waiting instances (across a slot
+//! migration and a node restart), a dead node.
 
 mod common;
 
 use common::{no_hang, t_unavailable, unavailable};
 use qrlogin_core::{Hint, LoginId, State, Store, Ttls};
-use qrlogin_redis::{keys, RedisStore, HINT_CHANNEL};
+use qrlogin_redis::{keys, RedisStore};
 use qrlogin_testkit::contract::{alice, expect_hint, new_login, next_hint, scanned_by, T0, TTLS};
 use qrlogin_testkit::{RedisCluster, StoreUnderTest};
 use std::sync::Arc;
@@ -135,38 +136,185 @@ async fn scripts_run_on_nodes_that_never_had_them() {
     }
 }
 
-/// The running nodes that hold a subscription to the hint channel
-/// (`PUBSUB NUMSUB` is per node).
-async fn subscribed_nodes(cluster: &RedisCluster, skip: Option<usize>) -> Vec<usize> {
-    let mut subscribed = Vec::new();
-    for i in (0..cluster.len()).filter(|i| Some(*i) != skip) {
-        let numsub: (String, i64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(HINT_CHANNEL)
-            .query_async(&mut raw(cluster, i).await)
-            .await
-            .expect("PUBSUB NUMSUB");
-        if numsub.1 > 0 {
-            subscribed.push(i);
-        }
-    }
-    subscribed
+/// The sharded hint channels node `i` has subscribers for, and the classic
+/// channels (`PUBSUB` is per node).
+async fn channels_on(cluster: &RedisCluster, i: usize) -> (Vec<String>, Vec<String>) {
+    let mut c = raw(cluster, i).await;
+    let sharded: Vec<String> = redis::cmd("PUBSUB")
+        .arg("SHARDCHANNELS")
+        .arg("qrl:h:*")
+        .query_async(&mut c)
+        .await
+        .expect("PUBSUB SHARDCHANNELS");
+    let classic: Vec<String> = redis::cmd("PUBSUB")
+        .arg("CHANNELS")
+        .query_async(&mut c)
+        .await
+        .expect("PUBSUB CHANNELS");
+    (sharded, classic)
 }
 
+/// How many slots node `i` owns, by its own `CLUSTER NODES` line.
+fn slots_of(cluster: &RedisCluster, i: usize) -> usize {
+    let nodes = qrlogin_testkit::redis_cli(cluster.ports()[i], &["CLUSTER", "NODES"]);
+    let me = nodes
+        .lines()
+        .find(|l| l.contains("myself"))
+        .expect("a myself line");
+    me.split_whitespace()
+        .skip(8)
+        .filter(|r| !r.starts_with('['))
+        .map(|r| match r.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1,
+            None => 1,
+        })
+        .sum()
+}
+
+/// Hints are sharded: each node carries this instance's channels for
+/// exactly the slots it owns (so a script's SPUBLISH stays on its node) and
+/// no classic subscription at all (a classic PUBLISH would cross the
+/// cluster bus to every node); every node's transitions reach the creator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hints_cross_nodes() {
+async fn hints_are_sharded_by_slot_and_reach_the_creator() {
     let cluster = RedisCluster::start();
     let s = store(&cluster, OP_TIMEOUT).await;
-    let subscribed = subscribed_nodes(&cluster, None).await;
-    assert_eq!(subscribed.len(), 1, "one subscription: {subscribed:?}");
-    let a = subscribed[0];
-    // Every other node's transitions publish there.
-    for b in (0..cluster.len()).filter(|&b| b != a) {
+    let mut total = 0;
+    for i in 0..cluster.len() {
+        let (sharded, classic) = channels_on(&cluster, i).await;
+        assert_eq!(sharded.len(), slots_of(&cluster, i), "node {i}");
+        assert!(classic.is_empty(), "node {i}: classic channels {classic:?}");
+        total += sharded.len();
+    }
+    assert_eq!(total, 16384);
+    for b in 0..cluster.len() {
         let id = login_on(&s, &cluster, b).await;
         let mut reg = s.notifier().register(id);
         s.scan(&id, &alice(), T0 + 1).await.expect("scan");
         expect_hint(&mut reg, scanned_by(alice())).await;
     }
+}
+
+/// A second instance that waits on a login it did not create hears its
+/// hints once it has opened the wait (get_watched), a third that did not
+/// hears nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_reach_the_instances_that_wait_and_no_other() {
+    let cluster = RedisCluster::start();
+    let (a, b, c) = (
+        store(&cluster, OP_TIMEOUT).await,
+        store(&cluster, OP_TIMEOUT).await,
+        store(&cluster, OP_TIMEOUT).await,
+    );
+    let (new, _) = new_login(None);
+    let id = new.id;
+    a.create(new, T0).await.expect("create on A");
+    let mut on_b = b.notifier().register(id);
+    b.get_watched(&id, T0).await.expect("watch").expect("login");
+    let mut on_c = c.notifier().register(id);
+    c.scan(&id, &alice(), T0 + 1).await.expect("scan on C");
+    expect_hint(&mut on_b, scanned_by(alice())).await;
+    let heard = tokio::time::timeout(Duration::from_millis(300), on_c.next()).await;
+    assert!(heard.is_err(), "C does not wait, yet got {heard:?}");
+}
+
+/// Moves `slot` from node `from` to node `to` the way `redis-cli --cluster
+/// reshard` does: importing/migrating, MIGRATE every key, then the new
+/// owner announced to every node.
+fn migrate_slot(cluster: &RedisCluster, slot: u16, from: usize, to: usize) {
+    let ports = cluster.ports();
+    let id_of = |i: usize| {
+        qrlogin_testkit::redis_cli(ports[i], &["CLUSTER", "MYID"])
+            .trim()
+            .to_string()
+    };
+    let (src, dst) = (id_of(from), id_of(to));
+    let slot_s = slot.to_string();
+    let ok = |out: String| assert!(out.trim() == "OK", "{out}");
+    ok(qrlogin_testkit::redis_cli(
+        ports[to],
+        &["CLUSTER", "SETSLOT", &slot_s, "IMPORTING", &src],
+    ));
+    ok(qrlogin_testkit::redis_cli(
+        ports[from],
+        &["CLUSTER", "SETSLOT", &slot_s, "MIGRATING", &dst],
+    ));
+    loop {
+        let keys =
+            qrlogin_testkit::redis_cli(ports[from], &["CLUSTER", "GETKEYSINSLOT", &slot_s, "100"]);
+        let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+        if keys.is_empty() {
+            break;
+        }
+        let port_s = ports[to].to_string();
+        let mut args = vec!["MIGRATE", "127.0.0.1", &port_s, "", "0", "5000", "KEYS"];
+        args.extend(keys);
+        ok(qrlogin_testkit::redis_cli(ports[from], &args));
+    }
+    for &p in &ports {
+        ok(qrlogin_testkit::redis_cli(
+            p,
+            &["CLUSTER", "SETSLOT", &slot_s, "NODE", &dst],
+        ));
+    }
+}
+
+/// After the login's slot migrates to another node, its hints still reach
+/// both the creator and a second waiting instance: the old node dropped the
+/// slot's channels (an unrequested sunsubscribe), each instance subscribed
+/// them again on the new owner and had the slot's watchers re-read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_follow_a_slot_migration() {
+    let cluster = RedisCluster::start();
+    let (a, b) = (
+        store(&cluster, OP_TIMEOUT).await,
+        store(&cluster, OP_TIMEOUT).await,
+    );
+    let from = 0;
+    let id = login_on(&a, &cluster, from).await;
+    let mut on_a = a.notifier().register(id);
+    let mut on_b = b.notifier().register(id);
+    b.get_watched(&id, T0).await.expect("watch").expect("login");
+    let slot: u16 = qrlogin_testkit::redis_cli(
+        cluster.ports()[0],
+        &["CLUSTER", "KEYSLOT", &keys::login_key(&id)],
+    )
+    .trim()
+    .parse()
+    .expect("a slot");
+    let to = 1;
+    migrate_slot(&cluster, slot, from, to);
+    assert_eq!(cluster.node_of_slot(slot), to);
+    // Each instance re-subscribed the slot's channel on the new owner and
+    // told the slot's watchers to re-read.
+    assert_eq!(next_hint(&mut on_a).await, Hint::Reread);
+    assert_eq!(next_hint(&mut on_b).await, Hint::Reread);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (sharded, _) = channels_on(&cluster, to).await;
+        let here = [a.hint_channel_for(&id), b.hint_channel_for(&id)]
+            .iter()
+            .all(|ch| sharded.contains(ch));
+        if here {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot's channels did not move to node {to}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (left, _) = channels_on(&cluster, from).await;
+    assert!(
+        !left.contains(&a.hint_channel_for(&id)),
+        "still on the old owner"
+    );
+    // The transition now runs on the new owner and reaches both.
+    a.scan(&id, &alice(), T0 + 1)
+        .await
+        .expect("scan after the move");
+    expect_hint(&mut on_a, scanned_by(alice())).await;
+    expect_hint(&mut on_b, scanned_by(alice())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,65 +359,35 @@ async fn a_dead_node_gives_fast_errors_and_the_store_recovers() {
     expect_hint(&mut reg, scanned_by(alice())).await;
 }
 
-/// When the node holding the hint subscription dies, the subscription moves
-/// to another seed node (and tells watchers to re-read, since hints sent
-/// meanwhile are lost); with the cluster whole again, hints flow through the
-/// new node.
+/// When a node dies and comes back (empty, same slots), the instance
+/// subscribes its channels there again and tells every watcher to re-read
+/// (hints sent meanwhile are lost); then hints from that node flow again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_hint_subscription_moves_off_a_dead_node() {
+async fn hints_resume_after_a_node_restart() {
     let mut cluster = RedisCluster::start();
     let s = store(&cluster, Duration::from_millis(500)).await;
-    let subscribed = subscribed_nodes(&cluster, None).await;
-    assert_eq!(subscribed.len(), 1, "one subscription: {subscribed:?}");
-    let a = subscribed[0];
+    let a = 1;
     let mut watcher = s.notifier().register(LoginId::random());
-
     cluster.node(a).kill();
+    cluster.restart_node(a);
     assert_eq!(next_hint(&mut watcher).await, Hint::Reread);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let moved_to = loop {
-        let now_on = subscribed_nodes(&cluster, Some(a)).await;
-        if now_on.len() == 1 {
-            break now_on[0];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (sharded, _) = channels_on(&cluster, a).await;
+        if sharded.len() == slots_of(&cluster, a) {
+            break;
         }
         assert!(
             Instant::now() < deadline,
-            "the subscription did not move off node {a}: {now_on:?}"
+            "node {a} has {} channels",
+            sharded.len()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-
-    cluster.restart_node(a);
-    // A transition on the restarted node (its slots are empty now) reaches
-    // the watcher through the subscription's new node.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let id = loop {
-        match no_hang("create after the restart", async {
-            let (new, _) = new_login(None);
-            let id = new.id;
-            if cluster.node_of(&keys::login_key(&id)) != a {
-                return Ok(None);
-            }
-            s.create(new, T0).await.map(|_| Some(id))
-        })
-        .await
-        {
-            Ok(Some(id)) => break id,
-            Ok(None) => continue,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("the store did not recover within 15 s: {e:?}"),
-        }
-    };
+    }
+    let id = login_on(&s, &cluster, a).await;
     let mut reg = s.notifier().register(id);
     s.scan(&id, &alice(), T0 + 1).await.expect("scan");
     expect_hint(&mut reg, scanned_by(alice())).await;
-    assert_eq!(
-        subscribed_nodes(&cluster, None).await,
-        vec![moved_to],
-        "the hint came through the node the subscription moved to"
-    );
 }
 
 /// `--redis-min-replicas 1` on this cluster, which has no replicas: the

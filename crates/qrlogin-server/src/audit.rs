@@ -119,6 +119,14 @@ impl Store for AuditedStore {
         self.inner.get(id, now_ms).await
     }
 
+    async fn get_watched(
+        &self,
+        id: &LoginId,
+        now_ms: u64,
+    ) -> Result<Option<LoginRecord>, StoreError> {
+        self.inner.get_watched(id, now_ms).await
+    }
+
     async fn scan_assessed(
         &self,
         id: &LoginId,

@@ -74,7 +74,7 @@ impl Watcher {
         let reg = app.store.notifier().register(id);
         let rec = app
             .store
-            .get(&id, app.now_ms())
+            .get_watched(&id, app.now_ms())
             .await?
             .ok_or(ApiError::NotFound)?;
         if !rec.secret_hash.ct_eq(&secret.hash()) {

@@ -325,6 +325,13 @@ impl Store for Faulty {
     async fn get(&self, id: &LoginId, now_ms: u64) -> Result<Option<LoginRecord>, StoreError> {
         faulty!(self, Op::Get, self.inner.get(id, now_ms), lost())
     }
+    async fn get_watched(
+        &self,
+        id: &LoginId,
+        now_ms: u64,
+    ) -> Result<Option<LoginRecord>, StoreError> {
+        faulty!(self, Op::Get, self.inner.get_watched(id, now_ms), lost())
+    }
     async fn scan_assessed(
         &self,
         id: &LoginId,

@@ -12,10 +12,14 @@
 --
 -- Calling convention, the same for every script:
 --   KEYS[1]   the login key, qrl:{<login id>}:rec
+--   KEYS[2]   the login's watcher hash, qrl:{<login id>}:w (route.rs): the
+--             hint channels of the instances, other than the creator, that
+--             wait on it
+--   KEYS[3..] script-specific
 --   ARGV[1]   now: ms since the epoch, from the caller's clock
 --   ARGV[2]   final_keep_ms: how long a final state is kept
 --   ARGV[3]   the login id (text), for the hint
---   ARGV[4]   the hint channel
+--   ARGV[4]   the publish command: PUBLISH, or SPUBLISH on Redis Cluster
 --   ARGV[5..] script-specific
 --
 --   KEYS[#KEYS] the event stream qrl:events, only when events are on (webhooks
@@ -39,7 +43,8 @@ local key = KEYS[1]
 local now = tonumber(ARGV[1])
 local final_keep = tonumber(ARGV[2])
 local login_id = ARGV[3]
-local channel = ARGV[4]
+local watch_key = KEYS[2]
+local publish = ARGV[4]
 
 local FINAL = { consumed = true, denied = true, cancelled = true, expired = true }
 
@@ -83,7 +88,7 @@ end
 -- cost is this one comparison.
 local EVENTS = 'qrl:events'
 local events_key = nil
-if #KEYS > 1 and KEYS[#KEYS] == EVENTS then
+if #KEYS > 2 and KEYS[#KEYS] == EVENTS then
   events_key = EVENTS
 end
 local EVENT_OF = {
@@ -165,15 +170,31 @@ local function commit(rec, changes)
   end
   rec.purge = int(purge)
   local json = cjson.encode(rec)
-  redis.call('SET', key, json, 'PX', int(math.max(1, purge - now)))
-  redis.call('PUBLISH', channel, cjson.encode({
+  local ttl = int(math.max(1, purge - now))
+  redis.call('SET', key, json, 'PX', ttl)
+  -- The hint goes to the instances that wait on this login, and no other:
+  -- the creator (rec.w) and those registered by watch.lua. Their hash
+  -- lives as long as the login (a scan moves the purge deadline).
+  local hint = cjson.encode({
     id = login_id,
     v = tonumber(rec.version),
     s = rec.state,
     uid = rec.uid,
     un = rec.uname,
     mr = (rec.mreq == '1') and 1 or nil,
-  }))
+  })
+  if rec.w then
+    redis.call(publish, rec.w, hint)
+  end
+  local watchers = redis.call('HKEYS', watch_key)
+  if #watchers > 0 then
+    for i = 1, #watchers do
+      if watchers[i] ~= rec.w then
+        redis.call(publish, watchers[i], hint)
+      end
+    end
+    redis.call('PEXPIRE', watch_key, ttl)
+  end
   emit(rec)
   return json
 end
