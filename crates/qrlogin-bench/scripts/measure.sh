@@ -34,6 +34,13 @@
 # seconds, SSE. One report per N: scaleout-$TRANSPORT-n$N.json, with hint
 # messages received per instance and per login, server CPU per instance
 # and in total, and Redis publishes and bytes out per login.
+# TRANSPORT=cluster: a private 3-master Redis Cluster (TCP) instead; per
+# node INFO/CLUSTER INFO snapshots before and after each run, summed by
+# cluster_stats.py into scaleout-cluster-n$N.cluster.json (publishes,
+# Redis CPU, bytes out, cluster-bus publish messages, all per login).
+# WAIT_ELSEWHERE=1: the browser waits on another instance than the one
+# that created the login (qrlogin-bench --wait-elsewhere; files
+# …-nN-elsewhere…), the case that registers the waiter (watch.lua).
 #
 # Binaries: $QRLOGIN (default target/release/qrlogin) and $QRLOGIN_BENCH
 # (default target/release/qrlogin-bench); build them first with
@@ -68,7 +75,8 @@ cleanup() {
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
   # shellcheck disable=SC2086 # a list of pids
   [ -n "$INSTANCE_PIDS" ] && kill $INSTANCE_PIDS 2>/dev/null || true
-  [ -n "$SCALE_REDIS_PID" ] && kill "$SCALE_REDIS_PID" 2>/dev/null || true
+  # shellcheck disable=SC2086 # one pid, or three (cluster)
+  [ -n "$SCALE_REDIS_PID" ] && kill $SCALE_REDIS_PID 2>/dev/null || true
   # shellcheck disable=SC2086 # a list of pids
   [ -n "${IDP_PIDS:-}" ] && kill $IDP_PIDS 2>/dev/null || true
   kill "$REDIS_PID" 2>/dev/null || true
@@ -175,6 +183,20 @@ stop_instances() {
 # A free 127.0.0.1 TCP port (bound, then released).
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# A free port whose cluster-bus port (+10000) is free too and below 65536.
+free_cluster_port() {
+  python3 -c '
+import socket
+for p in range(20000, 55000, 7):
+    try:
+        a = socket.socket(); a.bind(("127.0.0.1", p))
+        b = socket.socket(); b.bind(("127.0.0.1", p + 10000))
+    except OSError:
+        continue
+    a.close(); b.close(); print(p); break
+' 
 }
 
 # Busy fraction of the whole machine over one second (0..1).
@@ -352,8 +374,43 @@ for section in $SECTIONS; do
       SCALE_URL="redis://127.0.0.1:$SPORT"
       SCALE_CLI=(redis-cli -h 127.0.0.1 -p "$SPORT")
       ;;
+    cluster)
+      # Three masters, no replicas, on free 127.0.0.1 ports (like the
+      # tests' harness); the load generator's own Redis counters speak to
+      # one server, so per-node INFO and CLUSTER INFO snapshots are taken
+      # here and summed by cluster_stats.py.
+      CLUSTER_PORTS=
+      for k in 1 2 3; do
+        cport=$(free_cluster_port)
+        mkdir -p "$SDIR/n$k"
+        redis-server --port "$cport" --bind 127.0.0.1 --save '' --appendonly no \
+          --cluster-enabled yes --cluster-config-file "$SDIR/n$k/nodes.conf" \
+          --daemonize no --dir "$SDIR/n$k" >"$SDIR/n$k/redis.log" 2>&1 &
+        SCALE_REDIS_PID="$SCALE_REDIS_PID $!"
+        CLUSTER_PORTS="$CLUSTER_PORTS $cport"
+        # Up before the next port is picked, so it is not picked twice.
+        for _ in $(seq 50); do
+          redis-cli -p "$cport" ping >/dev/null 2>&1 && break
+          sleep 0.1
+        done
+      done
+      # shellcheck disable=SC2046 # host:port words
+      redis-cli --cluster create $(for c in $CLUSTER_PORTS; do echo "127.0.0.1:$c"; done) \
+        --cluster-yes >"$SDIR/create.log" 2>&1 || { cat "$SDIR/create.log" >&2; exit 1; }
+      for _ in $(seq 100); do
+        ok=1
+        for cport in $CLUSTER_PORTS; do
+          redis-cli -p "$cport" cluster info | grep -q 'cluster_state:ok' || ok=0
+        done
+        [ "$ok" = 1 ] && break
+        sleep 0.2
+      done
+      SCALE_URL="redis+cluster://$(for c in $CLUSTER_PORTS; do printf '127.0.0.1:%s,' "$c"; done | sed 's/,$//')"
+      first=${CLUSTER_PORTS# }
+      SCALE_CLI=(redis-cli -p "${first%% *}")
+      ;;
     *)
-      echo "TRANSPORT must be unix or tcp (got $TRANSPORT)" >&2
+      echo "TRANSPORT must be unix, tcp or cluster (got $TRANSPORT)" >&2
       exit 2
       ;;
     esac
@@ -363,25 +420,58 @@ for section in $SECTIONS; do
     done
     "${SCALE_CLI[@]}" ping >/dev/null || { cat "$SDIR/redis.log" >&2; exit 1; }
     RATE=${RATE:-1000}
+    # Per-node snapshots on a cluster: INFO stats, commandstats, cpu and
+    # CLUSTER INFO (cluster-bus messages by type).
+    node_snapshot() {
+      local tag=$1 cport
+      for cport in $CLUSTER_PORTS; do
+        {
+          redis-cli -p "$cport" info stats
+          redis-cli -p "$cport" info commandstats
+          redis-cli -p "$cport" info cpu
+          redis-cli -p "$cport" cluster info
+        } | tr -d '\r' >"$OUT/$name.node$cport.$tag.txt"
+      done
+    }
     for n in ${INSTANCES:-1 2 4 8}; do
-      "${SCALE_CLI[@]}" flushall >/dev/null
-      "${SCALE_CLI[@]}" config resetstat >/dev/null
+      suffix=; [ "${WAIT_ELSEWHERE:-0}" = 1 ] && suffix=-elsewhere
+      name=scaleout-$TRANSPORT-n$n$suffix
+      if [ "$TRANSPORT" = cluster ]; then
+        for cport in $CLUSTER_PORTS; do
+          redis-cli -p "$cport" flushall >/dev/null
+          redis-cli -p "$cport" config resetstat >/dev/null
+        done
+      else
+        "${SCALE_CLI[@]}" flushall >/dev/null
+        "${SCALE_CLI[@]}" config resetstat >/dev/null
+      fi
       start_instances "$n" "$SCALE_URL"
       wait_quiet
       args=()
       for u in $INSTANCE_URLS; do args+=(--url "$u"); done
       for p in $INSTANCE_PIDS; do args+=(--server-pid "$p"); done
-      name=scaleout-$TRANSPORT-n$n
+      [ "${WAIT_ELSEWHERE:-0}" = 1 ] && args+=(--wait-elsewhere)
       echo "== $name (load before: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-      "$BENCH" run "${args[@]}" --redis-url "$SCALE_URL" --wait sse \
-        --concurrency "${CONCURRENCY:-256}" --rate "$RATE" --duration "$DURATION" --json \
-        >"$OUT/$name.json"
-      "${SCALE_CLI[@]}" info commandstats >"$OUT/$name.commandstats.txt"
+      if [ "$TRANSPORT" = cluster ]; then
+        node_snapshot before
+        "$BENCH" run "${args[@]}" --wait sse \
+          --concurrency "${CONCURRENCY:-256}" --rate "$RATE" --duration "$DURATION" --json \
+          >"$OUT/$name.json"
+        node_snapshot after
+        python3 "$ROOT/crates/qrlogin-bench/scripts/cluster_stats.py" "$OUT/$name" >"$OUT/$name.cluster.json"
+      else
+        "$BENCH" run "${args[@]}" --redis-url "$SCALE_URL" --wait sse \
+          --concurrency "${CONCURRENCY:-256}" --rate "$RATE" --duration "$DURATION" --json \
+          >"$OUT/$name.json"
+        "${SCALE_CLI[@]}" info commandstats >"$OUT/$name.commandstats.txt"
+      fi
       stop_instances
       sleep 1
     done
-    kill "$SCALE_REDIS_PID" 2>/dev/null || true
-    wait "$SCALE_REDIS_PID" 2>/dev/null || true
+    # shellcheck disable=SC2086 # one or three pids
+    kill $SCALE_REDIS_PID 2>/dev/null || true
+    # shellcheck disable=SC2086
+    wait $SCALE_REDIS_PID 2>/dev/null || true
     SCALE_REDIS_PID=
     ;;
   *)

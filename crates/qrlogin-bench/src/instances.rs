@@ -26,11 +26,21 @@ pub const HINT_MESSAGES_UNWATCHED: &str = "qrlogin_hint_messages_unwatched_total
 /// Requests answered, labelled by route.
 const HTTP_REQUESTS: &str = "qrlogin_http_requests_total";
 
-/// Which instance login `k` uses for its browser and for its phone.
-pub fn assign(k: u64, instances: usize) -> (usize, usize) {
+/// Which instance login `k` uses for its browser (create, redeem), for
+/// the browser's wait and for its phone. Normally the wait goes where the
+/// create went and the phone to the next instance; with `wait_elsewhere`
+/// (a load balancer that spreads every request) the wait goes to the next
+/// instance and the phone stays on the creator's, so the waiting instance
+/// is never the one that created the login nor the phone's.
+pub fn assign(k: u64, instances: usize, wait_elsewhere: bool) -> (usize, usize, usize) {
     let n = instances.max(1) as u64;
     let browser = k % n;
-    (browser as usize, ((browser + 1) % n) as usize)
+    let next = ((browser + 1) % n) as usize;
+    if wait_elsewhere {
+        (browser as usize, next, browser as usize)
+    } else {
+        (browser as usize, browser as usize, next)
+    }
 }
 
 /// One instance under load.
@@ -244,16 +254,29 @@ mod tests {
 
     #[test]
     fn the_phone_uses_the_next_instance() {
-        assert_eq!(assign(0, 1), (0, 0));
-        assert_eq!(assign(7, 1), (0, 0));
-        assert_eq!(assign(0, 2), (0, 1));
-        assert_eq!(assign(1, 2), (1, 0));
-        assert_eq!(assign(5, 4), (1, 2));
-        assert_eq!(assign(3, 4), (3, 0));
+        assert_eq!(assign(0, 1, false), (0, 0, 0));
+        assert_eq!(assign(7, 1, false), (0, 0, 0));
+        assert_eq!(assign(0, 2, false), (0, 0, 1));
+        assert_eq!(assign(1, 2, false), (1, 1, 0));
+        assert_eq!(assign(5, 4, false), (1, 1, 2));
+        assert_eq!(assign(3, 4, false), (3, 3, 0));
         for n in 2..9 {
             for k in 0..50 {
-                let (b, p) = assign(k, n);
-                assert!(b < n && p < n && b != p, "k={k} n={n}");
+                let (b, w, p) = assign(k, n, false);
+                assert!(b < n && p < n && b == w && b != p, "k={k} n={n}");
+            }
+        }
+    }
+
+    #[test]
+    fn wait_elsewhere_waits_on_neither_the_creator_nor_the_phone() {
+        assert_eq!(assign(0, 1, true), (0, 0, 0));
+        assert_eq!(assign(0, 2, true), (0, 1, 0));
+        assert_eq!(assign(5, 4, true), (1, 2, 1));
+        for n in 2..9 {
+            for k in 0..50 {
+                let (b, w, p) = assign(k, n, true);
+                assert!(w < n && w != b && w != p, "k={k} n={n}");
             }
         }
     }

@@ -101,6 +101,11 @@ struct RunArgs {
     /// order, for CPU per instance.
     #[arg(long)]
     server_pid: Vec<u32>,
+    /// With several --url: the browser waits on the next instance instead
+    /// of the one it created the login on (the phone then uses the
+    /// creator's), as behind a load balancer that spreads every request.
+    #[arg(long)]
+    wait_elsewhere: bool,
     /// Demo phone user (`--phone-auth demo`).
     #[arg(long, default_value = "alice")]
     username: String,
@@ -215,6 +220,7 @@ fn main() -> anyhow::Result<()> {
                 redis_monitor: a.redis_monitor,
                 server_pid: a.server_pid.first().copied(),
                 more_server_pids: a.server_pid.iter().skip(1).copied().collect(),
+                wait_elsewhere: a.wait_elsewhere,
                 username: a.username,
                 password: a.password,
                 phone_auth: a.phone_auth,

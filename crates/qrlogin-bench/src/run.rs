@@ -139,6 +139,9 @@ pub struct RunConfig {
     /// The processes of `more_urls`, in the same order (CPU and RSS per
     /// instance); empty, or as many as `more_urls`.
     pub more_server_pids: Vec<u32>,
+    /// The browser waits on another instance than the one it created the
+    /// login on (and than the phone's): see [`instances::assign`].
+    pub wait_elsewhere: bool,
     /// Demo phone user.
     pub username: String,
     pub password: String,
@@ -170,6 +173,7 @@ impl RunConfig {
             redis_monitor: false,
             server_pid: None,
             more_server_pids: Vec::new(),
+            wait_elsewhere: false,
             username: "alice".into(),
             password: "wonderland".into(),
             phone_auth: PhoneAuth::Demo,
@@ -191,6 +195,8 @@ pub struct RunReport {
     pub max_logins: Option<u64>,
     pub rate: Option<f64>,
     pub think_ms: u64,
+    /// Whether the browser waited on another instance than its creator's.
+    pub wait_elsewhere: bool,
     pub phone_auth: PhoneAuth,
     /// With `jwt`: how tokens were spread, how many distinct ones, their
     /// `alg`, and whether the run stopped early because every token of the
@@ -677,6 +683,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
         max_logins: cfg.max_logins,
         rate: cfg.rate,
         think_ms: cfg.think.as_millis() as u64,
+        wait_elsewhere: cfg.wait_elsewhere,
         phone_auth: cfg.phone_auth,
         phone_tokens: (cfg.phone_auth == PhoneAuth::Jwt).then_some(cfg.phone_tokens),
         phone_token_count,
@@ -745,12 +752,13 @@ async fn worker(ctx: Arc<Ctx>, seed: u64) -> Tally {
     let mut rng =
         Rng(0x9E37_79B9_7F4A_7C15 ^ (seed.wrapping_add(1)).wrapping_mul(0xBF58_476D_1CE4_E5B9));
     while let Some(k) = next_ticket(&ctx).await {
-        let (b, p) = instances::assign(k, ctx.instances.len());
+        let (b, w, p) = instances::assign(k, ctx.instances.len(), ctx.cfg.wait_elsewhere);
         let (browser, phone) = (&ctx.instances[b], &ctx.instances[p]);
         browser.browser_logins.fetch_add(1, Ordering::Relaxed);
         phone.phone_logins.fetch_add(1, Ordering::Relaxed);
         let on = On {
             browser: &browser.http,
+            wait: &ctx.instances[w].http,
             phone: &phone.http,
         };
         match one_login(&ctx, on, &mut t, &mut rng, ctx.phones.for_login(k)).await {
@@ -788,6 +796,9 @@ impl Rng {
 #[derive(Clone, Copy)]
 struct On<'a> {
     browser: &'a Http,
+    /// Where the browser waits (SSE or status); the creator's unless
+    /// `--wait-elsewhere`.
+    wait: &'a Http,
     phone: &'a Http,
 }
 
@@ -864,7 +875,8 @@ async fn one_login(
     let (seen_at, (scan, approve, approved_at)) = match ctx.cfg.wait {
         WaitMode::Sse => {
             let te = Instant::now();
-            let resp = http
+            let resp = on
+                .wait
                 .open(Method::GET, &format!("{base}/events"), &auth, None)
                 .await
                 .step("events")?;
@@ -913,7 +925,7 @@ async fn one_login(
                 let wait = async {
                     loop {
                         let st = status(
-                            http,
+                            on.wait,
                             &format!("{base}?wait={w}&since={since}"),
                             &auth,
                             per_request,
@@ -944,7 +956,7 @@ async fn one_login(
                     tokio::time::sleep(phase).await;
                     let mut next = tokio::time::Instant::now();
                     loop {
-                        let st = status(http, &base, &auth, http.timeout()).await?;
+                        let st = status(on.wait, &base, &auth, http.timeout()).await?;
                         requests += 1;
                         match st.as_str() {
                             "approved" => return Ok(Instant::now()),

@@ -9,16 +9,14 @@
 //! |---|---|---|---|
 //! | `qrl:{<id>}:rec` | string | JSON object of strings: state, version, secret (hash hex), created, expires, purge, ip, ua, net, match?, mreq?, uid?, uname? | until `purge` |
 //! | `qrl:{<id>}:session:<token hash hex>` | string | JSON `{"uid","uname","exp"}` | `session_ms` |
-//! | `qrl:{<id>}:w` | hash | the hint channels of instances other than the creator that wait on this login (field: channel, value `1`; see `route`) | until the login's `purge` |
 //! | `qrl:{<id>}:sid` | string | JSON `{"h","uid","created","exp","ip","ua"}` of the session this login made (what the phone lists), or the tombstone `{"revoked":true}` | `session_ms`; tombstone: the login's life |
 //! | `qrl:{u:<sha256 of user id, hex>}:sessions` | sorted set | login ids (sids) that may have a session of this user, by a prune-after bound | the newest bound |
 //! | `qrl:mtok:<token hash hex>` | string | JSON `{"id","name","exp"}` | the token's ttl |
 //! | `qrl:grant:{<kind>:<hash hex>}` | string | JSON `{"v","exp","used"}` (a protocol face's code, token, request) | until `exp` |
 //! | `qrl:events` | stream | security events (webhooks), field `e`: JSON `{"id","t","at","lid","uid"?,"un"?,"ip"?,"ua"?,"cid"?}`; group `qrl-webhooks`; only written with webhooks on (see `events`) | none; `MAXLEN ~ 500000`, entries deleted when acknowledged |
 //!
-//! Wake-up hints are published on the channels of the instances that wait
-//! on the login (see `route`): the creator's, in the record's `w` field, and
-//! those in `qrl:{<id>}:w`.
+//! Wake-up hints are published on the channel in the record's `w` field:
+//! the instance that waits on the login (see `route`).
 //!
 //! The names differ from the earlier hash layout (`:login`, `:sess:`) on
 //! purpose: after an upgrade, an old key is simply not found (a login in
@@ -35,12 +33,6 @@ use qrlogin_core::{LoginId, SecretHash, SessionRef};
 /// an older instance's transitions still wake this one's browsers; nothing
 /// publishes on it any more.
 pub const HINT_CHANNEL: &str = "qrl:hints";
-
-/// The hash of hint channels of the non-creating instances that wait on a
-/// login; under its hash tag, so every script touching the login reaches it.
-pub fn watchers_key(id: &LoginId) -> String {
-    format!("qrl:{{{id}}}:w")
-}
 
 /// The key holding one login (a JSON string).
 pub fn login_key(id: &LoginId) -> String {

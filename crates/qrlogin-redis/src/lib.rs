@@ -317,6 +317,27 @@ impl RedisStore {
         self.route.channel_for(id)
     }
 
+    /// Runs `watch.lua`: the login's hints go to `channel` from now on.
+    /// Returns the record as stored then, `None` when it is gone.
+    async fn point_hints_here(
+        &self,
+        login_key: &str,
+        channel: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (keys, args) = ([login_key], [channel]);
+        let script = &self.scripts.watch;
+        let mut conn = self.conn.clone();
+        self.run(async move {
+            match script.evalsha(&keys, &args).query_async(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    script.eval(&keys, &args).query_async(&mut conn).await
+                }
+                reply => reply,
+            }
+        })
+        .await
+    }
+
     /// The per-operation timeout this store applies.
     pub fn op_timeout(&self) -> Duration {
         self.op_timeout
@@ -356,10 +377,8 @@ impl RedisStore {
         durable: bool,
     ) -> TransitionResult<Vec<String>> {
         let login_key = keys::login_key(id);
-        let watch_key = keys::watchers_key(id);
-        let mut keys: Vec<&str> = Vec::with_capacity(3 + extra_keys.len());
+        let mut keys: Vec<&str> = Vec::with_capacity(2 + extra_keys.len());
         keys.push(&login_key);
-        keys.push(&watch_key);
         keys.extend(extra_keys.iter().map(String::as_str));
         // Events on, not Cluster: the script appends the event itself (the
         // stream is always the last key, see common.lua).
@@ -567,31 +586,24 @@ impl Store for RedisStore {
         Ok((now_ms < purge).then_some(rec))
     }
 
-    /// One round trip like `get`: `watch.lua` reads the login and, unless
-    /// this instance created it, adds this instance's hint channel to the
-    /// login's watchers (see [`route`]).
+    /// A plain `GET`, as `get`, when the login's hints already come here
+    /// (this instance created it, or waited on it last); otherwise one more
+    /// round trip, `watch.lua`, which points them here (see [`route`]).
     async fn get_watched(
         &self,
         id: &LoginId,
         now_ms: u64,
     ) -> Result<Option<LoginRecord>, StoreError> {
-        let (login_key, watch_key) = (keys::login_key(id), keys::watchers_key(id));
-        let (now, channel) = (now_ms.to_string(), self.route.channel_for(id));
-        let keys = [login_key.as_str(), watch_key.as_str()];
-        let args = [now.as_str(), channel.as_str()];
-        let script = &self.scripts.watch;
-        let mut conn = self.conn.clone();
-        let json: Option<String> = self
-            .run(async move {
-                match script.evalsha(&keys, &args).query_async(&mut conn).await {
-                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                        script.eval(&keys, &args).query_async(&mut conn).await
-                    }
-                    reply => reply,
-                }
-            })
-            .await?;
-        let Some(json) = json else {
+        let login_key = keys::login_key(id);
+        let Some(json) = self.get_string(login_key.clone()).await? else {
+            return Ok(None);
+        };
+        let channel = self.route.channel_for(id);
+        let (rec, purge, here) = record::login_and_channel(*id, &json)?;
+        if here.as_deref() == Some(channel.as_str()) {
+            return Ok((now_ms < purge).then_some(rec));
+        }
+        let Some(json) = self.point_hints_here(&login_key, &channel).await? else {
             return Ok(None);
         };
         let (rec, purge) = record::login(*id, &json)?;

@@ -205,6 +205,15 @@ pub(crate) fn to_json(
 /// A stored login (from `GET` or a script's `ok` reply) as a record, and
 /// its purge deadline (after which it counts as gone).
 pub(crate) fn login(id: LoginId, json: &str) -> Result<(LoginRecord, u64), StoreError> {
+    login_and_channel(id, json).map(|(rec, purge, _)| (rec, purge))
+}
+
+/// [`login`] and the channel its hints go to (`w`, see `route`), from one
+/// parse: the watcher compares it with its own.
+pub(crate) fn login_and_channel(
+    id: LoginId,
+    json: &str,
+) -> Result<(LoginRecord, u64, Option<String>), StoreError> {
     let m: Stored = serde_json::from_str(json)
         .map_err(|e| corrupt(format!("login record is not valid JSON: {e}")))?;
     let state: State = m
@@ -227,6 +236,7 @@ pub(crate) fn login(id: LoginId, json: &str) -> Result<(LoginRecord, u64), Store
     });
     let risk = risk_of(m.risk.as_deref(), m.why.as_deref())?;
     let place = m.place.map(place_of).transpose()?;
+    let channel = m.w.map(Cow::into_owned);
     let rec = LoginRecord {
         id,
         state,
@@ -245,7 +255,7 @@ pub(crate) fn login(id: LoginId, json: &str) -> Result<(LoginRecord, u64), Store
         user,
         client_id: m.client.map(Cow::into_owned),
     };
-    Ok((rec, purge))
+    Ok((rec, purge, channel))
 }
 
 /// A web session as stored under its token's key (written by redeem.lua).

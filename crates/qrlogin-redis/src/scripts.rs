@@ -33,8 +33,8 @@ pub(crate) const REVOKE_SID: &str = lua!("revoke_sid.lua");
 /// Logout of one session (and its `session.revoked` event): not a login
 /// transition, no prelude.
 pub(crate) const REVOKE: &str = include_str!("lua/revoke.lua");
-/// Opening a wait (route.rs): a read that registers the instance, no
-/// prelude.
+/// Moving a login's hints to the instance that opens a wait on it
+/// (route.rs); not a transition, no prelude.
 pub(crate) const WATCH: &str = include_str!("lua/watch.lua");
 /// Not a login transition: no prelude.
 pub(crate) const TAKE_GRANT: &str = include_str!("lua/take_grant.lua");

@@ -313,8 +313,9 @@ async fn hints_follow_a_slot_migration() {
     a.scan(&id, &alice(), T0 + 1)
         .await
         .expect("scan after the move");
-    expect_hint(&mut on_a, scanned_by(alice())).await;
     expect_hint(&mut on_b, scanned_by(alice())).await;
+    let heard = tokio::time::timeout(Duration::from_millis(300), on_a.next()).await;
+    assert!(heard.is_err(), "the hints moved to B, yet A got {heard:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

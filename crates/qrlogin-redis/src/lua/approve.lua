@@ -3,7 +3,7 @@
 --   ARGV[7] '1' when the phone confirmed "I am at this computer now"
 -- A high risk verdict (scan.lua) without that confirmation is refused with
 -- presence_required and changes nothing, checked before the match code.
---   KEYS[3] (single Redis and Sentinel only) the user's session index,
+--   KEYS[2] (single Redis and Sentinel only) the user's session index,
 --           qrl:{u:<sha256 of user id>}:sessions: the login id is added in
 --           this same step (ARGV[8] its prune-after score, ARGV[9] the key's
 --           TTL). On Redis Cluster it is another slot, so the store adds it
@@ -27,8 +27,8 @@ if rec.mreq == '1' and ARGV[6] ~= rec.match then
   return { 'wrong_match' }
 end
 local json = commit(rec, { state = 'approved' })
-if KEYS[3] and KEYS[3] ~= EVENTS then
-  redis.call('ZADD', KEYS[3], ARGV[8], login_id)
-  redis.call('PEXPIRE', KEYS[3], ARGV[9])
+if KEYS[2] and KEYS[2] ~= EVENTS then
+  redis.call('ZADD', KEYS[2], ARGV[8], login_id)
+  redis.call('PEXPIRE', KEYS[2], ARGV[9])
 end
 return { 'ok', json }

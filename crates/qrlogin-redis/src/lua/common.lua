@@ -12,10 +12,7 @@
 --
 -- Calling convention, the same for every script:
 --   KEYS[1]   the login key, qrl:{<login id>}:rec
---   KEYS[2]   the login's watcher hash, qrl:{<login id>}:w (route.rs): the
---             hint channels of the instances, other than the creator, that
---             wait on it
---   KEYS[3..] script-specific
+--   KEYS[2..] script-specific
 --   ARGV[1]   now: ms since the epoch, from the caller's clock
 --   ARGV[2]   final_keep_ms: how long a final state is kept
 --   ARGV[3]   the login id (text), for the hint
@@ -43,7 +40,6 @@ local key = KEYS[1]
 local now = tonumber(ARGV[1])
 local final_keep = tonumber(ARGV[2])
 local login_id = ARGV[3]
-local watch_key = KEYS[2]
 local publish = ARGV[4]
 
 local FINAL = { consumed = true, denied = true, cancelled = true, expired = true }
@@ -88,7 +84,7 @@ end
 -- cost is this one comparison.
 local EVENTS = 'qrl:events'
 local events_key = nil
-if #KEYS > 2 and KEYS[#KEYS] == EVENTS then
+if #KEYS > 1 and KEYS[#KEYS] == EVENTS then
   events_key = EVENTS
 end
 local EVENT_OF = {
@@ -172,9 +168,10 @@ local function commit(rec, changes)
   local json = cjson.encode(rec)
   local ttl = int(math.max(1, purge - now))
   redis.call('SET', key, json, 'PX', ttl)
-  -- The hint goes to the instances that wait on this login, and no other:
-  -- the creator (rec.w) and those registered by watch.lua. Their hash
-  -- lives as long as the login (a scan moves the purge deadline).
+  -- The hint goes to the instance that waits on this login, and no other
+  -- (route.rs): rec.w, the creator's channel until another instance opens
+  -- a wait (watch.lua). A record written before routing has none: nobody
+  -- is told, and the waiter's backstop re-reads.
   local hint = cjson.encode({
     id = login_id,
     v = tonumber(rec.version),
@@ -185,15 +182,6 @@ local function commit(rec, changes)
   })
   if rec.w then
     redis.call(publish, rec.w, hint)
-  end
-  local watchers = redis.call('HKEYS', watch_key)
-  if #watchers > 0 then
-    for i = 1, #watchers do
-      if watchers[i] ~= rec.w then
-        redis.call(publish, watchers[i], hint)
-      end
-    end
-    redis.call('PEXPIRE', watch_key, ttl)
   end
   emit(rec)
   return json
