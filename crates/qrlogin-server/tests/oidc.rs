@@ -937,13 +937,17 @@ async fn without_clients_the_provider_is_absent() {
         let r = send(raw_client().get(app.url(path))).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
     }
-    let r = send(
-        raw_client()
-            .post(app.url("/oauth2/token"))
-            .form(&[("grant_type", "authorization_code")]),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // The form endpoints too: a plain 404 before any form parsing, not an
+    // RFC 6749 error that would suggest a provider is there.
+    for (path, form) in [
+        ("/oauth2/token", ("grant_type", "authorization_code")),
+        ("/oauth2/device_authorization", ("client_id", "tv")),
+        ("/oauth2/revoke", ("token", "x")),
+    ] {
+        let r = send(raw_client().post(app.url(path)).form(&[form])).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {}", r.text());
+        assert_eq!(r.json()["error"], "not_found", "{path}: {}", r.text());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -131,6 +131,9 @@ pub async fn revoke(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    if app.oidc.is_none() {
+        return crate::error::ApiError::NoRoute.into_response();
+    }
     let r = async {
         let oidc = app
             .oidc
