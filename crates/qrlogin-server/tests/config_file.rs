@@ -334,7 +334,9 @@ fn a_bad_inline_client_list_is_refused_with_the_reason() {
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
-        err.contains("[[oidc-clients]]") && err.contains("client 1 (\"web\")") && err.contains("loopback"),
+        err.contains("[[oidc-clients]]")
+            && err.contains("client 1 (\"web\")")
+            && err.contains("loopback"),
         "{err}"
     );
     // Unknown fields are refused as in the JSON file.

@@ -1348,7 +1348,10 @@ async fn the_phone_sees_the_devices_context_and_the_device_gets_no_refresh_token
     assert_eq!(ctx["browser"]["network"], "127.0.0.0/24", "{ctx}");
     assert_eq!(ctx["browser"]["user_agent"], UA, "{ctx}");
     assert!(
-        ctx["browser"]["browser"].as_str().unwrap().contains("Chrome"),
+        ctx["browser"]["browser"]
+            .as_str()
+            .unwrap()
+            .contains("Chrome"),
         "{ctx}"
     );
     assert_eq!(ctx["browser"]["os"], "Linux", "{ctx}");
@@ -1377,7 +1380,10 @@ async fn the_phone_sees_the_devices_context_and_the_device_gets_no_refresh_token
     )
     .await
     .ok_json(StatusCode::OK);
-    assert!(t.get("refresh_token").is_none(), "the SPA may not refresh: {t}");
+    assert!(
+        t.get("refresh_token").is_none(),
+        "the SPA may not refresh: {t}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1406,7 +1412,10 @@ async fn redis_holds_only_the_hash_of_a_256_bit_device_code() {
         .hash()
         .to_hex();
     assert!(dump.contains(&hash), "{dump}");
-    assert!(!dump.contains(secret), "the device code's secret is stored:\n{dump}");
+    assert!(
+        !dump.contains(secret),
+        "the device code's secret is stored:\n{dump}"
+    );
     // And it still works: the phone approves, the device gets its tokens.
     let phone = Phone::sign_in(&op.app.base, BOB).await;
     phone.scan_ok(&id).await;
@@ -1474,7 +1483,11 @@ async fn prompt_login_always_asks_the_phone() {
     let phone = Phone::sign_in(&base, ALICE).await;
     phone.scan_ok(&id).await;
     let early = send(ua.get(format!("{base}{cont}"))).await;
-    assert_eq!(early.status, StatusCode::CONFLICT, "scanned is not approved");
+    assert_eq!(
+        early.status,
+        StatusCode::CONFLICT,
+        "scanned is not approved"
+    );
     phone.approve_ok(&id).await;
     let r = send(ua.get(format!("{base}{cont}"))).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
