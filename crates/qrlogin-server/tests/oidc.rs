@@ -1590,3 +1590,34 @@ async fn revoking_a_refresh_token_ends_the_sign_in() {
         "the access token of that sign-in ends with it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_by_post_form_ends_the_session_too() {
+    let op = op().await;
+    let (code, verifier) = code_for(&op.app).await;
+    let t = redeem_code(&op.app, &code, &verifier)
+        .await
+        .ok_json(StatusCode::OK);
+    let id_token = t["id_token"].as_str().unwrap();
+    let at = t["access_token"].as_str().unwrap();
+    let post = |redirect: &str| {
+        send(user_agent().post(op.app.url("/oauth2/logout")).form(&[
+            ("id_token_hint", id_token),
+            ("post_logout_redirect_uri", redirect),
+            ("state", "bye-2"),
+        ]))
+    };
+    let evil = post("http://evil.example/").await;
+    assert_eq!(evil.status, StatusCode::BAD_REQUEST);
+    assert!(evil.headers.get(LOCATION).is_none());
+    let r = post(BYE).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    let back = location(&r);
+    assert!(back.as_str().starts_with(BYE));
+    assert_eq!(param(&back, "state").as_deref(), Some("bye-2"));
+    assert_eq!(
+        userinfo(&op.app.base, at).await.status,
+        StatusCode::UNAUTHORIZED,
+        "logged out"
+    );
+}
