@@ -368,7 +368,7 @@ pub type Signers = (Option<Arc<JwtSessions>>, Option<Arc<Oidc>>);
 /// Provider (`None` without `--oidc-clients`), sharing one signing key.
 pub fn sessions_and_oidc(cfg: &ServeConfig, public_url: &str) -> anyhow::Result<Signers> {
     let jwt_mode = cfg.session_format == SessionFormat::Jwt;
-    if !jwt_mode && cfg.oidc_clients.is_none() {
+    if !jwt_mode && cfg.oidc_clients.is_none() && cfg.oidc_clients_inline.is_none() {
         return Ok((None, None));
     }
     let key = signing_key(cfg)?;
@@ -394,10 +394,15 @@ fn oidc_from_config(
     public_url: &str,
     key: Option<Arc<SigningKey>>,
 ) -> anyhow::Result<Option<Arc<Oidc>>> {
-    let Some(path) = &cfg.oidc_clients else {
-        return Ok(None);
+    // A `--oidc-clients FILE` (flag, environment or file) wins over an
+    // inline `[[oidc-clients]]` list in the config file.
+    let clients = match (&cfg.oidc_clients, &cfg.oidc_clients_inline) {
+        (Some(path), _) => crate::oidc::Clients::from_file(path)?,
+        (None, Some(json)) => {
+            crate::oidc::Clients::parse(json).context("config file: the [[oidc-clients]] tables")?
+        }
+        (None, None) => return Ok(None),
     };
-    let clients = crate::oidc::Clients::from_file(path)?;
     let key = match key {
         Some(k) => k,
         None => signing_key(cfg)?,

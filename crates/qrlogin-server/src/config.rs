@@ -400,6 +400,13 @@ pub struct ServeConfig {
     #[arg(help_heading = "OpenID Provider", long, env = "QRLOGIN_OIDC_CLIENTS")]
     pub oidc_clients: Option<PathBuf>,
 
+    /// The client list written inline in the config file as
+    /// `[[oidc-clients]]` tables (the same fields as the JSON file), as a
+    /// JSON array. Set only by the config-file loader; `--oidc-clients FILE`
+    /// (flag or environment) wins over it.
+    #[arg(skip)]
+    pub oidc_clients_inline: Option<String>,
+
     /// The provider's issuer (`iss` of ID tokens, discovery's `issuer`).
     /// Default: the public URL.
     #[arg(help_heading = "OpenID Provider", long, env = "QRLOGIN_OIDC_ISSUER")]
@@ -728,6 +735,7 @@ where
     let path = config_flag(&args).or_else(|| std::env::var_os("QRLOGIN_CONFIG").map(PathBuf::from));
     let mut cmd = Cli::command();
     let mut file_keys = Vec::new();
+    let mut inline_clients: Option<String> = None;
     if let Some(path) = &path {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path)
@@ -740,6 +748,23 @@ where
             .filter(|(long, _)| !NOT_IN_FILE.contains(&long.as_str()))
             .collect();
         for (key, value) in &table {
+            if key == "oidc-clients" {
+                if let toml::Value::Array(items) = value {
+                    // The client list itself, as `[[oidc-clients]]` tables.
+                    if !items.iter().all(toml::Value::is_table) {
+                        return Err(LoadError::File(format!(
+                            "config file {shown}: key `oidc-clients`: a path to the JSON file, \
+                             or `[[oidc-clients]]` tables (one per client)"
+                        )));
+                    }
+                    let json = serde_json::to_string(items).map_err(|e| {
+                        LoadError::File(format!("config file {shown}: key `oidc-clients`: {e}"))
+                    })?;
+                    inline_clients = Some(json);
+                    file_keys.push(key.clone());
+                    continue;
+                }
+            }
             let Some((_, id)) = known.iter().find(|(long, _)| long == key) else {
                 let hint = if key.contains('_') {
                     format!(
@@ -766,7 +791,13 @@ where
         }
     }
     let matches = cmd.try_get_matches_from(&args)?;
-    let cli = Cli::from_arg_matches(&matches)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let Some(json) = inline_clients {
+        if let Some(Command::Serve(c) | Command::CheckConfig(c)) = &mut cli.command {
+            c.oidc_clients_inline = Some(json.clone());
+        }
+        cli.serve.oidc_clients_inline = Some(json);
+    }
     Ok(Loaded {
         cli,
         file: path,
@@ -852,7 +883,14 @@ impl Loaded {
             let raw: Option<Vec<String>> = matches
                 .get_raw(id)
                 .map(|vs| vs.map(|v| v.to_string_lossy().into_owned()).collect());
+            let inline = self.cli.serve.oidc_clients_inline.as_deref();
             let line = match raw {
+                None if long == "oidc-clients" && inline.is_some() => {
+                    let n = inline
+                        .and_then(|j| serde_json::from_str::<Vec<serde_json::Value>>(j).ok())
+                        .map_or(0, |v| v.len());
+                    format!("# {long} = [[{long}]] tables in the file ({n} clients)")
+                }
                 None => format!("# {long} = (unset)"),
                 Some(vs) => {
                     let v = redact(long, &vs.join(","));

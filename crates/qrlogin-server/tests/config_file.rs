@@ -220,3 +220,135 @@ async fn the_service_runs_with_what_the_file_says() {
     let r = send(raw_client().get(format!("{}/healthz", bin.base))).await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+/// A config file holding the OpenID Provider's client list inline, as
+/// `[[oidc-clients]]` tables with the JSON file's fields.
+fn inline_clients_file(secret: &str) -> tempfile::NamedTempFile {
+    let hash = qrlogin_server::identity::hash_password(secret).expect("hash");
+    toml_file(&format!(
+        r#"match-code = "off"
+
+[[oidc-clients]]
+client_id = "web"
+name = "Shop from TOML"
+redirect_uris = ["http://127.0.0.1:9/cb"]
+client_secret_hash = "{hash}"
+grant_types = ["authorization_code", "refresh_token"]
+
+[[oidc-clients]]
+client_id = "tv"
+name = "TV from TOML"
+public = true
+grant_types = ["urn:ietf:params:oauth:grant-type:device_code"]
+"#
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_may_hold_the_oidc_client_list_inline() {
+    const SECRET: &str = "secret-from-toml-9";
+    let f = inline_clients_file(SECRET);
+    let o = qrlogin(&["check-config", "--config", path(&f)], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("# oidc-clients = [[oidc-clients]] tables in the file (2 clients)"),
+        "{}",
+        stdout(&o)
+    );
+    // A flag naming a file wins over the inline list.
+    let o = qrlogin(
+        &[
+            "check-config",
+            "--config",
+            path(&f),
+            "--oidc-clients",
+            "/nonexistent/clients.json",
+        ],
+        &[],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("/nonexistent/clients.json"),
+        "{}",
+        stderr(&o)
+    );
+
+    let bin = Proc::start(&["--config", path(&f)]);
+    let base = bin.base.clone();
+    let d = send(raw_client().get(format!("{base}/.well-known/openid-configuration")))
+        .await
+        .ok_json(StatusCode::OK);
+    assert_eq!(d["issuer"], base, "{d}");
+    // The confidential client's secret hash came from the file.
+    let revoke = |secret: &'static str| {
+        let base = base.clone();
+        async move {
+            send(
+                raw_client()
+                    .post(format!("{base}/oauth2/revoke"))
+                    .form(&[("token", "never-issued")])
+                    .basic_auth("web", Some(secret)),
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(revoke(SECRET).await, StatusCode::OK);
+    assert_eq!(revoke("wrong").await, StatusCode::UNAUTHORIZED);
+    // The device client: its name reaches the phone, its login gives tokens.
+    let dev = send(
+        raw_client()
+            .post(format!("{base}/oauth2/device_authorization"))
+            .form(&[("client_id", "tv")]),
+    )
+    .await
+    .ok_json(StatusCode::OK);
+    let id = dev["verification_uri_complete"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let phone = Phone::sign_in(&base, ALICE).await;
+    let ctx = phone.scan_ok(&id).await;
+    assert_eq!(ctx["client"]["name"], "TV from TOML", "{ctx}");
+    phone.approve_ok(&id).await;
+    let t = send(raw_client().post(format!("{base}/oauth2/token")).form(&[
+        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+        ("device_code", dev["device_code"].as_str().unwrap()),
+        ("client_id", "tv"),
+    ]))
+    .await
+    .ok_json(StatusCode::OK);
+    assert!(t["id_token"].is_string(), "{t}");
+}
+
+#[test]
+fn a_bad_inline_client_list_is_refused_with_the_reason() {
+    let f = toml_file(
+        "[[oidc-clients]]\nclient_id = \"web\"\nname = \"Shop\"\n\
+         redirect_uris = [\"http://evil.example/cb\"]\npublic = true\n",
+    );
+    let o = qrlogin(&["check-config", "--config", path(&f)], &[]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("[[oidc-clients]]")
+            && err.contains("client 1 (\"web\")")
+            && err.contains("loopback"),
+        "{err}"
+    );
+    // Unknown fields are refused as in the JSON file.
+    let f = toml_file(
+        "[[oidc-clients]]\nclient_id = \"web\"\nname = \"Shop\"\nredirect_uri = \"x\"\npublic = true\n",
+    );
+    let o = qrlogin(&["check-config", "--config", path(&f)], &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("redirect_uri"), "{}", stderr(&o));
+    // A list that is not tables.
+    let f = toml_file("oidc-clients = [1, 2]\n");
+    let o = qrlogin(&["check-config", "--config", path(&f)], &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("key `oidc-clients`"), "{}", stderr(&o));
+}

@@ -6,6 +6,8 @@
 //! no redirects followed); the phone step the phone API.
 
 mod common;
+#[path = "common/security.rs"]
+mod sec;
 
 use common::*;
 use openidconnect::core::{
@@ -18,7 +20,7 @@ use openidconnect::{
 use qrlogin_core::{Clock, ManualClock};
 use qrlogin_server::config::MatchMode;
 use qrlogin_server::ServeConfig;
-use reqwest::header::{AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{AUTHORIZATION, LOCATION, USER_AGENT, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::io::Write as _;
@@ -911,8 +913,19 @@ async fn user_code_guessing_is_rate_limited() {
     let op = op().await;
     let mut limited = false;
     for i in 0..60 {
-        let r = send(raw_client().post(format!("{}/v1/device/lookup", op.app.base)).json(&json!({"user_code": format!("BCDF-GH{:02}", i).replace(|c: char| c.is_ascii_digit(), "K")})))
-            .await;
+        // Distinct guesses from the user-code alphabet.
+        const A: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
+        let guess = format!(
+            "BCDF-GH{}{}",
+            A[i / A.len()] as char,
+            A[i % A.len()] as char
+        );
+        let r = send(
+            raw_client()
+                .post(format!("{}/v1/device/lookup", op.app.base))
+                .json(&json!({ "user_code": guess })),
+        )
+        .await;
         match r.status {
             StatusCode::NOT_FOUND => {}
             StatusCode::TOO_MANY_REQUESTS => {
@@ -937,13 +950,17 @@ async fn without_clients_the_provider_is_absent() {
         let r = send(raw_client().get(app.url(path))).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
     }
-    let r = send(
-        raw_client()
-            .post(app.url("/oauth2/token"))
-            .form(&[("grant_type", "authorization_code")]),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // The form endpoints too: a plain 404 before any form parsing, not an
+    // RFC 6749 error that would suggest a provider is there.
+    for (path, form) in [
+        ("/oauth2/token", ("grant_type", "authorization_code")),
+        ("/oauth2/device_authorization", ("client_id", "tv")),
+        ("/oauth2/revoke", ("token", "x")),
+    ] {
+        let r = send(raw_client().post(app.url(path)).form(&[form])).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {}", r.text());
+        assert_eq!(r.json()["error"], "not_found", "{path}: {}", r.text());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1108,5 +1125,499 @@ fn a_bad_clients_file_stops_start_up_with_the_line() {
         String::from_utf8_lossy(&out.stderr).contains("line 2"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// issue 9 audit gaps: number matching, the /device page, issuer and acr,
+// the device's context, what Redis holds, pacing, prompt=login
+
+const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+async fn device_start(base: &str, ua: &str) -> Value {
+    send(
+        raw_client()
+            .post(format!("{base}/oauth2/device_authorization"))
+            .header(USER_AGENT, ua)
+            .form(&[("client_id", "tv"), ("scope", "openid profile")]),
+    )
+    .await
+    .ok_json(StatusCode::OK)
+}
+
+async fn device_poll(base: &str, dc: &str) -> Reply {
+    token(
+        base,
+        &[
+            ("grant_type", DEVICE_GRANT),
+            ("device_code", dc),
+            ("client_id", "tv"),
+        ],
+        None,
+    )
+    .await
+}
+
+fn login_of(d: &Value) -> String {
+    d["verification_uri_complete"]
+        .as_str()
+        .expect("complete URI")
+        .rsplit('/')
+        .next()
+        .expect("id")
+        .to_string()
+}
+
+async fn approve_picking(phone: &Phone, id: &str, pick: &str) -> Reply {
+    send(
+        raw_client()
+            .post(format!("{}/v1/mobile/logins/{id}/approve", phone.base))
+            .bearer_auth(&phone.token)
+            .json(&json!({ "match_code": pick })),
+    )
+    .await
+}
+
+/// The number the other side shows, and a decoy among the phone's choices.
+fn shown_and_decoy(shown: &Value, ctx: &Value) -> (String, String) {
+    let code = shown
+        .as_str()
+        .unwrap_or_else(|| panic!("no match_code shown; phone got {ctx}"))
+        .to_string();
+    let choices: Vec<&str> = ctx["match_choices"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no match_choices in {ctx}"))
+        .iter()
+        .map(|c| c.as_str().expect("string"))
+        .collect();
+    assert_eq!(choices.len(), 3, "{ctx}");
+    assert!(choices.contains(&code.as_str()), "{code} in {choices:?}");
+    let decoy = choices
+        .iter()
+        .find(|c| **c != code)
+        .expect("a decoy")
+        .to_string();
+    (code, decoy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn number_matching_guards_the_authorize_page_and_the_device_flow() {
+    let op = op_with(
+        StoreKind::Memory,
+        |c| {
+            c.match_code = MatchMode::Always;
+            c.rate_limits = false;
+        },
+        None,
+    )
+    .await;
+    let base = op.app.base.clone();
+    let phone = Phone::sign_in(&base, ALICE).await;
+    // The authorize page's login: the page is given the number, the phone
+    // three choices; a wrong pick denies and the client gets access_denied.
+    for right in [false, true] {
+        let ua = user_agent();
+        let (url, verifier) = authorize_url(&base, "web", &[]);
+        let query = url::Url::parse(&url).unwrap().query().unwrap().to_string();
+        let started = send(
+            ua.post(format!("{base}/oauth2/authorize/login"))
+                .json(&json!({"query": format!("?{query}")})),
+        )
+        .await
+        .ok_json(StatusCode::CREATED);
+        let id = started["login_id"].as_str().unwrap().to_string();
+        let ctx = phone.scan_ok(&id).await;
+        let (code, decoy) = shown_and_decoy(&started["match_code"], &ctx);
+        let r = approve_picking(&phone, &id, if right { &code } else { &decoy }).await;
+        let cont = started["continue"].as_str().unwrap();
+        let back = send(ua.get(format!("{base}{cont}"))).await;
+        assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.text());
+        let back = location(&back);
+        if right {
+            assert_eq!(r.ok_json(StatusCode::OK)["state"], "approved");
+            let code = param(&back, "code").expect("a code after the right pick");
+            redeem_code(&op.app, &code, &verifier)
+                .await
+                .ok_json(StatusCode::OK);
+        } else {
+            r.assert_error(StatusCode::CONFLICT, "wrong_match_code");
+            assert_eq!(param(&back, "error").as_deref(), Some("access_denied"));
+            assert_eq!(param(&back, "code"), None);
+        }
+    }
+    // The device flow: the device is given the number to show beside its QR.
+    for right in [false, true] {
+        let d = device_start(&base, "TV").await;
+        let id = login_of(&d);
+        let ctx = phone.scan_ok(&id).await;
+        let (code, decoy) = shown_and_decoy(&d["match_code"], &ctx);
+        let r = approve_picking(&phone, &id, if right { &code } else { &decoy }).await;
+        let dc = d["device_code"].as_str().unwrap();
+        if right {
+            assert_eq!(r.ok_json(StatusCode::OK)["state"], "approved");
+            let t = device_poll(&base, dc).await.ok_json(StatusCode::OK);
+            assert_eq!(jwt_claims(t["id_token"].as_str().unwrap())["sub"], ALICE_ID);
+        } else {
+            r.assert_error(StatusCode::CONFLICT, "wrong_match_code");
+            oauth_error(
+                &device_poll(&base, dc).await,
+                StatusCode::BAD_REQUEST,
+                "access_denied",
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_page_is_served_with_clients() {
+    let op = op().await;
+    let r = send(raw_client().get(op.app.url("/device"))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let ct = r.headers["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("text/html"), "{ct}");
+    let html = r.text();
+    for needle in ["device.js", "id=\"device-form\"", "id=\"user-code\""] {
+        assert!(html.contains(needle), "/device lacks {needle}: {html}");
+    }
+    // The script the page names is served, and it is the lookup form's.
+    let src = html
+        .split("<script src=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap_or(""))
+        .find(|src| src.ends_with("/device.js"))
+        .unwrap_or_else(|| panic!("no device.js script in {html}"))
+        .to_string();
+    let js = send(raw_client().get(op.app.url(&src))).await;
+    assert_eq!(js.status, StatusCode::OK, "{src}");
+    assert!(js.text().contains("/v1/device/lookup"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_issuer_and_acr_reach_discovery_the_redirect_and_the_id_token() {
+    const ISS: &str = "https://issuer.example";
+    let op_iss = op_with(
+        StoreKind::Memory,
+        |c| {
+            c.oidc_issuer = Some(format!("{ISS}/"));
+            c.oidc_acr = Some("urn:qrlogin:qr".into());
+        },
+        None,
+    )
+    .await;
+    let d = send(raw_client().get(op_iss.app.url("/.well-known/openid-configuration")))
+        .await
+        .ok_json(StatusCode::OK);
+    assert_eq!(d["issuer"], ISS, "the trailing slash is dropped: {d}");
+    assert_eq!(d["acr_values_supported"], json!(["urn:qrlogin:qr"]), "{d}");
+    let (url, verifier) = authorize_url(&op_iss.app.base, "web", &[]);
+    let back = sign_in(&op_iss.app, &url).await;
+    assert_eq!(param(&back, "iss").as_deref(), Some(ISS), "RFC 9207 iss");
+    let t = redeem_code(&op_iss.app, &param(&back, "code").unwrap(), &verifier)
+        .await
+        .ok_json(StatusCode::OK);
+    let claims = jwt_claims(t["id_token"].as_str().unwrap());
+    assert_eq!(claims["iss"], ISS, "{claims}");
+    assert_eq!(claims["acr"], "urn:qrlogin:qr", "{claims}");
+    // Without --oidc-acr there is no acr at all.
+    let plain = op().await;
+    let d = send(raw_client().get(plain.app.url("/.well-known/openid-configuration")))
+        .await
+        .ok_json(StatusCode::OK);
+    assert!(d.get("acr_values_supported").is_none(), "{d}");
+    let (code, verifier) = code_for(&plain.app).await;
+    let t = redeem_code(&plain.app, &code, &verifier)
+        .await
+        .ok_json(StatusCode::OK);
+    assert!(jwt_claims(t["id_token"].as_str().unwrap())
+        .get("acr")
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phone_sees_the_devices_context_and_the_device_gets_no_refresh_token() {
+    let op = op().await;
+    let base = op.app.base.clone();
+    const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 LivingRoomTV/1";
+    let d = device_start(&base, UA).await;
+    let id = login_of(&d);
+    let phone = Phone::sign_in(&base, ALICE).await;
+    let ctx = phone.scan_ok(&id).await;
+    assert_eq!(ctx["client"]["name"], "Living-room TV", "{ctx}");
+    // The device is the login's "browser": its address and agent.
+    assert_eq!(ctx["browser"]["ip"], "127.0.0.1", "{ctx}");
+    assert_eq!(ctx["browser"]["network"], "127.0.0.0/24", "{ctx}");
+    assert_eq!(ctx["browser"]["user_agent"], UA, "{ctx}");
+    assert!(
+        ctx["browser"]["browser"]
+            .as_str()
+            .unwrap()
+            .contains("Chrome"),
+        "{ctx}"
+    );
+    assert_eq!(ctx["browser"]["os"], "Linux", "{ctx}");
+    phone.approve_ok(&id).await;
+    let t = device_poll(&base, d["device_code"].as_str().unwrap())
+        .await
+        .ok_json(StatusCode::OK);
+    assert!(t["access_token"].as_str().is_some(), "{t}");
+    assert!(
+        t.get("refresh_token").is_none(),
+        "the TV may not refresh: {t}"
+    );
+    // Nor the SPA, whose grant types are the default (authorization_code).
+    let (url, verifier) = authorize_url(&base, "spa", &[]);
+    let back = sign_in(&op.app, &url).await;
+    let t = token(
+        &base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &param(&back, "code").unwrap()),
+            ("redirect_uri", CB),
+            ("code_verifier", &verifier),
+            ("client_id", "spa"),
+        ],
+        None,
+    )
+    .await
+    .ok_json(StatusCode::OK);
+    assert!(
+        t.get("refresh_token").is_none(),
+        "the SPA may not refresh: {t}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_holds_only_the_hash_of_a_256_bit_device_code() {
+    let op = op_with(StoreKind::Redis, |_| {}, None).await;
+    let d = device_start(&op.app.base, "TV").await;
+    let dc = d["device_code"].as_str().unwrap();
+    let id = login_of(&d);
+    let (dc_id, secret) = dc.split_once('.').expect("<login id>.<secret>");
+    assert_eq!(dc_id, id);
+    use base64::Engine as _;
+    assert_eq!(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(secret)
+            .expect("base64url")
+            .len(),
+        32,
+        "256 bits"
+    );
+    let dump = sec::redis_dump(op.app.redis.as_ref().unwrap());
+    // The check has teeth: the login is there, found by the secret's hash.
+    assert!(dump.contains(&id), "{dump}");
+    let hash = secret
+        .parse::<qrlogin_core::BrowserSecret>()
+        .unwrap()
+        .hash()
+        .to_hex();
+    assert!(dump.contains(&hash), "{dump}");
+    assert!(
+        !dump.contains(secret),
+        "the device code's secret is stored:\n{dump}"
+    );
+    // And it still works: the phone approves, the device gets its tokens.
+    let phone = Phone::sign_in(&op.app.base, BOB).await;
+    phone.scan_ok(&id).await;
+    phone.approve_ok(&id).await;
+    device_poll(&op.app.base, dc).await.ok_json(StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_down_is_remembered_per_device_code() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let op = op_with(StoreKind::Memory, |_| {}, Some(clock.clone())).await;
+    let base = op.app.base.clone();
+    let d = device_start(&base, "TV").await;
+    assert_eq!(d["interval"], 1);
+    let dc = d["device_code"].as_str().unwrap();
+    let other = device_start(&base, "TV").await;
+    let other_dc = other["device_code"].as_str().unwrap();
+    let pending = |r: &Reply| oauth_error(r, StatusCode::BAD_REQUEST, "authorization_pending");
+    let slow = |r: &Reply, secs: &str| {
+        oauth_error(r, StatusCode::BAD_REQUEST, "slow_down");
+        let text = r.json()["error_description"].as_str().unwrap().to_string();
+        assert!(text.contains(secs), "{text} / {secs}");
+    };
+    pending(&device_poll(&base, dc).await);
+    pending(&device_poll(&base, other_dc).await);
+    slow(&device_poll(&base, dc).await, "every 6 s");
+    // 2 s on: past the original 1 s interval, inside the new 6 s one.
+    clock.advance_ms(2_000);
+    slow(&device_poll(&base, dc).await, "every 11 s");
+    // The other device code kept its own 1 s interval.
+    pending(&device_poll(&base, other_dc).await);
+    // Waiting the slowed-down interval is enough.
+    clock.advance_ms(11_000);
+    pending(&device_poll(&base, dc).await);
+    clock.advance_ms(5_000);
+    slow(&device_poll(&base, dc).await, "every 16 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_login_always_asks_the_phone() {
+    let op = op().await;
+    let base = op.app.base.clone();
+    // A first sign-in in this user agent.
+    let (url, _) = authorize_url(&base, "web", &[]);
+    let back = sign_in(&op.app, &url).await;
+    assert!(param(&back, "code").is_some());
+    // prompt=login: the page again, a fresh login, no code before the phone.
+    let ua = user_agent();
+    let (url, verifier) = authorize_url(&base, "web", &[("prompt", "login")]);
+    let page = send(ua.get(&url)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(page.text().contains("authorize.js"));
+    let query = url::Url::parse(&url).unwrap().query().unwrap().to_string();
+    let started = send(
+        ua.post(format!("{base}/oauth2/authorize/login"))
+            .json(&json!({"query": format!("?{query}")})),
+    )
+    .await
+    .ok_json(StatusCode::CREATED);
+    let id = started["login_id"].as_str().unwrap().to_string();
+    let cont = started["continue"].as_str().unwrap().to_string();
+    let early = send(ua.get(format!("{base}{cont}"))).await;
+    assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.text());
+    assert!(early.headers.get(LOCATION).is_none());
+    let phone = Phone::sign_in(&base, ALICE).await;
+    phone.scan_ok(&id).await;
+    let early = send(ua.get(format!("{base}{cont}"))).await;
+    assert_eq!(
+        early.status,
+        StatusCode::CONFLICT,
+        "scanned is not approved"
+    );
+    phone.approve_ok(&id).await;
+    let r = send(ua.get(format!("{base}{cont}"))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let code = param(&location(&r), "code").expect("code");
+    redeem_code(&op.app, &code, &verifier)
+        .await
+        .ok_json(StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_pkce_is_refused() {
+    let op = op().await;
+    for client in ["spa", "web"] {
+        let (url, _) = authorize_url(&op.app.base, client, &[]);
+        let mut u = url::Url::parse(&url).unwrap();
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .filter(|(k, _)| k != "code_challenge_method" && k != "code_challenge")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        u.query_pairs_mut()
+            .clear()
+            .extend_pairs(pairs)
+            .append_pair("code_challenge", &"p".repeat(43))
+            .append_pair("code_challenge_method", "plain");
+        let r = send(user_agent().get(u.as_str())).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{client}: {}", r.text());
+        let back = location(&r);
+        assert_eq!(param(&back, "error").as_deref(), Some("invalid_request"));
+        assert_eq!(param(&back, "state").as_deref(), Some("st-1"));
+        assert_eq!(param(&back, "code"), None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_answers_post_too() {
+    let op = op().await;
+    let (code, verifier) = code_for(&op.app).await;
+    let t = redeem_code(&op.app, &code, &verifier)
+        .await
+        .ok_json(StatusCode::OK);
+    let at = t["access_token"].as_str().unwrap();
+    let r = send(
+        raw_client()
+            .post(op.app.url("/oauth2/userinfo"))
+            .bearer_auth(at),
+    )
+    .await
+    .ok_json(StatusCode::OK);
+    assert_eq!(r["sub"], ALICE_ID);
+    assert_eq!(r["name"], "Alice");
+    let r = send(
+        raw_client()
+            .post(op.app.url("/oauth2/userinfo"))
+            .bearer_auth("not-a-token"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let api = send(raw_client().get(op.app.url("/openapi.json")))
+        .await
+        .ok_json(StatusCode::OK);
+    for m in ["get", "post"] {
+        assert!(
+            api["paths"]["/oauth2/userinfo"].get(m).is_some(),
+            "openapi lacks {m} /oauth2/userinfo"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_refresh_token_ends_the_sign_in() {
+    let op = op().await;
+    let (code, verifier) = code_for(&op.app).await;
+    let t = redeem_code(&op.app, &code, &verifier)
+        .await
+        .ok_json(StatusCode::OK);
+    let at = t["access_token"].as_str().unwrap();
+    let rt = t["refresh_token"].as_str().unwrap();
+    let r = send(
+        raw_client()
+            .post(op.app.url("/oauth2/revoke"))
+            .form(&[("token", rt), ("token_type_hint", "refresh_token")])
+            .basic_auth("web", Some(WEB_SECRET)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    oauth_error(
+        &token(
+            &op.app.base,
+            &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+            Some(("web", WEB_SECRET)),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    assert_eq!(
+        userinfo(&op.app.base, at).await.status,
+        StatusCode::UNAUTHORIZED,
+        "the access token of that sign-in ends with it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_by_post_form_ends_the_session_too() {
+    let op = op().await;
+    let (code, verifier) = code_for(&op.app).await;
+    let t = redeem_code(&op.app, &code, &verifier)
+        .await
+        .ok_json(StatusCode::OK);
+    let id_token = t["id_token"].as_str().unwrap();
+    let at = t["access_token"].as_str().unwrap();
+    let post = |redirect: &str| {
+        send(user_agent().post(op.app.url("/oauth2/logout")).form(&[
+            ("id_token_hint", id_token),
+            ("post_logout_redirect_uri", redirect),
+            ("state", "bye-2"),
+        ]))
+    };
+    let evil = post("http://evil.example/").await;
+    assert_eq!(evil.status, StatusCode::BAD_REQUEST);
+    assert!(evil.headers.get(LOCATION).is_none());
+    let r = post(BYE).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    let back = location(&r);
+    assert!(back.as_str().starts_with(BYE));
+    assert_eq!(param(&back, "state").as_deref(), Some("bye-2"));
+    assert_eq!(
+        userinfo(&op.app.base, at).await.status,
+        StatusCode::UNAUTHORIZED,
+        "logged out"
     );
 }

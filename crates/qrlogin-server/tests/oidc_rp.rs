@@ -5,6 +5,12 @@
 //! script is `tests/rp/rp.mjs`; its packages are pinned by
 //! `tests/rp/package-lock.json` (`npm ci --prefix crates/qrlogin-server/tests/rp`).
 //!
+//! Number matching is on (`--match-code always`): the page must show the
+//! code and the phone picks it. Then the device flow: openid-client starts
+//! it for a public TV client, Chromium opens `/device`, types the user code
+//! and must land on that login's `/m/{id}`; the phone approves and
+//! openid-client polls to validated tokens.
+//!
 //! openid-client itself validates the RFC 9207 `iss` and `state` of the
 //! authorization response and the ID token (ES256 on the JWKS, iss, aud,
 //! nonce, exp); the test then checks the claims it printed.
@@ -37,12 +43,14 @@ fn rp_dir() -> PathBuf {
         .join("rp")
 }
 
-/// The one client of this test: a confidential web app.
+/// The clients of this test: a confidential web app and a public TV.
 fn clients_file() -> tempfile::NamedTempFile {
     let hash = qrlogin_server::identity::hash_password(WEB_SECRET).expect("hash");
     let doc = json!([
         {"client_id": "web", "name": "Example Shop", "redirect_uris": [CB],
-         "client_secret_hash": hash, "grant_types": ["authorization_code", "refresh_token"]}
+         "client_secret_hash": hash, "grant_types": ["authorization_code", "refresh_token"]},
+        {"client_id": "tv", "name": "Living-room TV", "public": true,
+         "grant_types": ["urn:ietf:params:oauth:grant-type:device_code"]}
     ]);
     let mut f = tempfile::NamedTempFile::new().expect("temp file");
     f.write_all(doc.to_string().as_bytes()).expect("write");
@@ -99,10 +107,19 @@ fn run_rp(args: &[&str]) -> (std::process::ExitStatus, String, String) {
 }
 
 #[test]
-fn openid_client_runs_the_code_flow_through_the_binary_with_chromium() {
+fn openid_client_runs_the_code_and_device_flows_through_the_binary_with_chromium() {
     let clients = clients_file();
     let clients_path = clients.path().to_str().expect("utf-8 temp path");
-    let op = Proc::start(&["--oidc-clients", clients_path, "--match-code", "off"]);
+    // Number matching on every login: the page shows the code, the phone
+    // (rp.mjs) must pick it. The device polls every second.
+    let op = Proc::start(&[
+        "--oidc-clients",
+        clients_path,
+        "--match-code",
+        "always",
+        "--device-interval",
+        "1",
+    ]);
     let (status, stdout, stderr) = run_rp(&[
         "--issuer",
         &op.base,
@@ -112,6 +129,11 @@ fn openid_client_runs_the_code_flow_through_the_binary_with_chromium() {
         WEB_SECRET,
         "--redirect-uri",
         CB,
+        "--client-name",
+        "Example Shop",
+        "--match",
+        "--device-client-id",
+        "tv",
     ]);
     assert!(
         status.success(),
@@ -135,6 +157,28 @@ fn openid_client_runs_the_code_flow_through_the_binary_with_chromium() {
         "a nonce: {out}"
     );
     assert_eq!(out["userinfo"]["sub"], ALICE_ID, "{out}");
+    assert_eq!(out["title"], "Sign in to Example Shop", "{out}");
+    assert!(
+        out["match_code"]
+            .as_str()
+            .is_some_and(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_digit())),
+        "the page showed the number: {out}"
+    );
+    // The device flow: the user code typed on /device in Chromium led to
+    // the device login's confirm page; openid-client validated the tokens.
+    let device = &out["device"];
+    assert!(
+        device["landed"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&format!("{}/m/", op.base))),
+        "{out}"
+    );
+    assert_eq!(device["client_name"], "Living-room TV", "{out}");
+    assert!(device["match_code"].is_string(), "{out}");
+    assert_eq!(device["claims"]["sub"], ALICE_ID, "{out}");
+    assert_eq!(device["claims"]["aud"], "tv", "{out}");
+    assert_eq!(device["claims"]["iss"], op.base.as_str(), "{out}");
+    assert_eq!(device["refresh_token"], Value::Null, "{out}");
     assert_eq!(
         out["console_errors"],
         json!([]),

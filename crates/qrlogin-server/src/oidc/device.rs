@@ -102,6 +102,9 @@ pub async fn device_authorization(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    if app.oidc.is_none() {
+        return crate::error::ApiError::NoRoute.into_response();
+    }
     match start(&app, ip, ua, &headers, &body).await {
         Ok(r) => no_store(Json(r).into_response()),
         Err(e) => e.into_response(),

@@ -78,7 +78,7 @@ fn invalid_token() -> Response {
 }
 
 /// `GET|POST /oauth2/userinfo`
-#[utoipa::path(get, path = "/oauth2/userinfo", tag = "oidc", security(("access_token" = [])), responses((status = 200, description = "{sub, name?}", content_type = "application/json"), (status = 401, description = "RFC 6750 invalid_token (WWW-Authenticate)"), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+#[utoipa::path(method(get, post), path = "/oauth2/userinfo", tag = "oidc", security(("access_token" = [])), responses((status = 200, description = "{sub, name?}", content_type = "application/json"), (status = 401, description = "RFC 6750 invalid_token (WWW-Authenticate)"), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn userinfo(
     AxState(app): AxState<AppState>,
     headers: HeaderMap,
@@ -131,6 +131,9 @@ pub async fn revoke(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    if app.oidc.is_none() {
+        return crate::error::ApiError::NoRoute.into_response();
+    }
     let r = async {
         let oidc = app
             .oidc

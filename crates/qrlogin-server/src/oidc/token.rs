@@ -106,6 +106,11 @@ pub async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    if app.oidc.is_none() {
+        // No clients: the endpoint does not exist (a plain 404, not an
+        // RFC 6749 error), like every other OIDC endpoint.
+        return crate::error::ApiError::NoRoute.into_response();
+    }
     match token_inner(&app, ip, &headers, &body).await {
         Ok(r) => no_store(Json(r).into_response()),
         Err(e) => e.into_response(),

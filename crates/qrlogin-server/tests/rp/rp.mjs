@@ -5,7 +5,17 @@
 // HTTP. Run by ../oidc_rp.rs.
 //
 //   node rp.mjs --issuer http://127.0.0.1:PORT --client-id web \
-//     --client-secret S --redirect-uri http://127.0.0.1:9/cb
+//     --client-secret S --redirect-uri http://127.0.0.1:9/cb \
+//     [--client-name "Example Shop"] [--match] [--device-client-id tv]
+//
+// --match: number matching is on (qrlogin --match-code always): the page
+// must show the 2-digit code (#match-code), which the phone picks among its
+// three choices when it approves. --client-name: the page's title must name
+// the client. --device-client-id: afterwards the device flow (RFC 8628) for
+// that public client: openid-client starts it, Chromium opens the
+// verification URI (the /device page), types the user code and must land
+// on the login's confirm page /m/{id}; the phone approves that login and
+// openid-client polls to the tokens and validates the ID token.
 //
 // openid-client discovers the issuer, builds the authorization URL (PKCE
 // S256, state, nonce, scope "openid profile"), Chromium opens it and shows
@@ -35,6 +45,9 @@ const { values: args } = parseArgs({
     password: { type: 'string', default: 'wonderland' },
     chromium: { type: 'string', default: '/usr/bin/chromium' },
     'timeout-ms': { type: 'string', default: '30000' },
+    'client-name': { type: 'string' },
+    match: { type: 'boolean', default: false },
+    'device-client-id': { type: 'string' },
   },
 });
 for (const k of ['issuer', 'client-id', 'client-secret', 'redirect-uri']) {
@@ -193,9 +206,26 @@ async function main() {
   // ---- the phone ---------------------------------------------------------
   const session = await phoneCall('/v1/mobile/session', { username: args.username, password: args.password });
   if (!session.token) throw new Error(`no token from /v1/mobile/session: ${JSON.stringify(session)}`);
+  const title = (await page.locator('#authorize-title').textContent()) || '';
+  if (args['client-name'] && !title.includes(args['client-name'])) {
+    throw new Error(`#authorize-title is ${JSON.stringify(title)}, expected it to name ${args['client-name']}`);
+  }
+  // With number matching on, the page shows the code as it shows the QR.
+  const matchCode = ((await page.locator('#match-code').textContent()) || '').trim();
+  const matchShown = await page.locator('#match-box').isVisible();
+  if (args.match && (!/^[0-9]{2}$/.test(matchCode) || !matchShown)) {
+    throw new Error(`number matching is on but the page shows ${JSON.stringify(matchCode)} (visible: ${matchShown})`);
+  }
   const scanned = await phoneCall(`/v1/mobile/logins/${encodeURIComponent(loginId)}/scan`, {}, session.token);
   if (scanned.state !== 'scanned') throw new Error(`scan answered ${JSON.stringify(scanned)}`);
-  const approved = await phoneCall(`/v1/mobile/logins/${encodeURIComponent(loginId)}/approve`, {}, session.token);
+  const decision = {};
+  if (args.match) {
+    if (!(scanned.match_choices || []).includes(matchCode)) {
+      throw new Error(`the phone's choices ${JSON.stringify(scanned.match_choices)} lack the page's ${matchCode}`);
+    }
+    decision.match_code = matchCode;
+  }
+  const approved = await phoneCall(`/v1/mobile/logins/${encodeURIComponent(loginId)}/approve`, decision, session.token);
   if (approved.state !== 'approved') throw new Error(`approve answered ${JSON.stringify(approved)}`);
 
   // ---- back at the client: the page navigated there by itself -------------
@@ -224,12 +254,69 @@ async function main() {
   if (!claims) throw new Error('no ID token claims');
   const userinfo = await client.fetchUserInfo(config, tokens.access_token, claims.sub);
 
+  // ---- the device flow, the user code typed on the /device page ----------
+  let device = null;
+  if (args['device-client-id']) {
+    const deviceConfig = await client.discovery(
+      new URL(issuer),
+      args['device-client-id'],
+      { id_token_signed_response_alg: 'ES256' },
+      client.None(),
+      { execute: [client.allowInsecureRequests], timeout: STEP_MS / 1000 },
+    );
+    const started = await client.initiateDeviceAuthorization(deviceConfig, { scope: 'openid profile' });
+    if (started.verification_uri !== `${issuer}/device`) {
+      throw new Error(`verification_uri is ${started.verification_uri}`);
+    }
+    const phonePage = await context.newPage();
+    phonePage.setDefaultTimeout(STEP_MS);
+    phonePage.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(`/device: ${m.text()}`);
+    });
+    phonePage.on('pageerror', (e) => consoleErrors.push(`/device uncaught: ${e.message}`));
+    const dr = await phonePage.goto(started.verification_uri, { waitUntil: 'domcontentloaded' });
+    if (!dr || dr.status() !== 200) throw new Error(`GET /device: ${dr ? dr.status() : 'no response'}`);
+    // Typed as a person would: lower case, without the dash.
+    await phonePage.locator('#user-code').fill(started.user_code.replace('-', '').toLowerCase());
+    await phonePage.locator('#device-submit').click();
+    await phonePage.waitForURL(/\/m\/[^/?#]+$/, { timeout: STEP_MS });
+    const landed = phonePage.url();
+    if (landed !== started.verification_uri_complete) {
+      throw new Error(`/device went to ${landed}, the device's QR names ${started.verification_uri_complete}`);
+    }
+    const deviceLogin = new URL(landed).pathname.split('/').pop();
+    const dscan = await phoneCall(`/v1/mobile/logins/${encodeURIComponent(deviceLogin)}/scan`, {}, session.token);
+    if (dscan.state !== 'scanned') throw new Error(`device scan answered ${JSON.stringify(dscan)}`);
+    const ddecision = {};
+    if (args.match) {
+      if (!started.match_code || !(dscan.match_choices || []).includes(started.match_code)) {
+        throw new Error(`device match_code ${started.match_code} not among ${JSON.stringify(dscan.match_choices)}`);
+      }
+      ddecision.match_code = started.match_code;
+    }
+    const dok = await phoneCall(`/v1/mobile/logins/${encodeURIComponent(deviceLogin)}/approve`, ddecision, session.token);
+    if (dok.state !== 'approved') throw new Error(`device approve answered ${JSON.stringify(dok)}`);
+    const dtokens = await client.pollDeviceAuthorizationGrant(deviceConfig, started);
+    const dclaims = dtokens.claims();
+    if (!dclaims) throw new Error('no ID token claims from the device flow');
+    device = {
+      claims: dclaims,
+      landed,
+      client_name: dscan.client && dscan.client.name,
+      match_code: started.match_code || null,
+      refresh_token: dtokens.refresh_token || null,
+    };
+    await phonePage.waitForTimeout(200);
+  }
+
   // Let the page settle a moment so late console errors are seen too.
   await page.waitForTimeout(200);
   await browser.close();
   browser = undefined;
   clearTimeout(overall);
-  process.stdout.write(`${JSON.stringify({ claims, userinfo, console_errors: consoleErrors })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ claims, userinfo, title, match_code: matchCode || null, device, console_errors: consoleErrors })}\n`,
+  );
   process.exit(0);
 }
 
