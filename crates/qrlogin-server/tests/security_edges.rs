@@ -256,6 +256,15 @@ fn addr_of(app: &App) -> SocketAddr {
 async fn two_thousand_half_sent_heads_are_closed_at_the_header_timeout_while_others_are_served() {
     const HEADS: usize = 2000;
     const TIMEOUT: Duration = Duration::from_secs(2);
+    // Each head is two descriptors in this one process (the client's socket
+    // and the server's): ~4,000 and the normal client's, above the common
+    // default soft limit of 1,024. Raise it up to the hard limit first.
+    let nofile = rlimit::increase_nofile_limit(8192).expect("raising RLIMIT_NOFILE");
+    assert!(
+        nofile >= 4500,
+        "this test needs ~4,500 file descriptors (2,000 half-sent heads, both ends in this \
+         process); the hard limit allows {nofile}: raise it (ulimit -Hn, LimitNOFILE)"
+    );
     let mut cfg = config();
     cfg.header_timeout = TIMEOUT.as_secs();
     let app = unlimited_with(StoreKind::Memory, cfg).await;
