@@ -11,7 +11,7 @@
 //! create=600/min,burst=100`, [`RateLimitSpec`]); the defaults
 //! ([`Rates::default`]) let an office behind one NAT address log in at
 //! once and keep the guessing defences (scan, sign-in) tight
-//! (docs/DECISIONS.md §13).
+//! (docs/DECISIONS.md §14).
 
 use crate::error::ApiError;
 use governor::clock::{Clock as _, DefaultClock};
@@ -266,7 +266,7 @@ pub struct Rates {
 
 impl Default for Rates {
     /// Room for an office of a few hundred people behind one address, tight
-    /// where a request guesses or costs (docs/DECISIONS.md §13):
+    /// where a request guesses or costs (docs/DECISIONS.md §14):
     ///
     /// * `any` 6000/min, burst 1000: every request, pages and assets too.
     /// * `create` 600/min, burst 150: a hundred people starting a login in

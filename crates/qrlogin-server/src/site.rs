@@ -1,7 +1,7 @@
 //! Where and as whom qrlogin shows itself: the mount path (where routes
 //! live) and the public path (what links, the QR and cookies use), the
 //! site's branding, native app links, and the pages, rendered from their
-//! templates once at start-up (docs/DECISIONS.md §13).
+//! templates once at start-up (docs/DECISIONS.md §15).
 //!
 //! Two paths, because a reverse proxy may strip the prefix: with
 //! `--public-url https://site.example/auth/qr` the browser sees

@@ -29,7 +29,7 @@ use sec::*;
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 per_store!(
@@ -190,7 +190,7 @@ async fn forwarded_for_garbage_never_launders_a_spoofed_address(kind: StoreKind)
 
 /// Reads from `s` until the server closes it (EOF or reset); how long that
 /// took, or `None` if it was still open after `limit`.
-async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
+async fn closed_within<S: AsyncRead + Unpin>(s: &mut S, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
     let mut buf = [0u8; 4096];
     let until = tokio::time::Instant::now() + limit;
@@ -212,7 +212,7 @@ async fn still_open(s: &mut TcpStream) -> bool {
 }
 
 /// Reads one HTTP/1.1 response head from `s`: its status and header lines.
-async fn read_head(s: &mut TcpStream) -> (u16, String) {
+async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> (u16, String) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -233,7 +233,7 @@ async fn read_head(s: &mut TcpStream) -> (u16, String) {
 
 /// A complete response to a request without a body: head, then a
 /// `content-length` body.
-async fn read_response(s: &mut TcpStream) -> (u16, String, String) {
+async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> (u16, String, String) {
     let (status, head) = read_head(s).await;
     let len: usize = head
         .lines()
@@ -256,6 +256,15 @@ fn addr_of(app: &App) -> SocketAddr {
 async fn two_thousand_half_sent_heads_are_closed_at_the_header_timeout_while_others_are_served() {
     const HEADS: usize = 2000;
     const TIMEOUT: Duration = Duration::from_secs(2);
+    // Each head is two descriptors in this one process (the client's socket
+    // and the server's): ~4,000 and the normal client's, above the common
+    // default soft limit of 1,024. Raise it up to the hard limit first.
+    let nofile = rlimit::increase_nofile_limit(8192).expect("raising RLIMIT_NOFILE");
+    assert!(
+        nofile >= 4500,
+        "this test needs ~4,500 file descriptors (2,000 half-sent heads, both ends in this \
+         process); the hard limit allows {nofile}: raise it (ulimit -Hn, LimitNOFILE)"
+    );
     let mut cfg = config();
     cfg.header_timeout = TIMEOUT.as_secs();
     let app = unlimited_with(StoreKind::Memory, cfg).await;
@@ -353,6 +362,93 @@ async fn two_thousand_half_sent_heads_are_closed_at_the_header_timeout_while_oth
          normal client served {served} times, slowest {slowest:?}",
         times.iter().min().copied().unwrap_or_default()
     );
+}
+
+/// A `POST /v1/logins` head declaring a `len`-byte JSON body.
+fn post_head(len: usize) -> String {
+    format!(
+        "POST /v1/logins HTTP/1.1\r\nHost: qrlogin\r\nContent-Type: application/json\r\n\
+         Content-Length: {len}\r\n\r\n"
+    )
+}
+
+/// A 408 `request_timeout` with `Connection: close`, then the close.
+async fn expect_body_timeout<S: AsyncRead + Unpin>(s: &mut S, sent: Instant, what: &str) {
+    let (status, head, body) = read_response(s).await;
+    let after = sent.elapsed();
+    assert_eq!(status, 408, "{what}: {head}{body}");
+    assert!(head.contains("connection: close"), "{what}: {head}");
+    let v: Value = serde_json::from_str(&body).expect("a JSON error body");
+    assert_eq!(v["error"], "request_timeout", "{what}: {body}");
+    // The body deadline is 10 s from the head (guard.rs, BODY_DEADLINE).
+    assert!(
+        after >= Duration::from_millis(9500) && after < Duration::from_secs(13),
+        "{what}: answered 408 after {after:?} (body deadline 10 s)"
+    );
+    assert!(
+        closed_within(s, Duration::from_secs(3)).await.is_some(),
+        "{what}: the connection stayed open after the 408"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_within_its_declared_length_gets_408_at_the_body_deadline() {
+    // The head arrives at once, so the header timeout (2 s here) is met;
+    // the body, within --max-body, never completes. Without a body deadline
+    // the connection is busy (no timer) and would be held for good.
+    let mut cfg = config();
+    cfg.header_timeout = 2;
+    let app = unlimited_with(StoreKind::Memory, cfg).await;
+    let addr = addr_of(&app);
+    let body = br#"{"binding": "header"}"#;
+
+    // 10 of 100 declared bytes, then silence.
+    let silent = async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(post_head(100).as_bytes()).await.unwrap();
+        s.write_all(&[b' '; 10]).await.unwrap();
+        let sent = Instant::now();
+        expect_body_timeout(&mut s, sent, "10 of 100 bytes, then silence").await;
+    };
+    // One byte every 400 ms: steady progress, but the deadline is absolute.
+    let trickle = async {
+        let s = TcpStream::connect(addr).await.unwrap();
+        let (mut rd, mut wr) = s.into_split();
+        wr.write_all(post_head(200).as_bytes()).await.unwrap();
+        let sent = Instant::now();
+        let writer = tokio::spawn(async move {
+            for _ in 0..200 {
+                if wr.write_all(b" ").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+        });
+        expect_body_timeout(&mut rd, sent, "one byte every 400 ms").await;
+        writer.abort();
+    };
+    // A body split in two parts a second apart is read and served.
+    let split = async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(post_head(body.len()).as_bytes()).await.unwrap();
+        s.write_all(&body[..5]).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        s.write_all(&body[5..]).await.unwrap();
+        let (status, head, text) = read_response(&mut s).await;
+        assert_eq!(status, 201, "{head}{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert!(v["login_id"].is_string(), "{text}");
+        // And the connection carries the next request.
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: qrlogin\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_response(&mut s).await.0, 200);
+    };
+    tokio::join!(silent, trickle, split);
+    // The service is still there for everyone else.
+    let browser = app.browser();
+    let login = browser.create_header().await;
+    assert_eq!(browser.state(&login).await, "pending");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

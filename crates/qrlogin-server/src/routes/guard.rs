@@ -88,25 +88,37 @@ pub async fn front_door(AxState(app): AxState<AppState>, req: Request, next: Nex
     resp
 }
 
-/// Reads a body of unknown length, at most `max` bytes. Over that, the rest
+/// Reads a body, at most `max` bytes. Over that, the rest
 /// is drained (up to DRAIN_LIMIT) and the answer is the 413.
 async fn read_capped(body: Body, max: usize) -> Result<Bytes, Response> {
     let mut stream = body.into_data_stream();
+    // Most bodies arrive in one chunk: kept as it is, not copied.
+    let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
+    let mut len = 0usize;
     while let Some(chunk) = stream.next().await {
         let Ok(chunk) = chunk else {
             return Err(
                 ApiError::BadRequest("the request body could not be read".into()).into_response(),
             );
         };
-        if buf.len() + chunk.len() > max {
-            let seen = (buf.len() + chunk.len()) as u64;
+        if len + chunk.len() > max {
+            let seen = (len + chunk.len()) as u64;
             let drained = drain_stream(&mut stream, DRAIN_LIMIT.saturating_sub(seen)).await;
             return Err(too_large(drained));
         }
-        buf.extend_from_slice(&chunk);
+        len += chunk.len();
+        match first.take() {
+            None if buf.is_empty() => first = Some(chunk),
+            None => buf.extend_from_slice(&chunk),
+            Some(f) => {
+                buf.reserve(f.len() + chunk.len());
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&chunk);
+            }
+        }
     }
-    Ok(buf.freeze())
+    Ok(first.unwrap_or_else(|| buf.freeze()))
 }
 
 /// Reads and discards a body, at most `limit` bytes; true when it ended.
@@ -181,12 +193,17 @@ async fn refusal(app: &AppState, req: Request) -> Result<Request, Response> {
                 .unwrap_or(false);
         return Err(too_large(drained));
     }
-    // A body without a declared length (chunked) is read here, up to the
-    // limit, for the same reason: refused only after it has been drained,
-    // so the connection stays usable. Left to the extractors, the rest of
-    // it would be unread when the 413 goes out, and the client could reuse
-    // a keep-alive connection the server is about to close.
-    let req = if declared.is_none() && !req.body().is_end_stream() {
+    // Every other body that has not ended is read here, up to the limit,
+    // within BODY_DEADLINE. A chunked one for the same reason as above:
+    // refused only after it has been drained, so the connection stays
+    // usable (left to the extractors, the rest of it would be unread when
+    // the 413 goes out, and the client could reuse a keep-alive connection
+    // the server is about to close). A declared one within the limit so
+    // that a client trickling it byte by byte (slowloris past the header
+    // timeout) gets a 408 instead of holding its connection and task for
+    // as long as it likes: once the head is in, the connection has no
+    // deadline of its own (http1.rs, `Phase::Busy`).
+    let req = if !req.body().is_end_stream() {
         let (parts, body) = req.into_parts();
         let body = match tokio::time::timeout(BODY_DEADLINE, read_capped(body, app.max_body)).await
         {
