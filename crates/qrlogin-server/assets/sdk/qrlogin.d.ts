@@ -41,6 +41,8 @@ export interface MountOptions {
   maxRefreshes?: number;
   /** How long a new event stream may stay silent before long-polling instead (ms, default 5000). */
   sseFirstEventMs?: number;
+  /** After the first event, how long the stream may go without an event or a `ping` keep-alive before long-polling instead (ms, default 35000). */
+  sseSilenceMs?: number;
   /** Stream errors in a row before long-polling instead (default 3). */
   sseMaxErrors?: number;
   /** `poll` skips Server-Sent Events. Default: SSE first. */

@@ -83,6 +83,9 @@ const DEFAULTS = {
   // that shows nothing for this long is being held back (a buffering proxy):
   // long-poll instead.
   sseFirstEventMs: 5000,
+  // After that, every event and every keep-alive (`ping`, every 15 s) re-arms
+  // this bound: a stream that goes quiet for longer has stalled somewhere.
+  sseSilenceMs: 35000,
   sseMaxErrors: 3,
   pollWaitS: 25,
   theme: 'auto',
@@ -377,19 +380,29 @@ class Widget {
     login.es = es;
     this.root.setAttribute('data-qrl-transport', 'sse');
     let errors = 0;
-    let heard = false;
     const toPoll = () => {
       if (login.es) { login.es.close(); login.es = null; }
       if (login.watchdog) { clearTimeout(login.watchdog); login.watchdog = null; }
       if (!login.done && login === this.login) this.poll(login);
     };
-    // The first event proves that events get through this path; until
-    // then, silence means a buffering proxy. (After that, a reconnect
-    // resumes with Last-Event-ID and may rightly hear nothing for a while.)
-    login.watchdog = setTimeout(() => { if (!heard) toPoll(); }, this.o.sseFirstEventMs);
+    // One timer per stream, re-armed by whatever arrives: the first event
+    // must come within sseFirstEventMs (silence means a buffering proxy);
+    // after that an event or the server's `ping` keep-alive within
+    // sseSilenceMs (a stream that stalls later, or a reconnect that never
+    // hears from the server again, also ends in long-polling).
+    const arm = (ms) => {
+      if (login.watchdog) clearTimeout(login.watchdog);
+      login.watchdog = setTimeout(toPoll, ms);
+    };
+    arm(this.o.sseFirstEventMs);
+    const alive = () => {
+      if (login !== this.login || login.done) return false;
+      arm(this.o.sseSilenceMs);
+      return true;
+    };
+    es.addEventListener('ping', alive);
     const onEvent = (ev) => {
-      if (login !== this.login || login.done) return;
-      heard = true;
+      if (!alive()) return;
       errors = 0;
       let data;
       try { data = JSON.parse(ev.data); } catch (e) { return; }
