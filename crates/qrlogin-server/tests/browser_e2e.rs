@@ -1711,6 +1711,133 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    async fn sdk_surface(&self) -> Result<()> {
+        let wd = &self.wd;
+        self.dark(false).await?;
+        // theme: 'dark' as an option (the page passes ?theme= through),
+        // with the browser itself in light mode.
+        wd.goto(&format!("{}/?theme=dark", self.base)).await?;
+        let (link, code) = self.wait_qr(None).await?;
+        let v = wd
+            .js(
+                "const r = document.getElementById('qr-login'); \
+                 return [r.getAttribute('data-qrl-theme'), getComputedStyle(r).color, \
+                 getComputedStyle(document.querySelector('.qrl-qr-box')).backgroundColor]",
+                json!([]),
+            )
+            .await?;
+        if v != json!(["dark", "rgb(230, 233, 239)", "rgb(255, 255, 255)"]) {
+            bail!("theme 'dark': [data-qrl-theme, text colour, QR box] are {v}");
+        }
+        self.shot("sdk-surface-1-dark-option.png").await?;
+        // The QR's alt text names the site; the status is a polite live
+        // region; the copy button copies the link (or selects it when the
+        // clipboard is not allowed).
+        let v = wd
+            .js(
+                "const s = document.querySelector('.qrl-status'); \
+                 return [document.querySelector('.qrl-qr').alt, \
+                 JSON.parse(document.querySelector('meta[name=\"qrlogin-config\"]').content).site, \
+                 s.getAttribute('aria-live'), s.getAttribute('role')]",
+                json!([]),
+            )
+            .await?;
+        let site = v[1].as_str().unwrap_or_default();
+        let alt = format!("QR code to log in with the {site} app on your phone");
+        if site.is_empty() || v[0] != json!(alt) || v[2] != json!("polite") || v[3] != json!("status") {
+            bail!("alt text / live region: {v} (want alt {alt:?}, aria-live polite, role status)");
+        }
+        wd.click(".qrl-copy").await?;
+        wd.wait_js(
+            "the copy button to copy or select the link",
+            WAIT,
+            "return document.querySelector('.qrl-copy').textContent === 'Copied' || String(window.getSelection()).trim() === arguments[0]",
+            json!([link]),
+        )
+        .await?;
+        self.bob_approves(&link, &code).await?;
+        self.wait_text("#logged-in", "logged in as bob").await?;
+
+        // <qr-login> without a site name: the alt text does not name one.
+        let sdk = format!("{}/_qrlogin/sdk/qrlogin.js", self.base);
+        let v = wd
+            .js(
+                "return import(arguments[0]).then(() => { \
+                   const e = document.createElement('qr-login'); e.id = 'bare'; \
+                   document.body.append(e); \
+                   return [customElements.get('qr-login') === e.constructor, e.querySelector('.qrl-qr').alt]; })",
+                json!([sdk]),
+            )
+            .await?;
+        if v != json!([true, "QR code to log in with your phone"]) {
+            bail!("<qr-login> without a site: [is the element, alt] are {v}");
+        }
+        wd.js("document.getElementById('bare').remove(); return true", json!([]))
+            .await?;
+        // <qr-login> in a locale the site adds to QrLogin.strings, with a
+        // site name; its qrlogin:login event fires after the phone approves.
+        wd.js(
+            "return import(arguments[0]).then((m) => { \
+               m.QrLogin.strings.fr = { waiting: 'En attente du téléphone…', qr_alt: 'Code QR pour {site}' }; \
+               window.__elemLogin = null; \
+               const e = document.createElement('qr-login'); e.id = 'elem'; \
+               e.setAttribute('locale', 'fr'); e.setAttribute('site', 'Elem Shop'); \
+               e.addEventListener('qrlogin:login', (ev) => { window.__elemLogin = ev.detail; }); \
+               document.body.append(e); return true; })",
+            json!([sdk]),
+        )
+        .await?;
+        self.wait_text("#elem .qrl-status", "En attente du téléphone")
+            .await?;
+        let v = wd
+            .wait_js(
+                "the element's QR and link",
+                WAIT,
+                "const e = document.getElementById('elem'); const i = e.querySelector('.qrl-qr'); \
+                 const l = e.querySelector('.qrl-link'); \
+                 return i.complete && i.naturalWidth > 0 && l.textContent ? [l.textContent.trim(), i.alt, e.querySelector('.qrl-copy').textContent] : null",
+                json!([]),
+            )
+            .await?;
+        let elem_link = v[0].as_str().unwrap_or_default().to_string();
+        // Keys the site left out fall back to English.
+        if v[1] != json!("Code QR pour Elem Shop") || v[2] != json!("Copy link") {
+            bail!("<qr-login locale=fr site=…>: [link, alt, copy] are {v}");
+        }
+        self.shot("sdk-surface-2-element.png").await?;
+        self.bob_approves(&elem_link, "").await?;
+        let detail = wd
+            .wait_js(
+                "the element's qrlogin:login event",
+                WAIT,
+                "return window.__elemLogin",
+                json!([]),
+            )
+            .await?;
+        if detail["user"]["id"] != json!("u-bob") || detail["token"].as_str().unwrap_or("").is_empty() {
+            bail!("qrlogin:login detail is {detail}");
+        }
+        Ok(())
+    }
+}
+
+/// What a site uses of the SDK besides the demo page's defaults: the
+/// `theme: 'dark'` option (with the browser in light mode), the QR's alt
+/// text and the polite live region, the copy button, the `<qr-login>`
+/// element (with and without a site name, in a locale the site adds to
+/// `QrLogin.strings`) and its `qrlogin:login` event after the phone
+/// approves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_options_element_and_accessibility_in_chromium() {
+    let _one = ONE_BROWSER.lock().await;
+    let run = sdk_run("browser_sdk_surface", &[]).await;
+    let result = tokio::time::timeout(Duration::from_secs(90), run.ctx.sdk_surface())
+        .await
+        .unwrap_or_else(|_| Err(anyhow!("took over 90 s")));
+    finish(&run.ctx, result, &run.out).await;
+}
+
 /// Expiry: the SDK replaces an expired code at most N times (here 2), then
 /// shows "Show a new code"; a hidden tab (Page Visibility) refreshes
 /// nothing until it is shown again; the refreshed code logs in.

@@ -20,7 +20,7 @@ export type LoginState =
   | 'idle' | 'creating' | 'pending' | 'scanned' | 'approved' | 'logged-in'
   | 'denied' | 'cancelled' | 'expired' | 'consumed';
 
-/** One locale's strings; `{site}`, `{name}`, `{time}`, `{seconds}` are filled in. */
+/** One locale's strings; `{site}`, `{name}`, `{time}`, `{seconds}` are filled in; without a `site` option, `KEY_nosite` (e.g. `qr_alt_nosite`) is used where English has one. */
 export type Strings = Record<string, string>;
 
 export interface MountOptions {

@@ -23,6 +23,7 @@ const strings = {
     title: 'Log in with your phone',
     lead: 'Scan this code with the {site} app, then confirm on your phone.',
     qr_alt: 'QR code to log in with the {site} app on your phone',
+    qr_alt_nosite: 'QR code to log in with your phone',
     or_open: 'or open:',
     copy: 'Copy link',
     copied: 'Copied',
@@ -51,6 +52,7 @@ const strings = {
     title: 'Mit dem Handy anmelden',
     lead: 'Scannen Sie diesen Code mit der {site}-App und bestätigen Sie auf dem Handy.',
     qr_alt: 'QR-Code zum Anmelden mit der {site}-App auf Ihrem Handy',
+    qr_alt_nosite: 'QR-Code zum Anmelden mit Ihrem Handy',
     or_open: 'oder öffnen:',
     copy: 'Link kopieren',
     copied: 'Kopiert',
@@ -193,6 +195,9 @@ class Widget {
 
   t(key, vars) {
     const table = strings[this.locale] || strings.en;
+    // Without a site name, a text that names the site has a variant that
+    // does not (never "with the  app").
+    if (!this.o.site && (key + '_nosite') in strings.en) key += '_nosite';
     const text = key in table ? table[key] : strings.en[key];
     return fill(text, Object.assign({ site: this.o.site || '' }, vars));
   }
