@@ -331,7 +331,9 @@ mod tests {
         assert_eq!(ev.data, "a\nb");
         let ping = parse_block(b"event: ping\ndata: {}\n\n").unwrap();
         assert!(is_keep_alive(&ping));
-        assert!(!is_keep_alive(&parse_block(b"event: pending\nid: 1\ndata: {}\n\n").unwrap()));
+        assert!(!is_keep_alive(
+            &parse_block(b"event: pending\nid: 1\ndata: {}\n\n").unwrap()
+        ));
     }
 
     /// The reader skips keep-alives of both kinds and returns the events.

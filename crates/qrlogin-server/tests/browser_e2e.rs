@@ -1745,7 +1745,11 @@ impl Ctx {
             .await?;
         let site = v[1].as_str().unwrap_or_default();
         let alt = format!("QR code to log in with the {site} app on your phone");
-        if site.is_empty() || v[0] != json!(alt) || v[2] != json!("polite") || v[3] != json!("status") {
+        if site.is_empty()
+            || v[0] != json!(alt)
+            || v[2] != json!("polite")
+            || v[3] != json!("status")
+        {
             bail!("alt text / live region: {v} (want alt {alt:?}, aria-live polite, role status)");
         }
         wd.click(".qrl-copy").await?;
@@ -1773,8 +1777,11 @@ impl Ctx {
         if v != json!([true, "QR code to log in with your phone"]) {
             bail!("<qr-login> without a site: [is the element, alt] are {v}");
         }
-        wd.js("document.getElementById('bare').remove(); return true", json!([]))
-            .await?;
+        wd.js(
+            "document.getElementById('bare').remove(); return true",
+            json!([]),
+        )
+        .await?;
         // <qr-login> in a locale the site adds to QrLogin.strings, with a
         // site name; its qrlogin:login event fires after the phone approves.
         wd.js(
@@ -1815,7 +1822,9 @@ impl Ctx {
                 json!([]),
             )
             .await?;
-        if detail["user"]["id"] != json!("u-bob") || detail["token"].as_str().unwrap_or("").is_empty() {
+        if detail["user"]["id"] != json!("u-bob")
+            || detail["token"].as_str().unwrap_or("").is_empty()
+        {
             bail!("qrlogin:login detail is {detail}");
         }
         Ok(())
@@ -2051,7 +2060,8 @@ impl Ctx {
             .goto(&format!("{}/?sse_silence_ms=3000", self.base))
             .await?;
         let (link, code) = self.wait_qr(None).await?;
-        let transport = "return document.getElementById('qr-login').getAttribute('data-qrl-transport')";
+        let transport =
+            "return document.getElementById('qr-login').getAttribute('data-qrl-transport')";
         // The pings keep the stream alive past the bound ...
         tokio::time::sleep(Duration::from_secs(5)).await;
         let t = self.wd.js(transport, json!([])).await?;

@@ -333,7 +333,9 @@ async fn jwks_is_served_at_the_root_and_under_the_base_path() {
     let mut kids = Vec::new();
     for path in ["/.well-known/jwks.json", "/auth/qr/.well-known/jwks.json"] {
         let v = send(http.get(app.url(path))).await.ok_json(StatusCode::OK);
-        let keys = v["keys"].as_array().unwrap_or_else(|| panic!("{path}: {v}"));
+        let keys = v["keys"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: {v}"));
         assert_eq!(keys.len(), 1, "{path}: {v}");
         assert_eq!(keys[0]["kty"], "EC", "{path}: {v}");
         let kid = keys[0]["kid"].as_str().unwrap_or_default().to_string();

@@ -188,7 +188,10 @@ async fn on_risk_asks_only_across_networks(kind: StoreKind) {
         .expect("code shown after scan")
         .into();
     let (code, _) = code_and_choices(&shown, &ctx);
-    assert_eq!(in_event, code, "the event's number is the one the phone must pick");
+    assert_eq!(
+        in_event, code,
+        "the event's number is the one the phone must pick"
+    );
     let r = approve_with(&phone, &other.id, &format!(r#"{{"match_code":"{code}"}}"#)).await;
     assert_eq!(r.ok_json(StatusCode::OK)["state"], "approved");
     let ev = sse.expect_named("approved").await;

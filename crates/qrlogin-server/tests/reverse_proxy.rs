@@ -279,7 +279,10 @@ async fn idle_streams_carry_ping_events_even_through_a_buffering_nginx() {
         sse.comments
     );
     for p in &sse.pings {
-        assert_eq!(p.id, None, "a keep-alive must not move Last-Event-ID: {p:?}");
+        assert_eq!(
+            p.id, None,
+            "a keep-alive must not move Last-Event-ID: {p:?}"
+        );
         assert_eq!(p.data, "{}", "{p:?}");
     }
 
