@@ -235,12 +235,12 @@ where
         }
     }
 
-    /// The next event, `None` when the stream ended cleanly. Comment-only
-    /// blocks (keep-alives) are skipped.
+    /// The next event, `None` when the stream ended cleanly. Keep-alives
+    /// (comment-only blocks and `ping` events) are skipped.
     pub async fn next(&mut self) -> Result<Option<SseEvent>, Failure> {
         loop {
             while let Some(block) = self.take_block() {
-                if let Some(ev) = parse_block(&block) {
+                if let Some(ev) = parse_block(&block).filter(|ev| !is_keep_alive(ev)) {
                     return Ok(Some(ev));
                 }
             }
@@ -270,6 +270,12 @@ where
         let block = self.buf.split_to(pos + 2);
         Some(block)
     }
+}
+
+/// The server's keep-alive event (`event: ping`, no id), which says nothing
+/// about the login.
+pub fn is_keep_alive(ev: &SseEvent) -> bool {
+    ev.name == "ping" && ev.id.is_none()
 }
 
 /// Parses one event block; `None` for a block of comments only.
@@ -323,6 +329,23 @@ mod tests {
         let ev = parse_block(b"data: a\ndata: b\n\n").unwrap();
         assert_eq!(ev.name, "message");
         assert_eq!(ev.data, "a\nb");
+        let ping = parse_block(b"event: ping\ndata: {}\n\n").unwrap();
+        assert!(is_keep_alive(&ping));
+        assert!(!is_keep_alive(
+            &parse_block(b"event: pending\nid: 1\ndata: {}\n\n").unwrap()
+        ));
+    }
+
+    /// The reader skips keep-alives of both kinds and returns the events.
+    #[tokio::test]
+    async fn reader_skips_ping_keep_alives() {
+        let body = http_body_util::Full::new(bytes::Bytes::from_static(
+            b": hi\n\nevent: ping\ndata: {}\n\nevent: approved\nid: 3\ndata: {}\n\nevent: ping\ndata: {}\n\n",
+        ));
+        let mut r = SseReader::new(body);
+        let ev = r.next().await.unwrap().unwrap();
+        assert_eq!(ev.name, "approved");
+        assert!(r.next().await.unwrap().is_none());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 // The demo site's login page (/): the browser SDK does the whole login; this
 // page only decides what to show before and after. It is the SDK's example:
 // query parameters pass straight to QrLogin.mount (?locale=de&theme=dark&
-// max_refreshes=2&transport=poll).
+// max_refreshes=2&transport=poll&sse_silence_ms=3000).
 const cfg = JSON.parse(document.querySelector('meta[name="qrlogin-config"]').content);
 const { QrLogin } = await import(cfg.base + '/_qrlogin/sdk/qrlogin.js');
 
@@ -28,12 +28,14 @@ function mount() {
   $('login-view').hidden = false;
   if (widget) widget.destroy();
   const max = parseInt(params.get('max_refreshes') || '', 10);
+  const silence = parseInt(params.get('sse_silence_ms') || '', 10);
   widget = QrLogin.mount($('qr-login'), {
     server: location.origin + cfg.base + '/',
     site: cfg.site,
     locale,
     theme: params.get('theme') || 'auto',
     maxRefreshes: Number.isFinite(max) ? max : undefined,
+    sseSilenceMs: Number.isFinite(silence) ? silence : undefined,
     transport: params.get('transport') || undefined,
     css: false, // linked in the page's head already
     onLogin: (r) => showLoggedIn(r.user, Date.now() + r.expiresIn * 1000),

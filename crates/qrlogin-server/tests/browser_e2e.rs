@@ -731,6 +731,62 @@ impl Ctx {
         Ok(())
     }
 
+    /// See [`browser_on_risk_number_shows_after_a_scan_from_another_network`].
+    async fn run_on_risk(&self) -> Result<()> {
+        let wd = &self.wd;
+        wd.set_size(1024, 900).await?;
+        let desk = wd.window().await?;
+        wd.goto(&format!("{}/", self.base)).await?;
+        let (link, at_create) = self.wait_qr(None).await?;
+        if !at_create.is_empty() {
+            bail!("on-risk: the login page shows {at_create:?} before any scan");
+        }
+        // The phone is on another network (X-Forwarded-For, trusted from
+        // 127.0.0.1, sent by its window only).
+        let phone = wd.new_window().await?;
+        wd.switch_to(&phone).await?;
+        self.viewport(390, 844, true).await?;
+        self.cdp("Network.enable", json!({})).await?;
+        self.cdp(
+            "Network.setExtraHTTPHeaders",
+            json!({ "headers": { "X-Forwarded-For": "192.0.2.20" } }),
+        )
+        .await?;
+        wd.goto(&link).await?;
+        self.sign_in_on_phone("alice", "wonderland").await?;
+        wd.wait_js(
+            "the phone to ask for a number",
+            WAIT,
+            "return document.querySelectorAll('button.match-choice').length === 3",
+            json!([]),
+        )
+        .await?;
+        // The login page learns the number from the scanned event.
+        wd.switch_to(&desk).await?;
+        let shown = wd
+            .wait_js(
+                "the login page to show the number after the scan",
+                WAIT,
+                "const c = document.querySelector('.qrl-code'); const t = c && c.offsetParent !== null ? c.textContent.trim() : ''; return /^[0-9]{2}$/.test(t) ? t : null",
+                json!([]),
+            )
+            .await?;
+        let code = shown.as_str().unwrap_or_default().to_string();
+        eprintln!("[e2e] on-risk: the login page shows {code:?} after the scan");
+        self.shot("on-risk-1-login-number.png").await?;
+        // It is the phone's right choice: picking it approves.
+        wd.switch_to(&phone).await?;
+        self.check_context_and_pick(&code).await?;
+        self.shot("on-risk-2-phone-picked.png").await?;
+        self.wait_clickable("#approve").await?;
+        wd.click("#approve").await?;
+        self.wait_text("#result", "approved").await?;
+        wd.switch_to(&desk).await?;
+        self.wait_text("#logged-in", "logged in as alice").await?;
+        self.shot("on-risk-3-logged-in.png").await?;
+        Ok(())
+    }
+
     async fn find(&self, css: &str) -> Result<String> {
         self.wd.find(css).await
     }
@@ -1228,6 +1284,23 @@ async fn browser_confirm_page_shows_places_and_needs_presence() {
     browser_run_script(name, Target::Server(server, base), Script::Geo).await;
 }
 
+/// `--match-code on-risk` (the default) with the phone on another network
+/// than the computer: the login page shows no number at first, then, with
+/// the `scanned` event, the number the phone asks for; picking it on the
+/// phone approves and the page logs in. (The same-network case, where
+/// neither side shows a number, is the default run's.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_on_risk_number_shows_after_a_scan_from_another_network() {
+    let _one = ONE_BROWSER.lock().await;
+    let name = "browser_e2e_on_risk";
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    let args = ["--trusted-proxies", "127.0.0.1", "--match-code", "on-risk"];
+    let (server, base) =
+        start_server(&out.join("server.log"), &args).unwrap_or_else(|e| panic!("{e:#}"));
+    browser_run_script(name, Target::Server(server, base), Script::OnRisk).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_qr_login_end_to_end() {
     let _one = ONE_BROWSER.lock().await;
@@ -1287,6 +1360,8 @@ enum Script {
     Full,
     /// [`Ctx::run_geo`]: the confirm page with `--geoip-db`.
     Geo,
+    /// [`Ctx::run_on_risk`]: `--match-code on-risk` across networks.
+    OnRisk,
 }
 
 /// Starts Chromium (through chromedriver) and runs [`Ctx::run`] against
@@ -1351,6 +1426,7 @@ async fn browser_run_script(name: &str, target: Target, script: Script) {
         match script {
             Script::Full => ctx.run().await,
             Script::Geo => ctx.run_geo().await,
+            Script::OnRisk => ctx.run_on_risk().await,
         }
     };
     let result = tokio::time::timeout(Duration::from_secs(150), steps)
@@ -1635,6 +1711,142 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    async fn sdk_surface(&self) -> Result<()> {
+        let wd = &self.wd;
+        self.dark(false).await?;
+        // theme: 'dark' as an option (the page passes ?theme= through),
+        // with the browser itself in light mode.
+        wd.goto(&format!("{}/?theme=dark", self.base)).await?;
+        let (link, code) = self.wait_qr(None).await?;
+        let v = wd
+            .js(
+                "const r = document.getElementById('qr-login'); \
+                 return [r.getAttribute('data-qrl-theme'), getComputedStyle(r).color, \
+                 getComputedStyle(document.querySelector('.qrl-qr-box')).backgroundColor]",
+                json!([]),
+            )
+            .await?;
+        if v != json!(["dark", "rgb(230, 233, 239)", "rgb(255, 255, 255)"]) {
+            bail!("theme 'dark': [data-qrl-theme, text colour, QR box] are {v}");
+        }
+        self.shot("sdk-surface-1-dark-option.png").await?;
+        // The QR's alt text names the site; the status is a polite live
+        // region; the copy button copies the link (or selects it when the
+        // clipboard is not allowed).
+        let v = wd
+            .js(
+                "const s = document.querySelector('.qrl-status'); \
+                 return [document.querySelector('.qrl-qr').alt, \
+                 JSON.parse(document.querySelector('meta[name=\"qrlogin-config\"]').content).site, \
+                 s.getAttribute('aria-live'), s.getAttribute('role')]",
+                json!([]),
+            )
+            .await?;
+        let site = v[1].as_str().unwrap_or_default();
+        let alt = format!("QR code to log in with the {site} app on your phone");
+        if site.is_empty()
+            || v[0] != json!(alt)
+            || v[2] != json!("polite")
+            || v[3] != json!("status")
+        {
+            bail!("alt text / live region: {v} (want alt {alt:?}, aria-live polite, role status)");
+        }
+        wd.click(".qrl-copy").await?;
+        wd.wait_js(
+            "the copy button to copy or select the link",
+            WAIT,
+            "return document.querySelector('.qrl-copy').textContent === 'Copied' || String(window.getSelection()).trim() === arguments[0]",
+            json!([link]),
+        )
+        .await?;
+        self.bob_approves(&link, &code).await?;
+        self.wait_text("#logged-in", "logged in as bob").await?;
+
+        // <qr-login> without a site name: the alt text does not name one.
+        let sdk = format!("{}/_qrlogin/sdk/qrlogin.js", self.base);
+        let v = wd
+            .js(
+                "return import(arguments[0]).then(() => { \
+                   const e = document.createElement('qr-login'); e.id = 'bare'; \
+                   document.body.append(e); \
+                   return [customElements.get('qr-login') === e.constructor, e.querySelector('.qrl-qr').alt]; })",
+                json!([sdk]),
+            )
+            .await?;
+        if v != json!([true, "QR code to log in with your phone"]) {
+            bail!("<qr-login> without a site: [is the element, alt] are {v}");
+        }
+        wd.js(
+            "document.getElementById('bare').remove(); return true",
+            json!([]),
+        )
+        .await?;
+        // <qr-login> in a locale the site adds to QrLogin.strings, with a
+        // site name; its qrlogin:login event fires after the phone approves.
+        wd.js(
+            "return import(arguments[0]).then((m) => { \
+               m.QrLogin.strings.fr = { waiting: 'En attente du téléphone…', qr_alt: 'Code QR pour {site}' }; \
+               window.__elemLogin = null; \
+               const e = document.createElement('qr-login'); e.id = 'elem'; \
+               e.setAttribute('locale', 'fr'); e.setAttribute('site', 'Elem Shop'); \
+               e.addEventListener('qrlogin:login', (ev) => { window.__elemLogin = ev.detail; }); \
+               document.body.append(e); return true; })",
+            json!([sdk]),
+        )
+        .await?;
+        self.wait_text("#elem .qrl-status", "En attente du téléphone")
+            .await?;
+        let v = wd
+            .wait_js(
+                "the element's QR and link",
+                WAIT,
+                "const e = document.getElementById('elem'); const i = e.querySelector('.qrl-qr'); \
+                 const l = e.querySelector('.qrl-link'); \
+                 return i.complete && i.naturalWidth > 0 && l.textContent ? [l.textContent.trim(), i.alt, e.querySelector('.qrl-copy').textContent] : null",
+                json!([]),
+            )
+            .await?;
+        let elem_link = v[0].as_str().unwrap_or_default().to_string();
+        // Keys the site left out fall back to English.
+        if v[1] != json!("Code QR pour Elem Shop") || v[2] != json!("Copy link") {
+            bail!("<qr-login locale=fr site=…>: [link, alt, copy] are {v}");
+        }
+        self.shot("sdk-surface-2-element.png").await?;
+        self.bob_approves(&elem_link, "").await?;
+        let detail = wd
+            .wait_js(
+                "the element's qrlogin:login event",
+                WAIT,
+                "return window.__elemLogin",
+                json!([]),
+            )
+            .await?;
+        if detail["user"]["id"] != json!("u-bob")
+            || detail["token"].as_str().unwrap_or("").is_empty()
+        {
+            bail!("qrlogin:login detail is {detail}");
+        }
+        Ok(())
+    }
+}
+
+/// What a site uses of the SDK besides the demo page's defaults: the
+/// `theme: 'dark'` option (with the browser in light mode), the QR's alt
+/// text and the polite live region, the copy button, the `<qr-login>`
+/// element (with and without a site name, in a locale the site adds to
+/// `QrLogin.strings`) and its `qrlogin:login` event after the phone
+/// approves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_options_element_and_accessibility_in_chromium() {
+    let _one = ONE_BROWSER.lock().await;
+    let run = sdk_run("browser_sdk_surface", &[]).await;
+    let result = tokio::time::timeout(Duration::from_secs(90), run.ctx.sdk_surface())
+        .await
+        .unwrap_or_else(|_| Err(anyhow!("took over 90 s")));
+    finish(&run.ctx, result, &run.out).await;
+}
+
 /// Expiry: the SDK replaces an expired code at most N times (here 2), then
 /// shows "Show a new code"; a hidden tab (Page Visibility) refreshes
 /// nothing until it is shown again; the refreshed code logs in.
@@ -1771,13 +1983,34 @@ async fn sdk_long_polls_when_the_event_stream_stays_silent_behind_the_proxy() {
             held.push(conn);
         }
     });
+    let run = sdk_behind_events_upstream("browser_sdk_silent_stream", hole_addr).await;
+    let ctx = &run.ctx;
+    let result = tokio::time::timeout(Duration::from_secs(60), ctx.sdk_behind_a_silent_stream())
+        .await
+        .unwrap_or_else(|_| Err(anyhow!("took over 60 s")));
+    finish(ctx, result, &run.out).await;
+}
+
+/// A browser run behind nginx whose `…/events` location goes to
+/// `upstream` instead of qrlogin (everything else reaches the two
+/// instances). Fields drop in order: the stack, then Chromium, then the
+/// profile.
+struct ProxiedRun {
+    ctx: Ctx,
+    out: PathBuf,
+    _session: SessionGuard,
+    _driver: ChildGuard,
+    _profile: tempfile::TempDir,
+}
+
+async fn sdk_behind_events_upstream(name: &str, upstream: std::net::SocketAddr) -> ProxiedRun {
     let stack = tokio::task::spawn_blocking(move || {
         proxy::Stack::start_with(&[], move |conf| {
             let events = "proxy_pass http://qrlogin;\n            proxy_buffering off;";
             assert_eq!(conf.matches(events).count(), 1, "the events location");
             conf.replace(
                 events,
-                &format!("proxy_pass http://{hole_addr};\n            proxy_buffering off;"),
+                &format!("proxy_pass http://{upstream};\n            proxy_buffering off;"),
             )
         })
     })
@@ -1785,7 +2018,7 @@ async fn sdk_long_polls_when_the_event_stream_stays_silent_behind_the_proxy() {
     .expect("starting nginx, Redis and two instances");
     let chromium = find_exe("chromium", "/usr/bin/chromium").expect(MISSING);
     let driver = find_exe("chromedriver", "/usr/bin/chromedriver").expect(MISSING);
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser_sdk_silent_stream");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::create_dir_all(&out).unwrap();
     let profile = tempfile::Builder::new()
         .prefix("chromium-profile-")
@@ -1807,10 +2040,97 @@ async fn sdk_long_polls_when_the_event_stream_stays_silent_behind_the_proxy() {
         metrics: None,
         stack: Some(std::sync::Mutex::new(stack)),
     };
-    let result = tokio::time::timeout(Duration::from_secs(60), ctx.sdk_behind_a_silent_stream())
-        .await
-        .unwrap_or_else(|_| Err(anyhow!("took over 60 s")));
-    finish(&ctx, result, &out).await;
-    drop(session);
-    drop(chromedriver);
+    ProxiedRun {
+        ctx,
+        out,
+        _session: session,
+        _driver: chromedriver,
+        _profile: profile,
+    }
+}
+
+/// How many `ping` keep-alives the stalling upstream sends, one a second,
+/// after its one `pending` event, before it goes silent.
+const STALL_PINGS: u64 = 8;
+
+impl Ctx {
+    async fn sdk_behind_a_stalling_stream(&self) -> Result<()> {
+        // A silence bound of 3 s (the default is 35 s: two keep-alives).
+        self.wd
+            .goto(&format!("{}/?sse_silence_ms=3000", self.base))
+            .await?;
+        let (link, code) = self.wait_qr(None).await?;
+        let transport =
+            "return document.getElementById('qr-login').getAttribute('data-qrl-transport')";
+        // The pings keep the stream alive past the bound ...
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let t = self.wd.js(transport, json!([])).await?;
+        if t != json!("sse") {
+            bail!("while pings arrive the SDK must stay on SSE, it uses {t}");
+        }
+        // ... and once they stop, the SDK notices and long-polls.
+        self.wd
+            .wait_js(
+                "the SDK to give up on the stalled stream and long-poll",
+                Duration::from_secs(20),
+                "return document.getElementById('qr-login').getAttribute('data-qrl-transport') === 'poll'",
+                json!([]),
+            )
+            .await?;
+        self.bob_approves(&link, &code).await?;
+        self.wait_text("#logged-in", "logged in as bob").await?;
+        self.shot("stalled-stream-logged-in.png").await?;
+        Ok(())
+    }
+}
+
+/// A stream that stalls after its first event (a hop that stops passing
+/// data, a half-dead connection): the upstream behind nginx's `…/events`
+/// answers with one `pending` event, sends `ping` keep-alives for a while,
+/// then nothing, without closing. The SDK stays on SSE while pings arrive
+/// (each re-arms its silence bound) and long-polls once they stop; the
+/// login completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_long_polls_when_the_event_stream_stalls_after_its_first_event() {
+    let _one = ONE_BROWSER.lock().await;
+    let upstream = TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let upstream_addr = upstream.local_addr().expect("its address");
+    std::thread::spawn(move || {
+        for conn in upstream.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match conn.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let start = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                             cache-control: no-cache, no-transform\r\nx-accel-buffering: no\r\n\
+                             connection: close\r\n\r\n\
+                             event: pending\nid: 1\ndata: {\"state\":\"pending\",\"version\":1}\n\n";
+                if conn.write_all(start.as_bytes()).is_err() {
+                    return;
+                }
+                for _ in 0..STALL_PINGS {
+                    std::thread::sleep(Duration::from_secs(1));
+                    if conn.write_all(b"event: ping\ndata: {}\n\n").is_err() {
+                        return;
+                    }
+                }
+                // Silent, and held open until the test ends.
+                std::thread::sleep(Duration::from_secs(600));
+            });
+        }
+    });
+    let run = sdk_behind_events_upstream("browser_sdk_stalled_stream", upstream_addr).await;
+    let result = tokio::time::timeout(
+        Duration::from_secs(60),
+        run.ctx.sdk_behind_a_stalling_stream(),
+    )
+    .await
+    .unwrap_or_else(|_| Err(anyhow!("took over 60 s")));
+    finish(&run.ctx, result, &run.out).await;
 }

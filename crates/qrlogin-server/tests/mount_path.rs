@@ -202,38 +202,45 @@ async fn branding_reaches_the_pages_and_demo_hints_only_with_the_demo_on() {
     })
     .await;
     let http = raw_client();
-    let r = send(http.get(app.url("/"))).await;
-    let page = r.text();
-    assert!(
-        page.contains("Example &lt;Shop&gt;"),
-        "escaped site name: {page}"
-    );
-    assert!(!page.contains("Example <Shop>"), "{page}");
-    assert!(
-        page.contains("src=\"https://cdn.example.com/logo.svg\""),
-        "{page}"
-    );
-    assert!(
-        page.contains("href=\"https://help.example.com/qr\""),
-        "{page}"
-    );
+    // The login page, the confirm page a phone's camera opens, and the
+    // phone app page all carry the site's name (escaped), logo, support
+    // link and colours.
+    for path in ["/", "/m/abcdefghijklmnopqrstuv", "/phone"] {
+        let r = send(http.get(app.url(path))).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        let page = r.text();
+        assert!(
+            page.contains("Example &lt;Shop&gt;"),
+            "{path}: escaped site name: {page}"
+        );
+        assert!(!page.contains("Example <Shop>"), "{path}: {page}");
+        assert!(
+            page.contains("src=\"https://cdn.example.com/logo.svg\""),
+            "{path}: logo: {page}"
+        );
+        assert!(
+            page.contains("href=\"https://help.example.com/qr\""),
+            "{path}: support link: {page}"
+        );
+        let csp = r.headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("img-src 'self' data: blob: https://cdn.example.com;"),
+            "{path}: {csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        let brand = page
+            .split('"')
+            .find(|s| s.ends_with("/brand.css"))
+            .unwrap_or_else(|| panic!("{path}: no brand.css link: {page}"))
+            .to_string();
+        let css = send(http.get(app.url(&brand))).await.text();
+        assert!(css.contains("--accent: #aa3300"), "{path}: {css}");
+    }
+    let page = send(http.get(app.url("/"))).await.text();
     assert!(
         page.contains("alice / wonderland"),
         "demo on: the hint is shown"
     );
-    let csp = r.headers["content-security-policy"].to_str().unwrap();
-    assert!(
-        csp.contains("img-src 'self' data: blob: https://cdn.example.com;"),
-        "{csp}"
-    );
-    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
-    let brand = page
-        .split('"')
-        .find(|s| s.ends_with("/brand.css"))
-        .expect("brand.css link")
-        .to_string();
-    let css = send(http.get(app.url(&brand))).await.text();
-    assert!(css.contains("--accent: #aa3300"), "{css}");
     let confirm = send(http.get(app.url("/m/abcdefghijklmnopqrstuv")))
         .await
         .text();
@@ -310,6 +317,35 @@ async fn app_links_are_served_at_the_origin_root_for_the_confirm_path() {
             .await
             .assert_error(StatusCode::NOT_FOUND, "not_found");
     }
+}
+
+/// JWT mode under a base path: the JWKS is served at the origin root (where
+/// verifiers look first) and under the base path (for a proxy that routes
+/// only the one location), the same key at both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_is_served_at_the_root_and_under_the_base_path() {
+    let app = app_at("/auth/qr", None, |cfg| {
+        cfg.session_format = qrlogin_server::config::SessionFormat::Jwt;
+        cfg.jwt_ephemeral_key = true;
+    })
+    .await;
+    let http = raw_client();
+    let mut kids = Vec::new();
+    for path in ["/.well-known/jwks.json", "/auth/qr/.well-known/jwks.json"] {
+        let v = send(http.get(app.url(path))).await.ok_json(StatusCode::OK);
+        let keys = v["keys"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: {v}"));
+        assert_eq!(keys.len(), 1, "{path}: {v}");
+        assert_eq!(keys[0]["kty"], "EC", "{path}: {v}");
+        let kid = keys[0]["kid"].as_str().unwrap_or_default().to_string();
+        assert!(!kid.is_empty(), "{path}: {v}");
+        kids.push(kid);
+    }
+    assert_eq!(kids[0], kids[1], "one key at both paths");
+    // Not at the base path's parent nor anywhere else.
+    let r = send(http.get(app.url("/auth/.well-known/jwks.json"))).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -144,6 +144,9 @@ async fn on_risk_asks_only_across_networks(kind: StoreKind) {
 
     // Same /24: no question asked, approving without a code works.
     let same = create_from(&app, "203.0.113.9").await;
+    let browser = app.browser();
+    let mut sse = browser.events(&same, None).await;
+    assert_eq!(sse.expect().await.state(), "pending");
     let ctx = scan(same.id.clone(), "203.0.113.77").await;
     assert_eq!(
         ctx["browser"]["ip"], "203.0.113.9",
@@ -154,7 +157,11 @@ async fn on_risk_asks_only_across_networks(kind: StoreKind) {
     // The browser is shown no number: the phone will not ask for one.
     assert!(same.created.get("match_code").is_none(), "{}", same.created);
     assert_eq!(shown_code(&app.base, &same).await, None);
+    // Nor in the `scanned` event the page is waiting on.
+    let ev = sse.expect_named("scanned").await;
+    assert!(ev.json().get("match_code").is_none(), "{ev:?}");
     phone.approve_ok(&same.id).await;
+    sse.expect_named("approved").await;
 
     // Another network: the phone must pick the code, and the browser is
     // shown it with the scan (not at create).
@@ -164,15 +171,31 @@ async fn on_risk_asks_only_across_networks(kind: StoreKind) {
         "{}",
         other.created
     );
+    let mut sse = browser.events(&other, None).await;
+    let ev = sse.expect().await;
+    assert_eq!(ev.state(), "pending");
+    assert!(ev.json().get("match_code").is_none(), "{ev:?}");
     let ctx = scan(other.id.clone(), "198.51.100.7").await;
+    // The page learns the number from the `scanned` event itself.
+    let ev = sse.expect_named("scanned").await;
+    let in_event = ev.json()["match_code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no match_code in the scanned event {ev:?}"))
+        .to_string();
     let mut shown = other.clone();
     shown.created["match_code"] = shown_code(&app.base, &other)
         .await
         .expect("code shown after scan")
         .into();
     let (code, _) = code_and_choices(&shown, &ctx);
+    assert_eq!(
+        in_event, code,
+        "the event's number is the one the phone must pick"
+    );
     let r = approve_with(&phone, &other.id, &format!(r#"{{"match_code":"{code}"}}"#)).await;
     assert_eq!(r.ok_json(StatusCode::OK)["state"], "approved");
+    let ev = sse.expect_named("approved").await;
+    assert!(ev.json().get("match_code").is_none(), "{ev:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -235,3 +235,76 @@ async fn sse_answers_tell_proxies_not_to_buffer() {
     assert_eq!(h["x-accel-buffering"], "no");
     assert_eq!(h["cache-control"], "no-cache, no-transform");
 }
+
+/// An idle stream carries the server's keep-alive as an event an
+/// `EventSource` can see (`event: ping`, data `{}`, no `id`, so
+/// `Last-Event-ID` stays the login's version), at least every 15 s. And it
+/// does so behind an nginx that buffers (the example's `proxy_buffering
+/// off;` deleted, nginx's default back): `X-Accel-Buffering: no` alone gets
+/// the first event, the keep-alive and the scan through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_streams_carry_ping_events_even_through_a_buffering_nginx() {
+    let stack = tokio::task::spawn_blocking(|| {
+        Stack::start_with(&[], |conf| {
+            let off = "proxy_buffering off;";
+            assert_eq!(conf.matches(off).count(), 1, "the events location");
+            conf.replace(off, "")
+        })
+    })
+    .await
+    .expect("starting nginx, Redis and two instances");
+    let browser = stack.client(BROWSER_IP);
+    let created = send(browser.post(stack.url("/v1/logins")).json(&json!({})))
+        .await
+        .ok_json(StatusCode::CREATED);
+    let id = created["login_id"].as_str().unwrap().to_string();
+    let events_url = format!("{}{}", stack.origin(), created["events"].as_str().unwrap());
+    let resp = within(
+        "SSE through nginx",
+        browser
+            .get(&events_url)
+            .header("accept", "text/event-stream")
+            .send(),
+    )
+    .await
+    .expect("SSE request");
+    let mut sse = events_stream(resp);
+    let pending = sse.expect_named("pending").await;
+
+    // Nothing happens to the login for longer than the keep-alive interval.
+    sse.expect_quiet(std::time::Duration::from_secs(17)).await;
+    assert!(
+        !sse.pings.is_empty(),
+        "no ping event within 17 s on an idle stream (comments: {})",
+        sse.comments
+    );
+    for p in &sse.pings {
+        assert_eq!(
+            p.id, None,
+            "a keep-alive must not move Last-Event-ID: {p:?}"
+        );
+        assert_eq!(p.data, "{}", "{p:?}");
+    }
+
+    // The stream is still live: the scan arrives on it, after the version
+    // the browser last saw.
+    let phone = stack.client(PHONE_IP);
+    let signin = send(
+        phone
+            .post(stack.url("/v1/mobile/session"))
+            .json(&json!({"username": "alice", "password": "wonderland"})),
+    )
+    .await
+    .ok_json(StatusCode::OK);
+    let token = signin["token"].as_str().unwrap().to_string();
+    send(
+        phone
+            .post(stack.url(&format!("/v1/mobile/logins/{id}/scan")))
+            .bearer_auth(&token),
+    )
+    .await
+    .ok_json(StatusCode::OK);
+    let scanned = sse.expect_named("scanned").await;
+    assert!(scanned.version() > pending.version());
+    drop(stack);
+}

@@ -20,7 +20,7 @@ export type LoginState =
   | 'idle' | 'creating' | 'pending' | 'scanned' | 'approved' | 'logged-in'
   | 'denied' | 'cancelled' | 'expired' | 'consumed';
 
-/** One locale's strings; `{site}`, `{name}`, `{time}`, `{seconds}` are filled in. */
+/** One locale's strings; `{site}`, `{name}`, `{time}`, `{seconds}` are filled in; without a `site` option, `KEY_nosite` (e.g. `qr_alt_nosite`) is used where English has one. */
 export type Strings = Record<string, string>;
 
 export interface MountOptions {
@@ -41,6 +41,8 @@ export interface MountOptions {
   maxRefreshes?: number;
   /** How long a new event stream may stay silent before long-polling instead (ms, default 5000). */
   sseFirstEventMs?: number;
+  /** After the first event, how long the stream may go without an event or a `ping` keep-alive before long-polling instead (ms, default 35000). */
+  sseSilenceMs?: number;
   /** Stream errors in a row before long-polling instead (default 3). */
   sseMaxErrors?: number;
   /** `poll` skips Server-Sent Events. Default: SSE first. */

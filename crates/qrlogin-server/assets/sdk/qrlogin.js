@@ -23,6 +23,7 @@ const strings = {
     title: 'Log in with your phone',
     lead: 'Scan this code with the {site} app, then confirm on your phone.',
     qr_alt: 'QR code to log in with the {site} app on your phone',
+    qr_alt_nosite: 'QR code to log in with your phone',
     or_open: 'or open:',
     copy: 'Copy link',
     copied: 'Copied',
@@ -51,6 +52,7 @@ const strings = {
     title: 'Mit dem Handy anmelden',
     lead: 'Scannen Sie diesen Code mit der {site}-App und bestätigen Sie auf dem Handy.',
     qr_alt: 'QR-Code zum Anmelden mit der {site}-App auf Ihrem Handy',
+    qr_alt_nosite: 'QR-Code zum Anmelden mit Ihrem Handy',
     or_open: 'oder öffnen:',
     copy: 'Link kopieren',
     copied: 'Kopiert',
@@ -83,6 +85,9 @@ const DEFAULTS = {
   // that shows nothing for this long is being held back (a buffering proxy):
   // long-poll instead.
   sseFirstEventMs: 5000,
+  // After that, every event and every keep-alive (`ping`, every 15 s) re-arms
+  // this bound: a stream that goes quiet for longer has stalled somewhere.
+  sseSilenceMs: 35000,
   sseMaxErrors: 3,
   pollWaitS: 25,
   theme: 'auto',
@@ -190,6 +195,9 @@ class Widget {
 
   t(key, vars) {
     const table = strings[this.locale] || strings.en;
+    // Without a site name, a text that names the site has a variant that
+    // does not (never "with the  app").
+    if (!this.o.site && (key + '_nosite') in strings.en) key += '_nosite';
     const text = key in table ? table[key] : strings.en[key];
     return fill(text, Object.assign({ site: this.o.site || '' }, vars));
   }
@@ -377,19 +385,29 @@ class Widget {
     login.es = es;
     this.root.setAttribute('data-qrl-transport', 'sse');
     let errors = 0;
-    let heard = false;
     const toPoll = () => {
       if (login.es) { login.es.close(); login.es = null; }
       if (login.watchdog) { clearTimeout(login.watchdog); login.watchdog = null; }
       if (!login.done && login === this.login) this.poll(login);
     };
-    // The first event proves that events get through this path; until
-    // then, silence means a buffering proxy. (After that, a reconnect
-    // resumes with Last-Event-ID and may rightly hear nothing for a while.)
-    login.watchdog = setTimeout(() => { if (!heard) toPoll(); }, this.o.sseFirstEventMs);
+    // One timer per stream, re-armed by whatever arrives: the first event
+    // must come within sseFirstEventMs (silence means a buffering proxy);
+    // after that an event or the server's `ping` keep-alive within
+    // sseSilenceMs (a stream that stalls later, or a reconnect that never
+    // hears from the server again, also ends in long-polling).
+    const arm = (ms) => {
+      if (login.watchdog) clearTimeout(login.watchdog);
+      login.watchdog = setTimeout(toPoll, ms);
+    };
+    arm(this.o.sseFirstEventMs);
+    const alive = () => {
+      if (login !== this.login || login.done) return false;
+      arm(this.o.sseSilenceMs);
+      return true;
+    };
+    es.addEventListener('ping', alive);
     const onEvent = (ev) => {
-      if (login !== this.login || login.done) return;
-      heard = true;
+      if (!alive()) return;
       errors = 0;
       let data;
       try { data = JSON.parse(ev.data); } catch (e) { return; }

@@ -330,10 +330,21 @@ impl Drop for SseGauge {
     }
 }
 
-/// How often an idle SSE stream carries a keep-alive comment (proxies'
-/// read timeouts must be longer; the SDK falls back to long-poll when
-/// neither an event nor a keep-alive arrives for a while).
+/// How often an idle SSE stream carries a keep-alive (proxies' read
+/// timeouts must be longer; the SDK falls back to long-poll when neither an
+/// event nor a keep-alive arrives for a while).
 pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The keep-alive: an event named `ping` with data `{}` and no `id`, not a
+/// comment, so that an `EventSource` sees it (`addEventListener('ping')`)
+/// and can tell a quiet stream from a stalled one; without an id it leaves
+/// `Last-Event-ID` alone. Built once: each stream clones it (a reference
+/// count), so a waiter costs what it did with the default comment.
+static SSE_PING: std::sync::LazyLock<KeepAlive> = std::sync::LazyLock::new(|| {
+    KeepAlive::new()
+        .interval(SSE_KEEP_ALIVE)
+        .event(Event::default().event("ping").data("{}"))
+});
 
 /// `GET /v1/logins/{id}/events` — Server-Sent Events of state changes.
 ///
@@ -345,7 +356,7 @@ pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// no-transform`: a reverse proxy that buffers (nginx by default) or
 /// compresses would otherwise hold the events back until the stream ends,
 /// and the browser would wait without ever seeing an error to fall back on.
-#[utoipa::path(get, path = "/v1/logins/{id}/events", tag = "browser", security(("browser_secret" = []), ("browser_cookie" = [])), params(("id" = String, Path, description = "login id"), ("Last-Event-ID" = Option<String>, Header, description = "resume after this version (the id of the last event seen); anything that is not a version is ignored, as an EventSource may send any id back")), responses((status = 200, content_type = "text/event-stream", description = "events named after states; data is StatusBody"), (status = 404, body = ErrorBody, description = "unknown, expired or consumed login, or not this browser's (one answer for all)"), (status = 429, body = ErrorBody, description = "slow_down, or too_many_streams (beyond --max-streams-per-ip)"), (status = 503, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/logins/{id}/events", tag = "browser", security(("browser_secret" = []), ("browser_cookie" = [])), params(("id" = String, Path, description = "login id"), ("Last-Event-ID" = Option<String>, Header, description = "resume after this version (the id of the last event seen); anything that is not a version is ignored, as an EventSource may send any id back")), responses((status = 200, content_type = "text/event-stream", description = "events named after states, id the version, data StatusBody; on an idle stream a keep-alive event named ping (data {}, no id) every 15 s, which clients ignore or use to tell a quiet stream from a stalled one"), (status = 404, body = ErrorBody, description = "unknown, expired or consumed login, or not this browser's (one answer for all)"), (status = 429, body = ErrorBody, description = "slow_down, or too_many_streams (beyond --max-streams-per-ip)"), (status = 503, body = ErrorBody)))]
 pub async fn events(
     AxState(app): AxState<AppState>,
     LoginPath(id): LoginPath,
@@ -383,7 +394,7 @@ pub async fn events(
             Err(_) => None,
         }
     });
-    let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE));
+    let sse = Sse::new(stream).keep_alive(SSE_PING.clone());
     Ok((
         [
             (

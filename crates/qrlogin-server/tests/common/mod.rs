@@ -605,14 +605,17 @@ impl SseEvent {
 
 type Body = Pin<Box<dyn Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
 
-/// Reads an SSE body. Comments (keep-alives) are skipped. Cancel-safe: a
-/// timed-out [`SseStream::next`] loses nothing.
+/// Reads an SSE body. Comments and `ping` events (the server's
+/// keep-alives) are skipped. Cancel-safe: a timed-out [`SseStream::next`]
+/// loses nothing.
 pub struct SseStream {
     body: Body,
     buf: String,
     ended: bool,
-    /// Comment lines seen so far (keep-alives).
+    /// Comment lines seen so far.
     pub comments: usize,
+    /// The `ping` keep-alive events seen so far.
+    pub pings: Vec<SseEvent>,
 }
 
 impl SseStream {
@@ -622,6 +625,7 @@ impl SseStream {
             buf: String::new(),
             ended: false,
             comments: 0,
+            pings: Vec::new(),
         }
     }
 
@@ -709,13 +713,19 @@ impl SseStream {
                     _ => {}
                 }
             }
-            // A block without data (a keep-alive comment) dispatches nothing.
+            // A block without data (a comment) dispatches nothing; a
+            // `ping` is a keep-alive, not news about the login.
             if let Some(data) = data {
-                return Some(SseEvent {
+                let ev = SseEvent {
                     event: event.unwrap_or_else(|| "message".into()),
                     id,
                     data,
-                });
+                };
+                if ev.event == "ping" {
+                    self.pings.push(ev);
+                    continue;
+                }
+                return Some(ev);
             }
         }
     }
