@@ -145,7 +145,7 @@ impl Drop for HintTask {
 
 /// Starts the subscriber and returns once it is subscribed, so a watcher
 /// that registers after `connect` cannot miss a hint. Bounded by `timeout`
-/// per connect step (one per seed node tried, see [`Source::subscribe`]).
+/// per connect step (two with Sentinel, see [`Source::steps`]).
 pub(crate) async fn start(
     source: Source,
     route: HintRoute,

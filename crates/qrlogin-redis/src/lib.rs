@@ -45,7 +45,7 @@ use qrlogin_core::{
 };
 use redis::aio::ConnectionManager;
 use redis::cluster::ClusterClientBuilder;
-use redis::{AsyncCommands, Client, ErrorKind, RedisError, RedisResult, ServerErrorKind};
+use redis::{AsyncCommands, Client, ErrorKind, RedisError, RedisResult};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -325,17 +325,17 @@ impl RedisStore {
         channel: &str,
     ) -> Result<Option<String>, StoreError> {
         let (keys, args) = ([login_key], [channel]);
-        let script = &self.scripts.watch;
+        self.run(self.scripts.watch.run_with(&keys, &args, |c| self.send(c)))
+            .await
+    }
+
+    /// Runs one command on the store's connection (a clone: multiplexed).
+    async fn send<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        cmd: redis::Cmd,
+    ) -> RedisResult<T> {
         let mut conn = self.conn.clone();
-        self.run(async move {
-            match script.evalsha(&keys, &args).query_async(&mut conn).await {
-                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    script.eval(&keys, &args).query_async(&mut conn).await
-                }
-                reply => reply,
-            }
-        })
-        .await
+        cmd.query_async(&mut conn).await
     }
 
     /// The per-operation timeout this store applies.
@@ -394,14 +394,7 @@ impl RedisStore {
         args.extend_from_slice(extra);
         if durable && self.min_replicas > 0 {
             let (reply, acks): (Vec<String>, Option<i64>) = self
-                .run(async {
-                    match self.durable(script.evalsha(keys, &args)).await {
-                        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                            self.durable(script.eval(keys, &args)).await
-                        }
-                        reply => reply,
-                    }
-                })
+                .run(script.run_with(keys, &args, |c| self.durable(c)))
                 .await?;
             let out = record::outcome(reply);
             // Only a write that happened needs its replicas; an error
@@ -411,16 +404,8 @@ impl RedisStore {
             }
             return out;
         }
-        let mut conn = self.conn.clone();
         let reply: Vec<String> = self
-            .run(async move {
-                match script.evalsha(keys, &args).query_async(&mut conn).await {
-                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                        script.eval(keys, &args).query_async(&mut conn).await
-                    }
-                    reply => reply,
-                }
-            })
+            .run(script.run_with(keys, &args, |c| self.send(c)))
             .await?;
         record::outcome(reply)
     }
@@ -510,14 +495,7 @@ impl RedisStore {
         let args = [hash.as_str(), lid.as_str(), at.as_str()];
         let script = &self.scripts.revoke;
         let (deleted, acks): (i64, Option<i64>) = self
-            .run(async {
-                match self.durable_if(durable, script.evalsha(&keys, &args)).await {
-                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                        self.durable_if(durable, script.eval(&keys, &args)).await
-                    }
-                    reply => reply,
-                }
-            })
+            .run(script.run_with(&keys, &args, |c| self.durable_if(durable, c)))
             .await?;
         acks.map_or(Ok(()), |a| self.check_acks(a))?;
         if let (Some(json), true) = (before, deleted > 0) {
@@ -958,18 +936,13 @@ impl Store for RedisStore {
     async fn take_grant(&self, key: &GrantKey, now_ms: u64) -> Result<Option<Taken>, StoreError> {
         let key = keys::grant_key(key);
         let now = now_ms.to_string();
-        let script = &self.scripts.take_grant;
-        let mut conn = self.conn.clone();
+        let (keys, args) = ([key.as_str()], [now.as_str()]);
         let reply: Vec<String> = self
-            .run(async move {
-                let (keys, args) = ([key.as_str()], [now.as_str()]);
-                match script.evalsha(&keys, &args).query_async(&mut conn).await {
-                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                        script.eval(&keys, &args).query_async(&mut conn).await
-                    }
-                    reply => reply,
-                }
-            })
+            .run(
+                self.scripts
+                    .take_grant
+                    .run_with(&keys, &args, |c| self.send(c)),
+            )
             .await?;
         match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("none"), _) => Ok(None),

@@ -9,7 +9,8 @@
 //! node and fails if any one is down, and `EVAL` is routed by the login's
 //! key, so it always reaches the one node that needs the script.
 
-use redis::{Cmd, Script};
+use redis::{Cmd, ErrorKind, RedisResult, Script, ServerErrorKind};
+use std::future::Future;
 
 macro_rules! lua {
     ($file:literal) => {
@@ -56,6 +57,22 @@ impl Lua {
     /// `EVALSHA <sha> <numkeys> <keys…> <args…>`.
     pub fn evalsha(&self, keys: &[&str], args: &[&str]) -> Cmd {
         Self::cmd("EVALSHA", &self.sha, keys, args)
+    }
+
+    /// Sends `EVALSHA` through `send`, and on `NOSCRIPT` once more as
+    /// `EVAL` (see the module docs): the one place that fallback lives.
+    /// `send` runs a command, plainly or with `WAIT` behind it.
+    pub async fn run_with<T, F, Fut>(&self, keys: &[&str], args: &[&str], send: F) -> RedisResult<T>
+    where
+        F: Fn(Cmd) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        match send(self.evalsha(keys, args)).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                send(self.eval(keys, args)).await
+            }
+            reply => reply,
+        }
     }
 
     /// `EVAL <source> <numkeys> <keys…> <args…>`, the `NOSCRIPT` fallback.
