@@ -18,6 +18,7 @@ per_store!(
     hosting_network_is_high_risk,
     on_risk_matching_follows_the_verdict,
     no_database_means_unknown_place,
+    a_live_relay_is_flagged_by_the_risk_signals_not_stopped,
 );
 
 fn geo_config(db: Option<&Path>, mode: MatchMode) -> qrlogin_server::ServeConfig {
@@ -396,4 +397,53 @@ fn check_config_opens_the_database() {
         .output()
         .unwrap();
     assert!(!zero.status.success());
+}
+
+/// The live relay (QRLJacking, SECURITY.md) against the risk signals: the
+/// attacker's browser opens the real login and relays its QR to the victim.
+/// From another country the victim's phone sees the attacker's place, a
+/// high verdict, and must tick "I am at this computer now"; a fooled victim
+/// who ticks it still logs the attacker in. From the victim's own city the
+/// verdict is low and nothing asks. The signals inform; they do not stop a
+/// victim who confirms (number matching does not either: the relay shows
+/// the real number, security_phishing).
+async fn a_live_relay_is_flagged_by_the_risk_signals_not_stopped(kind: StoreKind) {
+    const VICTIM_PHONE: &str = "192.0.2.20"; // Berlin, AS64500
+    let (_dir, db) = mmdb::world_file();
+    let app = app_with(kind, geo_config(Some(&db), MatchMode::Off), None).await;
+    let attacker = app.browser();
+    let victim = app.phone(ALICE).await;
+
+    // The attacker's browser in Amsterdam.
+    let login = create_from(&app, "203.0.113.66").await;
+    let ctx = scan(&app, &victim, &login.id, VICTIM_PHONE).await;
+    assert_eq!(ctx["risk"]["level"], "high", "{ctx}");
+    assert_eq!(ctx["presence_required"], true);
+    assert!(
+        ctx["place"]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("This login is from Amsterdam, Netherlands; you are in Berlin, Germany."),
+        "{ctx}"
+    );
+    approve(&victim, &login.id, None)
+        .await
+        .assert_error(StatusCode::CONFLICT, "presence_required");
+    let r = approve(&victim, &login.id, Some(r#"{"confirm_presence": true}"#)).await;
+    assert_eq!(r.ok_json(StatusCode::OK)["state"], "approved");
+    let v = attacker.redeem(&login).await.ok_json(StatusCode::OK);
+    assert_eq!(
+        v["user"]["id"], ALICE_ID,
+        "a fooled victim who ticks it logs the attacker in"
+    );
+
+    // The attacker's browser in the victim's city: low, nothing asks.
+    let login = create_from(&app, "198.51.100.66").await;
+    let ctx = scan(&app, &victim, &login.id, VICTIM_PHONE).await;
+    assert_eq!(ctx["risk"]["level"], "low", "{ctx}");
+    assert_eq!(ctx["presence_required"], false);
+    let r = approve(&victim, &login.id, None).await;
+    assert_eq!(r.ok_json(StatusCode::OK)["state"], "approved");
+    let v = attacker.redeem(&login).await.ok_json(StatusCode::OK);
+    assert_eq!(v["user"]["id"], ALICE_ID);
 }

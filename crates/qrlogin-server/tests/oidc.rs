@@ -187,6 +187,15 @@ async fn code_for(app: &App) -> (String, String) {
     (param(&back, "code").expect("code"), verifier)
 }
 
+/// A finished code flow for the `web` client: the token endpoint's answer
+/// (ID, access and refresh tokens), asserted 200.
+async fn signed_in(app: &App) -> serde_json::Value {
+    let (code, verifier) = code_for(app).await;
+    redeem_code(app, &code, &verifier)
+        .await
+        .ok_json(StatusCode::OK)
+}
+
 async fn redeem_code(app: &App, code: &str, verifier: &str) -> Reply {
     token(
         &app.base,
@@ -674,10 +683,7 @@ async fn a_denied_sign_in_redirects_with_access_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_tokens_rotate_and_a_replayed_one_ends_the_family() {
     let op = op().await;
-    let (code, verifier) = code_for(&op.app).await;
-    let t = redeem_code(&op.app, &code, &verifier)
-        .await
-        .ok_json(StatusCode::OK);
+    let t = signed_in(&op.app).await;
     let rt1 = t["refresh_token"].as_str().unwrap().to_string();
     let refresh = |rt: String| {
         let base = op.app.base.clone();
@@ -733,10 +739,7 @@ async fn a_code_is_bound_to_its_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_ends_the_session_and_redirects_only_where_registered() {
     let op = op().await;
-    let (code, verifier) = code_for(&op.app).await;
-    let t = redeem_code(&op.app, &code, &verifier)
-        .await
-        .ok_json(StatusCode::OK);
+    let t = signed_in(&op.app).await;
     let id_token = t["id_token"].as_str().unwrap();
     let at = t["access_token"].as_str().unwrap();
     let evil = send(user_agent().get(format!(
@@ -765,10 +768,7 @@ async fn logout_ends_the_session_and_redirects_only_where_registered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_follows_rfc_7009() {
     let op = op().await;
-    let (code, verifier) = code_for(&op.app).await;
-    let t = redeem_code(&op.app, &code, &verifier)
-        .await
-        .ok_json(StatusCode::OK);
+    let t = signed_in(&op.app).await;
     let at = t["access_token"].as_str().unwrap();
     let revoke = |tok: &str, who: (&str, &str)| {
         let rb = raw_client()
@@ -1525,10 +1525,7 @@ async fn plain_pkce_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn userinfo_answers_post_too() {
     let op = op().await;
-    let (code, verifier) = code_for(&op.app).await;
-    let t = redeem_code(&op.app, &code, &verifier)
-        .await
-        .ok_json(StatusCode::OK);
+    let t = signed_in(&op.app).await;
     let at = t["access_token"].as_str().unwrap();
     let r = send(
         raw_client()
@@ -1560,10 +1557,7 @@ async fn userinfo_answers_post_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_refresh_token_ends_the_sign_in() {
     let op = op().await;
-    let (code, verifier) = code_for(&op.app).await;
-    let t = redeem_code(&op.app, &code, &verifier)
-        .await
-        .ok_json(StatusCode::OK);
+    let t = signed_in(&op.app).await;
     let at = t["access_token"].as_str().unwrap();
     let rt = t["refresh_token"].as_str().unwrap();
     let r = send(
@@ -1594,10 +1588,7 @@ async fn revoking_a_refresh_token_ends_the_sign_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_by_post_form_ends_the_session_too() {
     let op = op().await;
-    let (code, verifier) = code_for(&op.app).await;
-    let t = redeem_code(&op.app, &code, &verifier)
-        .await
-        .ok_json(StatusCode::OK);
+    let t = signed_in(&op.app).await;
     let id_token = t["id_token"].as_str().unwrap();
     let at = t["access_token"].as_str().unwrap();
     let post = |redirect: &str| {
