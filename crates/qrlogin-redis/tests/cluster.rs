@@ -154,6 +154,26 @@ async fn channels_on(cluster: &RedisCluster, i: usize) -> (Vec<String>, Vec<Stri
     (sharded, classic)
 }
 
+/// Waits (up to 15 s) until node `i` again carries a hint channel for
+/// every slot it owns, i.e. the store's subscriptions there are restored
+/// after the node came back. Until then its transitions' hints are lost
+/// and watchers rely on the re-read the store sends once restored.
+async fn wait_resubscribed(cluster: &RedisCluster, i: usize) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (sharded, _) = channels_on(cluster, i).await;
+        if sharded.len() == slots_of(cluster, i) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {i} has {} channels",
+            sharded.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// How many slots node `i` owns, by its own `CLUSTER NODES` line.
 fn slots_of(cluster: &RedisCluster, i: usize) -> usize {
     let nodes = qrlogin_testkit::redis_cli(cluster.ports()[i], &["CLUSTER", "NODES"]);
@@ -196,8 +216,8 @@ async fn hints_are_sharded_by_slot_and_reach_the_creator() {
 }
 
 /// A second instance that waits on a login it did not create hears its
-/// hints once it has opened the wait (get_watched), a third that did not
-/// hears nothing.
+/// hints once it has opened the wait (get_watched); the creator and a third
+/// instance hear nothing of it any more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hints_reach_the_instances_that_wait_and_no_other() {
     let cluster = RedisCluster::start();
@@ -211,11 +231,14 @@ async fn hints_reach_the_instances_that_wait_and_no_other() {
     a.create(new, T0).await.expect("create on A");
     let mut on_b = b.notifier().register(id);
     b.get_watched(&id, T0).await.expect("watch").expect("login");
+    let mut on_a = a.notifier().register(id);
     let mut on_c = c.notifier().register(id);
     c.scan(&id, &alice(), T0 + 1).await.expect("scan on C");
     expect_hint(&mut on_b, scanned_by(alice())).await;
-    let heard = tokio::time::timeout(Duration::from_millis(300), on_c.next()).await;
-    assert!(heard.is_err(), "C does not wait, yet got {heard:?}");
+    for (name, reg) in [("A", &mut on_a), ("C", &mut on_c)] {
+        let heard = tokio::time::timeout(Duration::from_millis(300), reg.next()).await;
+        assert!(heard.is_err(), "{name} does not wait, yet got {heard:?}");
+    }
 }
 
 /// Moves `slot` from node `from` to node `to` the way `redis-cli --cluster
@@ -260,7 +283,8 @@ fn migrate_slot(cluster: &RedisCluster, slot: u16, from: usize, to: usize) {
 }
 
 /// After the login's slot migrates to another node, its hints still reach
-/// both the creator and a second waiting instance: the old node dropped the
+/// the instance that waits on it (B, which opened its wait after A created
+/// the login, so A hears no more of it): the old node dropped the
 /// slot's channels (an unrequested sunsubscribe), each instance subscribed
 /// them again on the new owner and had the slot's watchers re-read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,7 +333,7 @@ async fn hints_follow_a_slot_migration() {
         !left.contains(&a.hint_channel_for(&id)),
         "still on the old owner"
     );
-    // The transition now runs on the new owner and reaches both.
+    // The transition now runs on the new owner and reaches B only.
     a.scan(&id, &alice(), T0 + 1)
         .await
         .expect("scan after the move");
@@ -353,6 +377,9 @@ async fn a_dead_node_gives_fast_errors_and_the_store_recovers() {
             Err(e) => panic!("the store did not recover within 15 s: {e:?}"),
         }
     };
+    // Hints from that node flow once the store has subscribed there again
+    // (hints_resume_after_a_node_restart checks the re-read meanwhile).
+    wait_resubscribed(&cluster, victim).await;
     let mut reg = s.notifier().register(id);
     s.scan(&id, &alice(), T0 + 1)
         .await
@@ -372,19 +399,7 @@ async fn hints_resume_after_a_node_restart() {
     cluster.node(a).kill();
     cluster.restart_node(a);
     assert_eq!(next_hint(&mut watcher).await, Hint::Reread);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (sharded, _) = channels_on(&cluster, a).await;
-        if sharded.len() == slots_of(&cluster, a) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {a} has {} channels",
-            sharded.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_resubscribed(&cluster, a).await;
     let id = login_on(&s, &cluster, a).await;
     let mut reg = s.notifier().register(id);
     s.scan(&id, &alice(), T0 + 1).await.expect("scan");
