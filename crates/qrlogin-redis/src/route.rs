@@ -127,6 +127,12 @@ impl HintRoute {
         }
     }
 
+    /// A `PUBSUB SHARDCHANNELS` pattern matching this instance's slot
+    /// channels and no other instance's (the id has no glob characters).
+    pub fn slot_pattern(&self) -> String {
+        format!("qrl:h:{}:*", self.instance)
+    }
+
     /// Whether `channel` is one of this instance's.
     pub fn owns(&self, channel: &str) -> bool {
         channel

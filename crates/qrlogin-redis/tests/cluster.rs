@@ -26,7 +26,18 @@ async fn make(ttls: Ttls) -> StoreUnderTest {
 
 qrlogin_testkit::store_contract!(make);
 
+/// The store's own log (hint subscriptions lost and restored) in the
+/// test's output, which is shown when it fails: a flaky recovery is
+/// diagnosable from one CI log.
+fn log_to_test_output() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("qrlogin_redis=debug,redis=info")
+        .try_init();
+}
+
 async fn store(cluster: &RedisCluster, op_timeout: Duration) -> RedisStore {
+    log_to_test_output();
     RedisStore::connect(&cluster.url(), TTLS, op_timeout)
         .await
         .expect("connect to the cluster")
@@ -385,6 +396,47 @@ async fn a_dead_node_gives_fast_errors_and_the_store_recovers() {
         .await
         .expect("scan after the restart");
     expect_hint(&mut reg, scanned_by(alice())).await;
+}
+
+/// While a node is down its subscriptions are repaired beside the feed,
+/// not in its way: hints from the other nodes still arrive at once, the
+/// feed is not counted reliable meanwhile (so watchers' backstops re-read),
+/// and it is again once the node is back and resubscribed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_from_live_nodes_flow_while_a_node_is_down() {
+    let mut cluster = RedisCluster::start();
+    let s = store(&cluster, Duration::from_millis(500)).await;
+    let (live, dead) = (0, 2);
+    let id = login_on(&s, &cluster, live).await;
+    let mut reg = s.notifier().register(id);
+    cluster.node(dead).kill();
+    let window = Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.notifier().reliable_within(window) {
+        assert!(
+            Instant::now() < deadline,
+            "the dead node's lost subscriptions were never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.scan(&id, &alice(), T0 + 1)
+        .await
+        .expect("scan on a live node");
+    expect_hint(&mut reg, scanned_by(alice())).await;
+    assert!(
+        !s.notifier().reliable_within(window),
+        "a hint from a live node must not count the feed whole while a node is down"
+    );
+    cluster.restart_node(dead);
+    wait_resubscribed(&cluster, dead).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !s.notifier().reliable_within(window) {
+        assert!(
+            Instant::now() < deadline,
+            "the feed never became reliable again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// When a node dies and comes back (empty, same slots), the instance
