@@ -3,8 +3,8 @@
 #
 #   crates/qrlogin-bench/scripts/measure.sh [OUT_DIR] [SECTION...]
 #
-# SECTION is any of: throughput repeat wake redis idle jwt scaleout
-# (default: all but repeat, jwt and scaleout). Each run
+# SECTION is any of: throughput repeat wake redis idle jwt scaleout waiters
+# (default: all but repeat, jwt, scaleout and waiters). Each run
 # starts a fresh `qrlogin serve` (rate limits off: one client IP is exactly
 # what they stop) and, for Redis runs, uses a private redis-server on a unix
 # socket in a temporary directory (never a shared one), emptied and its stats
@@ -41,6 +41,16 @@
 # WAIT_ELSEWHERE=1: the browser waits on another instance than the one
 # that created the login (qrlogin-bench --wait-elsewhere; files
 # …-nN-elsewhere…), the case that registers the waiter (watch.lua).
+#
+# waiters: WAITERS (default 19000) idle SSE waiters on one instance, spread
+# over SOURCES (default 20) loopback source addresses so the default
+# --max-streams-per-ip (1,000) holds, RSS per waiter (idle, 5 s of
+# samples), then a run at RATE logins/s (default 1000) for DURATION seconds
+# beside them (wake p50/p99), with a /healthz baseline of BASELINE (20000)
+# requests first (a login's server CPU in trivial requests); the same run
+# alone on a fresh server is the control. For each of STORES (redis
+# memory): waiters-$store-{alone,idle,run}.json. Needs a descriptor limit
+# of about 20,000 (ulimit -n) for the server and the load generator.
 #
 # Binaries: $QRLOGIN (default target/release/qrlogin) and $QRLOGIN_BENCH
 # (default target/release/qrlogin-bench); build them first with
@@ -350,6 +360,56 @@ for section in $SECTIONS; do
           fi
         done
       done
+    done
+    ;;
+  waiters)
+    # Idle waiters up to the file-descriptor limit on one instance, and a
+    # run of logins beside them (issue 13). The stream cap per address
+    # stays at its default (1,000): the waiters come from SOURCES (20)
+    # addresses, 127.0.0.2 onwards, as browsers behind many addresses do.
+    W=${WAITERS:-19000}
+    for store in ${STORES:-redis memory}; do
+      if [ "$store" = redis ]; then
+        redis-cli -s "$SOCK" flushall >/dev/null
+        redis-cli -s "$SOCK" config resetstat >/dev/null
+        su=$REDIS_URL
+        extra=(--redis-url "$REDIS_URL")
+      else
+        su=memory
+        extra=()
+      fi
+      # The same run alone first, on its own fresh server: the control.
+      NO_STREAM_CAP= start_server "$su"
+      wait_quiet
+      echo "== waiters-$store-alone (load before: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+      "$BENCH" run --url "$URL" --server-pid "$SERVER_PID" "${extra[@]}" --wait sse \
+        --concurrency "${CONCURRENCY:-256}" --rate "${RATE:-1000}" --duration "$DURATION" \
+        --healthz-baseline "${BASELINE:-20000}" --json >"$OUT/waiters-$store-alone.json"
+      stop_server
+      [ "$store" = redis ] && redis-cli -s "$SOCK" flushall >/dev/null
+      NO_STREAM_CAP= start_server "$su"
+      echo "server nofile: $(grep 'Max open files' /proc/$SERVER_PID/limits)" >&2
+      wait_quiet
+      ready=$TMP/waiters.ready
+      rm -f "$ready"
+      echo "== waiters-$store: $W idle SSE waiters from ${SOURCES:-20} addresses" >&2
+      "$BENCH" idle --url "$URL" --server-pid "$SERVER_PID" --waiters "$W" --wait sse \
+        --sources "${SOURCES:-20}" --open-concurrency 256 --hold 5 \
+        --ready-file "$ready" --keep "${KEEP:-40}" --json >"$OUT/waiters-$store-idle.json" &
+      idle_pid=$!
+      for _ in $(seq 1200); do
+        [ -f "$ready" ] && break
+        kill -0 "$idle_pid" 2>/dev/null || break
+        sleep 0.1
+      done
+      [ -f "$ready" ] || { echo "the waiters never got ready" >&2; exit 1; }
+      echo "== waiters-$store-run beside $(cat "$ready") open waiters" >&2
+      "$BENCH" run --url "$URL" --server-pid "$SERVER_PID" "${extra[@]}" --wait sse \
+        --concurrency "${CONCURRENCY:-256}" --rate "${RATE:-1000}" --duration "$DURATION" \
+        --healthz-baseline "${BASELINE:-20000}" --json >"$OUT/waiters-$store-run.json"
+      wait "$idle_pid"
+      stop_server
+      sleep 1
     done
     ;;
   scaleout)

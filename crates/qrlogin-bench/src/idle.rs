@@ -10,6 +10,14 @@
 //! Per waiter = (held − after logins) / N. Run it against a freshly started
 //! server: an allocator keeps memory freed by earlier load, which would hide
 //! part of the cost.
+//!
+//! For many waiters (`--sources`): each source address (127.0.0.2, .3, …)
+//! opens its share, as browsers behind different addresses would, so the
+//! per-address stream cap and the ephemeral ports of one address are not
+//! what stops the run. With `--ready-file` and `--keep` the waiters stay
+//! open after the RSS samples while another program (a `run` of logins)
+//! measures wake-ups beside them; the report says how many were still open
+//! at the end.
 
 use crate::http::{Auth, Failure, Http, SseReader};
 use crate::run::{create_login, Binding, WaitMode};
@@ -39,6 +47,13 @@ pub struct IdleConfig {
     /// Connections being opened at once.
     pub open_concurrency: usize,
     pub timeout: Duration,
+    /// Source addresses to spread the waiters over: 127.0.0.2 onwards; 1 =
+    /// whatever the kernel picks (127.0.0.1).
+    pub sources: usize,
+    /// Written once the RSS samples are taken and the waiters still open.
+    pub ready_file: Option<std::path::PathBuf>,
+    /// How long to keep the waiters open after the ready file.
+    pub keep: Duration,
 }
 
 impl IdleConfig {
@@ -51,6 +66,9 @@ impl IdleConfig {
             server_pid,
             open_concurrency: 64,
             timeout: Duration::from_secs(10),
+            sources: 1,
+            ready_file: None,
+            keep: Duration::ZERO,
         }
     }
 }
@@ -77,6 +95,11 @@ pub struct IdleReport {
     /// `qrlogin_waiting_browsers` from the server's /metrics while held.
     pub server_gauge: Option<f64>,
     pub hold_s: f64,
+    pub sources: usize,
+    /// Seconds kept open after the ready file.
+    pub keep_s: f64,
+    /// Waiters still open when the keep ended (none failed meanwhile).
+    pub waiters_open_at_end: u64,
     pub machine: Machine,
 }
 
@@ -86,8 +109,10 @@ async fn settle() {
 
 /// Where one waiter connects and what it asks.
 struct WaiterSpec {
-    /// `host:port` to connect to.
-    addr: String,
+    /// Where to connect.
+    addr: std::net::SocketAddr,
+    /// Local address to connect from (`None`: the kernel's choice).
+    source: Option<std::net::Ipv4Addr>,
     /// `Host` header.
     host: String,
     path: String,
@@ -106,13 +131,24 @@ async fn waiter(
 ) -> Result<(), (&'static str, Failure)> {
     let WaiterSpec {
         addr,
+        source,
         host,
         path,
         auth,
         mode,
         timeout,
     } = spec;
-    let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr))
+    let connect = async {
+        match source {
+            None => tokio::net::TcpStream::connect(addr).await,
+            Some(ip) => {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(std::net::SocketAddr::new(ip.into(), 0))?;
+                socket.connect(addr).await
+            }
+        }
+    };
+    let tcp = tokio::time::timeout(timeout, connect)
         .await
         .map_err(|_| ("connect", Failure::Timeout))?
         .map_err(|_| ("connect", Failure::Connect))?;
@@ -239,12 +275,22 @@ pub async fn idle(cfg: IdleConfig) -> anyhow::Result<IdleReport> {
         .ok_or_else(|| anyhow::anyhow!("URL has no host"))?
         .to_string();
     let host = authority.clone();
-    let addr = match uri.host() {
+    let addr: std::net::SocketAddr = match uri.host() {
         Some(h) if h.eq_ignore_ascii_case("localhost") => {
             format!("127.0.0.1:{}", uri.port_u16().unwrap_or(80))
         }
         _ => authority.clone(),
-    };
+    }
+    .parse()
+    .map_err(|_| anyhow::anyhow!("the URL's host must be an IP address or localhost"))?;
+    anyhow::ensure!(
+        cfg.sources == 1 || addr.is_ipv4(),
+        "--sources needs an IPv4 loopback URL"
+    );
+    anyhow::ensure!(
+        (1..=250).contains(&cfg.sources),
+        "--sources must be 1 to 250"
+    );
     let http = Http::new(&url, cfg.timeout);
 
     let rss_before = sys::rss_of(cfg.server_pid)?;
@@ -271,7 +317,7 @@ pub async fn idle(cfg: IdleConfig) -> anyhow::Result<IdleReport> {
     let sem = Arc::new(Semaphore::new(cfg.open_concurrency.max(1)));
     let open = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(logins.len());
-    for (id, auth) in logins {
+    for (k, (id, auth)) in logins.into_iter().enumerate() {
         let permit = sem.clone().acquire_owned().await?;
         let path = match cfg.wait {
             WaitMode::Sse => format!("/v1/logins/{id}/events"),
@@ -283,8 +329,11 @@ pub async fn idle(cfg: IdleConfig) -> anyhow::Result<IdleReport> {
             let _ = ready_rx.await;
             drop(permit);
         });
+        let source = (cfg.sources > 1)
+            .then(|| std::net::Ipv4Addr::new(127, 0, 0, 2 + (k % cfg.sources) as u8));
         let spec = WaiterSpec {
-            addr: addr.clone(),
+            addr,
+            source,
             host: host.clone(),
             path,
             auth,
@@ -318,6 +367,11 @@ pub async fn idle(cfg: IdleConfig) -> anyhow::Result<IdleReport> {
         tokio::time::sleep(Duration::from_millis(500).min(cfg.hold)).await;
     }
     let waiters_open = open.load(Ordering::Relaxed);
+    if let Some(f) = &cfg.ready_file {
+        std::fs::write(f, format!("{waiters_open}\n"))?;
+    }
+    tokio::time::sleep(cfg.keep).await;
+    let waiters_open_at_end = open.load(Ordering::Relaxed);
     let _ = stop_tx.send(true);
     let mut failed = 0;
     for t in tasks {
@@ -358,6 +412,9 @@ pub async fn idle(cfg: IdleConfig) -> anyhow::Result<IdleReport> {
         bytes_per_login_and_waiter: (median as f64 - rss_before.rss_kb as f64) * 1024.0 / n,
         server_gauge,
         hold_s: cfg.hold.as_secs_f64(),
+        sources: cfg.sources,
+        keep_s: cfg.keep.as_secs_f64(),
+        waiters_open_at_end,
         machine: sys::machine(),
     })
 }
@@ -380,9 +437,12 @@ pub fn render(r: &IdleReport) -> String {
     );
     let _ = writeln!(
         s,
-        "waiters open: {} ({} failed){}",
+        "waiters open: {} from {} source address(es) ({} failed; {} still open after {:.0} s more){}",
         r.waiters_open,
+        r.sources,
         r.failed,
+        r.waiters_open_at_end,
+        r.keep_s,
         r.server_gauge
             .map(|g| format!("; server's qrlogin_waiting_browsers = {g}"))
             .unwrap_or_default()

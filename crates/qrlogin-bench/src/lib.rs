@@ -10,6 +10,8 @@
 //!   ([`scrape`]).
 //! * [`idle`] holds N waiting browsers open and reports the server's RSS per
 //!   waiter.
+//! * [`baseline`] measures the CPU of one trivial request (`/healthz`), the
+//!   unit [`run`] can count a login's CPU in.
 //! * [`idp`] is a tiny OpenID provider (discovery, JWKS, minted access
 //!   tokens), so [`run`] can measure a server with `--mobile-verifier jwt`
 //!   (`--phone-auth jwt`).
@@ -17,6 +19,7 @@
 //! It only ever targets loopback addresses, and every run is bounded in time
 //! (and optionally in count) and stops by itself.
 
+pub mod baseline;
 pub mod http;
 pub mod idle;
 pub mod idp;

@@ -127,6 +127,11 @@ struct RunArgs {
     /// the most logins the run starts. Default: --max-logins, else 50000.
     #[arg(long)]
     token_pool: Option<u64>,
+    /// Before the logins, send this many `GET /healthz` (paced at 5 per
+    /// login at --rate, spread over the instances) and report a login's
+    /// server CPU in trivial requests.
+    #[arg(long, default_value_t = 0)]
+    healthz_baseline: u64,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +176,17 @@ struct IdleArgs {
     /// Connections opened at once.
     #[arg(long, default_value_t = 64)]
     open_concurrency: usize,
+    /// Spread the waiters over this many source addresses (127.0.0.2 …),
+    /// for more waiters than one address may hold (`--max-streams-per-ip`).
+    #[arg(long, default_value_t = 1)]
+    sources: usize,
+    /// Write this file once the RSS samples are taken (another program can
+    /// then start its load beside the waiters).
+    #[arg(long)]
+    ready_file: Option<std::path::PathBuf>,
+    /// Seconds to keep the waiters open after the ready file.
+    #[arg(long, default_value_t = 0)]
+    keep: u64,
 }
 
 fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
@@ -227,6 +243,7 @@ fn main() -> anyhow::Result<()> {
                 idp: a.idp,
                 phone_tokens: a.phone_tokens,
                 token_pool: a.token_pool,
+                healthz_baseline: a.healthz_baseline,
             };
             let report = runtime(a.common.threads)?.block_on(run(cfg))?;
             if a.common.json {
@@ -237,9 +254,16 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Idle(a) => {
             anyhow::ensure!(a.hold <= 55, "--hold must be at most 55 seconds");
+            anyhow::ensure!(
+                a.hold + a.keep <= 100,
+                "--hold + --keep must be at most 100 seconds (logins expire after 120)"
+            );
             let mut cfg = IdleConfig::new(&a.url, a.waiters, a.wait, a.server_pid);
             cfg.hold = Duration::from_secs(a.hold);
             cfg.open_concurrency = a.open_concurrency;
+            cfg.sources = a.sources;
+            cfg.ready_file = a.ready_file;
+            cfg.keep = Duration::from_secs(a.keep);
             cfg.timeout = Duration::from_secs(a.common.timeout.max(1));
             let report = runtime(a.common.threads)?.block_on(idle(cfg))?;
             if a.common.json {

@@ -28,6 +28,7 @@
 //! its own phone user, so the server's verified-token cache misses on scan
 //! and hits on approve, as for a real user who logs in now and then.
 
+use crate::baseline::{self, Baseline};
 use crate::http::{check_status, Auth, Failure, Http, SseReader};
 use crate::instances::{self, HintTotals, Instance, InstanceReport};
 use crate::redis_stats::{
@@ -153,6 +154,9 @@ pub struct RunConfig {
     /// (a token is never used for two logins). Default: `max_logins`, else
     /// [`DEFAULT_TOKEN_POOL`].
     pub token_pool: Option<u64>,
+    /// `GET /healthz` requests sent before the logins, for the CPU of one
+    /// trivial request (see [`crate::baseline`]); 0: none.
+    pub healthz_baseline: u64,
 }
 
 impl RunConfig {
@@ -180,6 +184,7 @@ impl RunConfig {
             idp: None,
             phone_tokens: PhoneTokens::PerLogin,
             token_pool: None,
+            healthz_baseline: 0,
         }
     }
 }
@@ -246,6 +251,11 @@ pub struct RunReport {
     /// Redis's pub/sub publishes and network output per login (with
     /// `redis_url`).
     pub redis_pubsub: Option<PubSubStats>,
+    /// The trivial-request baseline, when asked for.
+    pub healthz: Option<Baseline>,
+    /// Server CPU per login ÷ server CPU per `/healthz`: how many trivial
+    /// requests' worth of work one login is.
+    pub login_in_healthz: Option<f64>,
     pub machine: Machine,
 }
 
@@ -563,6 +573,18 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
             .filter(|p| sys::cpu_seconds(*p).is_ok()),
         None => None,
     };
+    let healthz = match cfg.healthz_baseline {
+        0 => None,
+        n => Some(
+            baseline::healthz(
+                &instances,
+                n,
+                cfg.concurrency,
+                cfg.rate.map(|r| r * baseline::REQUESTS_PER_LOGIN),
+            )
+            .await,
+        ),
+    };
     let server_rss_before = cfg.server_pid.map(sys::rss_of).transpose()?;
     let mut inst_before = Vec::with_capacity(instances.len());
     for i in &instances {
@@ -674,6 +696,13 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
         redis_us_per_login: per_login(redis_s),
         bench_us_per_login: per_login(bench_s).unwrap_or(0.0),
     };
+    let login_in_healthz = match (
+        cpu.server_us_per_login,
+        healthz.as_ref().and_then(|h| h.server_us_per_request),
+    ) {
+        (Some(l), Some(h)) if h > 0.0 => Some(l / h),
+        _ => None,
+    };
     Ok(RunReport {
         url,
         wait: cfg.wait,
@@ -724,6 +753,8 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunReport> {
         instances: instance_reports,
         hints,
         redis_pubsub,
+        login_in_healthz,
+        healthz,
         machine,
     })
 }
@@ -1157,6 +1188,21 @@ pub fn render(r: &RunReport) -> String {
     .filter(|p| !p.is_empty())
     .collect();
     let _ = writeln!(s, "CPU used: {}", parts.join(", "));
+    if let Some(h) = &r.healthz {
+        let _ = writeln!(
+            s,
+            "baseline: {} GET /healthz ({} failed) at {:.0}/s, server {}; a login = {}",
+            h.requests,
+            h.failed,
+            h.per_s,
+            h.server_us_per_request
+                .map(|u| format!("{u:.1} µs each"))
+                .unwrap_or_else(|| "CPU unknown (give --server-pid)".into()),
+            r.login_in_healthz
+                .map(|x| format!("{x:.1} trivial requests' CPU"))
+                .unwrap_or_else(|| "?".into())
+        );
+    }
     if let (Some(busy), Some(other)) = (c.machine_busy_s, c.other_s) {
         let _ = writeln!(
             s,
