@@ -407,6 +407,9 @@ for section in $SECTIONS; do
       "$BENCH" run --url "$URL" --server-pid "$SERVER_PID" "${extra[@]}" --wait sse \
         --concurrency "${CONCURRENCY:-256}" --rate "${RATE:-1000}" --duration "$DURATION" \
         --healthz-baseline "${BASELINE:-20000}" --json >"$OUT/waiters-$store-run.json"
+      # Connections at the limit show here (accept paused, open connections).
+      curl -s "$URL/metrics" | grep -E '^qrlogin_(accept_paused_total|open_connections|connections_timed_out_total)' \
+        >"$OUT/waiters-$store-connections.txt" || true
       wait "$idle_pid"
       stop_server
       sleep 1
