@@ -554,46 +554,85 @@ for section in $SECTIONS; do
     printf '{"killed_unix_ms": %s, "restarted_unix_ms": %s, "pong_unix_ms": %s, "port": %s, "killed_pid": %s, "new_pid": %s, "restart_pause_s": %s}\n' \
       "$KILLED" "$RESTARTED" "$PONG" "$SPORT" "$OLD_REDIS" "$SCALE_REDIS_PID" "${RESTART_PAUSE:-2}" >"$OUT/soak-restart.json"
     wait "$BENCH_RUN"
-    # Redis at the end, before any key can expire: memory, keys, and (one
-    # SCAN pass with PTTL on every key, in a script: nothing expires or is
-    # written meanwhile) how many have no TTL and the longest PTTL left.
-    AUDIT='local c, n, none, longest, names = "0", 0, 0, -1, {}
+    # Redis at the end, before any key can expire: memory, DBSIZE, and one
+    # SCAN pass with PTTL (and MEMORY USAGE) on every key, in a script
+    # (nothing expires or is written meanwhile): keys without a TTL, the
+    # longest PTTL left, keys by kind (ids and hashes masked). A key whose
+    # PTTL is beyond MAX_EXPIRY_WAIT seconds (default 900) is not waited
+    # for: it is listed (with its size) and the DBSIZE-0 criterion then
+    # fails as not met, saying why.
+    AUDIT='local cap = tonumber(ARGV[1])
+local c, n, none, longest, within, nbeyond = "0", 0, 0, -1, -1, 0
+local names, kinds, beyond = {}, {}, {}
 repeat
   local r = redis.call("SCAN", c, "COUNT", 1000)
   c = r[1]
   for _, k in ipairs(r[2]) do
     n = n + 1
     local t = redis.call("PTTL", k)
+    local kind = string.gsub(string.gsub(k, "{[^}]*}", "{id}"), "%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x+$", "<hash>")
+    local e = kinds[kind] or {count = 0, max_pttl_ms = -1, bytes = 0}
+    e.count = e.count + 1
+    if t > e.max_pttl_ms then e.max_pttl_ms = t end
+    e.bytes = e.bytes + (redis.call("MEMORY", "USAGE", k) or 0)
+    kinds[kind] = e
     if t == -1 then
       none = none + 1
       if #names < 10 then names[#names + 1] = k end
-    elseif t > longest then longest = t end
+    else
+      if t > longest then longest = t end
+      if t <= cap and t > within then within = t end
+      if t > cap then nbeyond = nbeyond + 1 end
+      if t > cap and #beyond < 10 then
+        local ty = redis.call("TYPE", k)["ok"]
+        local size = nil
+        if ty == "zset" then size = redis.call("ZCARD", k) end
+        beyond[#beyond + 1] = {key = k, type = ty, pttl_ms = t, members = size, bytes = redis.call("MEMORY", "USAGE", k)}
+      end
+    end
   end
 until c == "0"
-return {n, none, longest, unpack(names)}'
+return cjson.encode({keys = n, without_ttl = none, without_ttl_names = names, longest_pttl_ms = longest,
+  longest_pttl_within_cap_ms = within, kinds = kinds, beyond_cap_count = nbeyond, beyond_cap = beyond})'
+    CAP_MS=$(( ${MAX_EXPIRY_WAIT:-900} * 1000 ))
     USED=$("${SOAK_CLI[@]}" info memory | tr -d '\r' | sed -n 's/^used_memory://p')
     DBSIZE_END=$("${SOAK_CLI[@]}" dbsize)
-    mapfile -t AUDITED < <("${SOAK_CLI[@]}" eval "$AUDIT" 0)
-    KEYS=${AUDITED[0]} NO_TTL=${AUDITED[1]} LONGEST_MS=${AUDITED[2]}
-    NO_TTL_NAMES=$(printf '%s\n' "${AUDITED[@]:3}" | python3 -c 'import json,sys; print(json.dumps([l.rstrip("\n") for l in sys.stdin if l.strip()]))')
     AUDITED_AT=$(now_ms)
-    # Wait the longest PTTL out (plus a second), then give Redis's active
-    # expiry up to EXPIRY_GRACE seconds (default 30) to reclaim the keys.
-    WAIT_S=$(( (LONGEST_MS > 0 ? LONGEST_MS : 0) / 1000 + 1 ))
-    echo "   end: $DBSIZE_END keys, $NO_TTL without TTL, longest PTTL $LONGEST_MS ms; waiting $WAIT_S s" >&2
+    "${SOAK_CLI[@]}" eval "$AUDIT" 0 "$CAP_MS" >"$TMP/audit-end.json"
+    read -r LONGEST_MS WITHIN_MS BEYOND < <(python3 -c '
+import json, sys
+a = json.load(open(sys.argv[1]))
+print(a["longest_pttl_ms"], a["longest_pttl_within_cap_ms"], a["beyond_cap_count"])' "$TMP/audit-end.json")
+    # Wait the longest PTTL out (or, beyond the cap, the longest within it)
+    # plus a second, then give Redis's active expiry up to EXPIRY_GRACE
+    # seconds (default 30) to reclaim the keys.
+    if [ "$LONGEST_MS" -le "$CAP_MS" ]; then WAIT_MS=$LONGEST_MS; else WAIT_MS=$WITHIN_MS; fi
+    WAIT_S=$(( (WAIT_MS > 0 ? WAIT_MS : 0) / 1000 + 1 ))
+    echo "   end: $DBSIZE_END keys, longest PTTL $LONGEST_MS ms; waiting $WAIT_S s (cap ${MAX_EXPIRY_WAIT:-900} s)" >&2
     sleep "$WAIT_S"
     DBSIZE_AT_TTL=$("${SOAK_CLI[@]}" dbsize)
     GRACE=0
     DBSIZE_AFTER=$DBSIZE_AT_TTL
-    while [ "$DBSIZE_AFTER" != 0 ] && [ "$GRACE" -lt "${EXPIRY_GRACE:-30}" ]; do
+    # Keys beyond the cap (kinds whose longest PTTL is beyond it) may stay.
+    while [ "$DBSIZE_AFTER" -gt 0 ] && [ "$GRACE" -lt "${EXPIRY_GRACE:-30}" ]; do
+      [ "$LONGEST_MS" -gt "$CAP_MS" ] && [ "$DBSIZE_AFTER" -le "$BEYOND" ] && break
       sleep 1
       GRACE=$((GRACE + 1))
       DBSIZE_AFTER=$("${SOAK_CLI[@]}" dbsize)
     done
-    LEFT=$("${SOAK_CLI[@]}" --scan --count 1000 | head -10 | python3 -c 'import json,sys; print(json.dumps([l.rstrip("\n") for l in sys.stdin]))')
     USED_AFTER=$("${SOAK_CLI[@]}" info memory | tr -d '\r' | sed -n 's/^used_memory://p')
-    printf '{"used_memory_end": %s, "dbsize_end": %s, "keys_scanned": %s, "keys_without_ttl": %s, "keys_without_ttl_names": %s, "longest_pttl_ms": %s, "audited_unix_ms": %s, "waited_s": %s, "dbsize_at_longest_ttl": %s, "expiry_grace_s": %s, "dbsize_after_expiry": %s, "keys_left": %s, "used_memory_after_expiry": %s, "session_ttl_s": %s, "mobile_token_ttl_s": %s}\n' \
-      "$USED" "$DBSIZE_END" "$KEYS" "$NO_TTL" "$NO_TTL_NAMES" "$LONGEST_MS" "$AUDITED_AT" "$WAIT_S" "$DBSIZE_AT_TTL" "$GRACE" "$DBSIZE_AFTER" "$LEFT" "$USED_AFTER" \
+    "${SOAK_CLI[@]}" eval "$AUDIT" 0 "$CAP_MS" >"$TMP/audit-after.json"
+    python3 -c '
+import json, sys
+end, after = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+v = [int(x) for x in sys.argv[3:]]
+k = ["used_memory_end", "dbsize_end", "audited_unix_ms", "max_expiry_wait_s", "waited_s", "dbsize_at_longest_ttl",
+     "expiry_grace_s", "dbsize_after_expiry", "used_memory_after_expiry", "session_ttl_s", "mobile_token_ttl_s"]
+out = dict(zip(k, v))
+out["end"] = end
+out["after_expiry"] = after
+print(json.dumps(out, indent=2))' "$TMP/audit-end.json" "$TMP/audit-after.json" \
+      "$USED" "$DBSIZE_END" "$AUDITED_AT" "${MAX_EXPIRY_WAIT:-900}" "$WAIT_S" "$DBSIZE_AT_TTL" "$GRACE" "$DBSIZE_AFTER" "$USED_AFTER" \
       "${SOAK_SESSION_TTL:-60}" "$((SOAK_SECONDS + 120))" >"$OUT/soak-redis.json"
     stop_instances
     kill "$SCALE_REDIS_PID" 2>/dev/null || true

@@ -204,7 +204,13 @@ async fn step(ctx: &Ctx, t: &mut Tally, s: Step<'_>) -> StepResult<Answer> {
         let sent = Instant::now();
         let (status, _, body) = s
             .http
-            .call_within(ctx.cfg.timeout, s.method.clone(), &s.path, s.auth, s.body.clone())
+            .call_within(
+                ctx.cfg.timeout,
+                s.method.clone(),
+                &s.path,
+                s.auth,
+                s.body.clone(),
+            )
             .await
             .map_err(|f| (s.name, f))?;
         if status == s.want {
@@ -214,7 +220,11 @@ async fn step(ctx: &Ctx, t: &mut Tally, s: Step<'_>) -> StepResult<Answer> {
         if status == StatusCode::SERVICE_UNAVAILABLE
             && first.elapsed() + ctx.cfg.retry_pause < ctx.cfg.retry_for
         {
-            *t.tl.at(ctx.now_s()).retried_503.entry(s.name.into()).or_insert(0) += 1;
+            *t.tl
+                .at(ctx.now_s())
+                .retried_503
+                .entry(s.name.into())
+                .or_insert(0) += 1;
             retried = true;
             tokio::time::sleep(ctx.cfg.retry_pause).await;
             continue;
@@ -225,7 +235,11 @@ async fn step(ctx: &Ctx, t: &mut Tally, s: Step<'_>) -> StepResult<Answer> {
                 .unwrap_or_default();
             if s.done_when.contains(&msg.as_str()) {
                 ctx.outages.success(sent);
-                *t.tl.at(ctx.now_s()).found_done.entry(s.name.into()).or_insert(0) += 1;
+                *t.tl
+                    .at(ctx.now_s())
+                    .found_done
+                    .entry(s.name.into())
+                    .or_insert(0) += 1;
                 return Ok(Answer::FoundDone);
             }
         }
@@ -258,7 +272,11 @@ async fn open_events(
             && first.elapsed() + ctx.cfg.retry_pause < ctx.cfg.retry_for
         {
             drop(resp);
-            *t.tl.at(ctx.now_s()).retried_503.entry("events".into()).or_insert(0) += 1;
+            *t.tl
+                .at(ctx.now_s())
+                .retried_503
+                .entry("events".into())
+                .or_insert(0) += 1;
             tokio::time::sleep(ctx.cfg.retry_pause).await;
             continue;
         }
@@ -296,7 +314,10 @@ async fn wait_approved(
             "approved" => return Ok(reader),
             "pending" | "scanned" | "state" => {}
             other => {
-                return Err(("wake", Failure::Protocol(format!("unexpected event {other}"))))
+                return Err((
+                    "wake",
+                    Failure::Protocol(format!("unexpected event {other}")),
+                ))
             }
         }
         match tokio::time::timeout_at(until, reader.next()).await {
