@@ -146,7 +146,7 @@ def soak(d):
                    label=f"restart window ({(window[1] - window[0]):.1f} s: kill to first success)")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower left")
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left")
     ax.set_title(f"Soak: {r['rate']:.0f} logins/s offered, {len(r['urls'])} instances, Redis killed and restarted")
     ax.grid(True, alpha=0.3)
     save(fig, os.path.join(d, "soak-logins.svg"))
