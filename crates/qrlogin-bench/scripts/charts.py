@@ -19,8 +19,10 @@ the folder its data comes from:
   per login (summed over the instances, as in the table) against
   instances; before dashed, after solid, one colour per transport;
 - soak (DIR/soak.json, soak-restart.json, soak-check.json): DIR/soak-logins.svg,
-  logins completed, errors and retried 503s per second, the restart window
-  (kill to first success) shaded; DIR/soak-rss.svg, each instance's RSS.
+  logins completed, errors and retried 503s per second (steps: each
+  second's bucket [t, t+1)), the restart window (kill to first success)
+  shaded, over the whole run and 20 s either side of the window;
+  DIR/soak-rss.svg, each instance's RSS.
 
 The SVGs carry no date and fixed ids, so a rerun on the same reports gives
 the same files."""
@@ -131,24 +133,38 @@ def soak(d):
     errors = [sum(s["errors"].values()) for s in tl]
     retried = [sum(s["retried_503"].values()) for s in tl]
 
-    fig, ax = plt.subplots(figsize=(7.2, 3.6))
-    ax.plot(t, done, color="tab:blue", linewidth=0.8, label="logins completed per second")
-    ax.set_xlabel("seconds since the start")
-    ax.set_ylabel("logins completed per second")
-    ax.set_ylim(bottom=0)
-    ax2 = ax.twinx()
-    ax2.plot(t, retried, color="tab:orange", linewidth=0.8, label="503 answers retried per second")
-    ax2.plot(t, errors, color="tab:red", linewidth=1.2, label="errors (failed logins) per second")
-    ax2.set_ylabel("per second (503s retried, errors)")
-    ax2.set_ylim(bottom=0, top=max(1, max(retried + errors)) * 1.1)
+    # The whole run, and (when the window is known) 20 s either side of
+    # the restart window, where a few seconds matter.
+    spans = [(None, "the whole run")]
     if window:
-        ax.axvspan(window[0], window[1], color="grey", alpha=0.3,
-                   label=f"restart window ({(window[1] - window[0]):.1f} s: kill to first success)")
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left")
-    ax.set_title(f"Soak: {r['rate']:.0f} logins/s offered, {len(r['urls'])} instances, Redis killed and restarted")
-    ax.grid(True, alpha=0.3)
+        spans.append(((window[0] - 20, window[1] + 20), "around the restart"))
+    fig, axes = plt.subplots(1, len(spans), figsize=(7.2 if len(spans) == 1 else 10.5, 3.8),
+                             gridspec_kw={"width_ratios": [3, 2][:len(spans)]})
+    if len(spans) == 1:
+        axes = [axes]
+    for ax, (span, what) in zip(axes, spans):
+        ax.plot(t, done, color="tab:blue", linewidth=0.8, drawstyle="steps-post", label="logins completed per second")
+        ax.set_xlabel("seconds since the start")
+        ax.set_ylabel("logins completed per second")
+        ax.set_ylim(bottom=0)
+        ax2 = ax.twinx()
+        ax2.plot(t, retried, color="tab:orange", linewidth=0.8, drawstyle="steps-post", label="503 answers retried per second")
+        ax2.plot(t, errors, color="tab:red", linewidth=1.2, drawstyle="steps-post", label="errors (failed logins) per second")
+        ax2.set_ylabel("per second (503s retried, errors)")
+        ax2.set_ylim(bottom=0, top=max(1, max(retried + errors)) * 1.1)
+        if window:
+            ax.axvspan(window[0], window[1], color="grey", alpha=0.3,
+                       label=f"restart window ({(window[1] - window[0]):.1f} s: kill to first success)")
+        if span:
+            ax.set_xlim(*span)
+        ax.set_title(what, fontsize=8)
+        ax.grid(True, alpha=0.3)
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        if span is None:
+            ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left")
+    fig.suptitle(f"Soak: {r['rate']:.0f} logins/s offered, {len(r['urls'])} instances, "
+                 "Redis killed (-9) and restarted", fontsize=9)
     save(fig, os.path.join(d, "soak-logins.svg"))
 
     fig, ax = plt.subplots(figsize=(7.2, 3.2))

@@ -55,10 +55,13 @@
 # soak.json (`qrlogin-bench soak` at SOAK_RATE, default half the capacity's
 # logins/s; CONCURRENCY default 256): per-second timeline, RSS of each
 # instance, Redis outages; soak-restart.json (kill and restart times);
-# soak-redis.json (at the end: used_memory, DBSIZE, keys without a TTL
-# and the longest PTTL left, from SCAN + PTTL; then, after waiting that
-# PTTL out, DBSIZE again); soak-check.json and the verdict from
-# soak_check.py (exit status 1 when a criterion fails).
+# soak-redis.json (at the end: used_memory, DBSIZE, and from one SCAN pass
+# with PTTL and MEMORY USAGE: keys without a TTL, the longest PTTL left,
+# keys by kind; then, after waiting that PTTL out, DBSIZE and the same
+# audit again; a PTTL beyond MAX_EXPIRY_WAIT seconds, default 900, is not
+# waited for: those keys are listed and the DBSIZE-0 criterion is not met);
+# soak-check.json and the verdict from soak_check.py (measure.sh then
+# exits 1 when a criterion fails).
 #
 # Binaries: $QRLOGIN (default target/release/qrlogin) and $QRLOGIN_BENCH
 # (default target/release/qrlogin-bench); build them first with
