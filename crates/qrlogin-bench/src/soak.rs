@@ -417,8 +417,8 @@ async fn one_login(ctx: &Ctx, t: &mut Tally, k: u64) -> StepResult<bool> {
     let base = format!("/v1/logins/{id}");
     let events = format!("{base}/events");
 
-    // The phone scans once the browser waits; both sides count separately
-    // (each holds its own tally) and are merged after.
+    // The browser waits while the phone scans and approves (concurrently,
+    // as in `run`); each side counts in its own tally, merged after.
     let mut tp = Tally::default();
     let joined = tokio::try_join!(
         wait_approved(ctx, t, http, &events, &auth),

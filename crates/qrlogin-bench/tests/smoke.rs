@@ -331,16 +331,17 @@ async fn phone_auth_jwt_es256_per_login_and_shared() {
 const INSTANCE_STORE_ENV: &str = "QRLOGIN_BENCH_SMOKE_INSTANCE_STORE";
 
 /// Not a test: the body of the instance processes that
-/// `two_instances_phone_on_the_other_one` starts (this test binary run
-/// again with `--ignored --exact instance_process`). It serves like
+/// `two_instances_phone_on_the_other_one` and `soak_checks_every_login_twice`
+/// start (this test binary run again with `--ignored --exact
+/// instance_process`). It serves like
 /// `qrlogin serve --store URL --rate-limits false --demo-users true` on a
 /// free port (first stdout line `listening on http://...`) and exits when
 /// its parent closes its stdin, or after two minutes.
 #[test]
-#[ignore = "the instance process of two_instances_phone_on_the_other_one, run by it"]
+#[ignore = "the instance process of the multi-instance tests, run by them"]
 fn instance_process() {
     let store = std::env::var(INSTANCE_STORE_ENV).unwrap_or_else(|_| {
-        panic!("only two_instances_phone_on_the_other_one runs this (it sets {INSTANCE_STORE_ENV})")
+        panic!("only the multi-instance tests run this (they set {INSTANCE_STORE_ENV})")
     });
     std::thread::spawn(|| {
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
