@@ -25,6 +25,8 @@ args=(--url "${URLS[0]}" --url "${URLS[1]}" --server-pid "$1" --server-pid "$2")
 ( end=$(( $(date +%s) + ${SECONDS_RUN:-180} + 5 )); n=0
   while [ "$(date +%s)" -lt $end ]; do curl -s "${URLS[0]}/metrics" >/dev/null || true; n=$((n+1)); sleep 5; done
   echo "$n scrapes of instance 1" >"$OUT/scrapes.txt" ) &
+SCRAPER=$!
 "$ROOT/target/release/qrlogin-bench" soak "${args[@]}" --redis-url "redis://127.0.0.1:$PORT" --rate "${RATE:-492}" \
   --duration "${SECONDS_RUN:-180}" --json >"$OUT/soak-scrape1.json"
-wait
+# Only the scraper: the instances and Redis run until the EXIT trap.
+wait "$SCRAPER"
