@@ -4,7 +4,7 @@
 #   crates/qrlogin-bench/scripts/measure.sh [OUT_DIR] [SECTION...]
 #
 # SECTION is any of: throughput repeat wake redis idle jwt scaleout waiters
-# (default: all but repeat, jwt, scaleout and waiters). Each run
+# soak (default: all but repeat, jwt, scaleout, waiters and soak). Each run
 # starts a fresh `qrlogin serve` (rate limits off: one client IP is exactly
 # what they stop) and, for Redis runs, uses a private redis-server on a unix
 # socket in a temporary directory (never a shared one), emptied and its stats
@@ -51,6 +51,27 @@
 # alone on a fresh server is the control. For each of STORES (redis
 # memory): waiters-$store-{alone,idle,run}.json. Needs a descriptor limit
 # of about 20,000 (ulimit -n) for the server and the load generator.
+#
+# soak: the soak run (issue 13): SOAK_SECONDS (default 600) at half the
+# measured capacity on one private redis-server (TCP loopback, a free port,
+# `--appendonly yes --appendfsync always`, so a kill -9 keeps every write it
+# acknowledged) with two `qrlogin serve` on it, Redis killed (-9) at
+# SOAK_SECONDS/2 and started again on the same port and dir RESTART_PAUSE
+# seconds (default 2) later. The instances run with short TTLs
+# (--session-ttl SOAK_SESSION_TTL, default 60; --mobile-token-ttl
+# SOAK_SECONDS + 120) so that every key the run writes can be waited out.
+# Steps: soak-capacity.json (`qrlogin-bench run`, both instances, c=256,
+# no rate, CAPACITY_SECONDS, default 10); then fresh instances and
+# soak.json (`qrlogin-bench soak` at SOAK_RATE, default half the capacity's
+# logins/s; CONCURRENCY default 256): per-second timeline, RSS of each
+# instance, Redis outages; soak-restart.json (kill and restart times);
+# soak-redis.json (at the end: used_memory, DBSIZE, and from one SCAN pass
+# with PTTL and MEMORY USAGE: keys without a TTL, the longest PTTL left,
+# keys by kind; then, after waiting that PTTL out, DBSIZE and the same
+# audit again; a PTTL beyond MAX_EXPIRY_WAIT seconds, default 900, is not
+# waited for: those keys are listed and the DBSIZE-0 criterion is not met);
+# soak-check.json and the verdict from soak_check.py (measure.sh then
+# exits 1 when a criterion fails).
 #
 # Binaries: $QRLOGIN (default target/release/qrlogin) and $QRLOGIN_BENCH
 # (default target/release/qrlogin-bench); build them first with
@@ -159,14 +180,15 @@ stop_server() {
 }
 
 # start_instances N STORE_URL -> sets INSTANCE_PIDS and INSTANCE_URLS
-# (N `qrlogin serve` on one store, each on a free port, rate limits off)
+# (N `qrlogin serve` on one store, each on a free port, rate limits off,
+# plus $INSTANCE_FLAGS)
 start_instances() {
   local n=$1 store=$2 i pid url
   INSTANCE_PIDS=
   INSTANCE_URLS=
   for i in $(seq "$n"); do
     # shellcheck disable=SC2086 # flags: split on spaces
-    "$QRLOGIN" serve --listen 127.0.0.1:0 --store "$store" --rate-limits false $NO_STREAM_CAP $DEMO_FLAGS \
+    "$QRLOGIN" serve --listen 127.0.0.1:0 --store "$store" --rate-limits false $NO_STREAM_CAP $DEMO_FLAGS ${INSTANCE_FLAGS:-} \
       >"$TMP/instance-$i.out" 2>"$TMP/instance-$i.err" &
     pid=$!
     INSTANCE_PIDS="$INSTANCE_PIDS $pid"
@@ -537,6 +559,153 @@ for section in $SECTIONS; do
     wait $SCALE_REDIS_PID 2>/dev/null || true
     SCALE_REDIS_PID=
     ;;
+  soak)
+    # Half the capacity for SOAK_SECONDS, Redis killed and restarted in
+    # the middle; then every key must have a TTL and be gone once the
+    # longest one has run out (issue 13).
+    SOAK_SECONDS=${SOAK_SECONDS:-600}
+    SDIR=$TMP/soak-redis
+    mkdir -p "$SDIR"
+    SPORT=$(free_port)
+    SOAK_URL="redis://127.0.0.1:$SPORT"
+    SOAK_CLI=(redis-cli -h 127.0.0.1 -p "$SPORT")
+    # start_soak_redis -> sets SCALE_REDIS_PID; returns once it answers PONG
+    # (not LOADING: it replays its append-only file first after a restart).
+    start_soak_redis() {
+      redis-server --port "$SPORT" --bind 127.0.0.1 --save '' \
+        --appendonly yes --appendfsync always --daemonize no --dir "$SDIR" >>"$SDIR/redis.log" 2>&1 &
+      SCALE_REDIS_PID=$!
+      for _ in $(seq 600); do
+        [ "$("${SOAK_CLI[@]}" ping 2>/dev/null)" = PONG ] && return 0
+        sleep 0.05
+      done
+      cat "$SDIR/redis.log" >&2
+      exit 1
+    }
+    start_soak_redis
+    now_ms() { date +%s%3N; }
+    INSTANCE_FLAGS="--session-ttl ${SOAK_SESSION_TTL:-60} --mobile-token-ttl $((SOAK_SECONDS + 120))"
+    start_instances 2 "$SOAK_URL"
+    wait_quiet
+    args=()
+    for u in $INSTANCE_URLS; do args+=(--url "$u"); done
+    for p in $INSTANCE_PIDS; do args+=(--server-pid "$p"); done
+    echo "== soak-capacity (load before: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+    "$BENCH" run "${args[@]}" --redis-url "$SOAK_URL" --wait sse --concurrency 256 \
+      --duration "${CAPACITY_SECONDS:-10}" --json >"$OUT/soak-capacity.json"
+    stop_instances
+    CAPACITY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["logins_per_s"])' "$OUT/soak-capacity.json")
+    RATE=${SOAK_RATE:-$(python3 -c 'import sys; print(round(float(sys.argv[1]) / 2))' "$CAPACITY")}
+    "${SOAK_CLI[@]}" flushall >/dev/null
+    "${SOAK_CLI[@]}" config resetstat >/dev/null
+    start_instances 2 "$SOAK_URL"
+    args=()
+    for u in $INSTANCE_URLS; do args+=(--url "$u"); done
+    for p in $INSTANCE_PIDS; do args+=(--server-pid "$p"); done
+    sleep 1
+    echo "== soak: $RATE logins/s (capacity $CAPACITY) for $SOAK_SECONDS s (load before: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+    "$BENCH" soak "${args[@]}" --redis-url "$SOAK_URL" --rate "$RATE" \
+      --concurrency "${CONCURRENCY:-256}" --duration "$SOAK_SECONDS" --json >"$OUT/soak.json" &
+    BENCH_RUN=$!
+    sleep $((SOAK_SECONDS / 2))
+    OLD_REDIS=$SCALE_REDIS_PID
+    KILLED=$(now_ms)
+    kill -9 "$OLD_REDIS"
+    wait "$OLD_REDIS" 2>/dev/null || true
+    sleep "${RESTART_PAUSE:-2}"
+    RESTARTED=$(now_ms)
+    start_soak_redis
+    PONG=$(now_ms)
+    echo "   redis killed at $KILLED, started again at $RESTARTED, PONG at $PONG" >&2
+    printf '{"killed_unix_ms": %s, "restarted_unix_ms": %s, "pong_unix_ms": %s, "port": %s, "killed_pid": %s, "new_pid": %s, "restart_pause_s": %s}\n' \
+      "$KILLED" "$RESTARTED" "$PONG" "$SPORT" "$OLD_REDIS" "$SCALE_REDIS_PID" "${RESTART_PAUSE:-2}" >"$OUT/soak-restart.json"
+    wait "$BENCH_RUN"
+    # Redis at the end, before any key can expire: memory, DBSIZE, and one
+    # SCAN pass with PTTL (and MEMORY USAGE) on every key, in a script
+    # (nothing expires or is written meanwhile): keys without a TTL, the
+    # longest PTTL left, keys by kind (ids and hashes masked). A key whose
+    # PTTL is beyond MAX_EXPIRY_WAIT seconds (default 900) is not waited
+    # for: it is listed (with its size) and the DBSIZE-0 criterion then
+    # fails as not met, saying why.
+    AUDIT='local cap = tonumber(ARGV[1])
+local c, n, none, longest, within, nbeyond = "0", 0, 0, -1, -1, 0
+local names, kinds, beyond = {}, {}, {}
+repeat
+  local r = redis.call("SCAN", c, "COUNT", 1000)
+  c = r[1]
+  for _, k in ipairs(r[2]) do
+    n = n + 1
+    local t = redis.call("PTTL", k)
+    local kind = string.gsub(string.gsub(k, "{[^}]*}", "{id}"), "%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x+$", "<hash>")
+    local e = kinds[kind] or {count = 0, max_pttl_ms = -1, bytes = 0}
+    e.count = e.count + 1
+    if t > e.max_pttl_ms then e.max_pttl_ms = t end
+    e.bytes = e.bytes + (redis.call("MEMORY", "USAGE", k) or 0)
+    kinds[kind] = e
+    if t == -1 then
+      none = none + 1
+      if #names < 10 then names[#names + 1] = k end
+    else
+      if t > longest then longest = t end
+      if t <= cap and t > within then within = t end
+      if t > cap then nbeyond = nbeyond + 1 end
+      if t > cap and #beyond < 10 then
+        local ty = redis.call("TYPE", k)["ok"]
+        local size = nil
+        if ty == "zset" then size = redis.call("ZCARD", k) end
+        beyond[#beyond + 1] = {key = k, type = ty, pttl_ms = t, members = size, bytes = redis.call("MEMORY", "USAGE", k)}
+      end
+    end
+  end
+until c == "0"
+return cjson.encode({keys = n, without_ttl = none, without_ttl_names = names, longest_pttl_ms = longest,
+  longest_pttl_within_cap_ms = within, kinds = kinds, beyond_cap_count = nbeyond, beyond_cap = beyond})'
+    CAP_MS=$(( ${MAX_EXPIRY_WAIT:-900} * 1000 ))
+    USED=$("${SOAK_CLI[@]}" info memory | tr -d '\r' | sed -n 's/^used_memory://p')
+    DBSIZE_END=$("${SOAK_CLI[@]}" dbsize)
+    AUDITED_AT=$(now_ms)
+    "${SOAK_CLI[@]}" eval "$AUDIT" 0 "$CAP_MS" >"$TMP/audit-end.json"
+    read -r LONGEST_MS WITHIN_MS BEYOND < <(python3 -c '
+import json, sys
+a = json.load(open(sys.argv[1]))
+print(a["longest_pttl_ms"], a["longest_pttl_within_cap_ms"], a["beyond_cap_count"])' "$TMP/audit-end.json")
+    # Wait the longest PTTL out (or, beyond the cap, the longest within it)
+    # plus a second, then give Redis's active expiry up to EXPIRY_GRACE
+    # seconds (default 30) to reclaim the keys.
+    if [ "$LONGEST_MS" -le "$CAP_MS" ]; then WAIT_MS=$LONGEST_MS; else WAIT_MS=$WITHIN_MS; fi
+    WAIT_S=$(( (WAIT_MS > 0 ? WAIT_MS : 0) / 1000 + 1 ))
+    echo "   end: $DBSIZE_END keys, longest PTTL $LONGEST_MS ms; waiting $WAIT_S s (cap ${MAX_EXPIRY_WAIT:-900} s)" >&2
+    sleep "$WAIT_S"
+    DBSIZE_AT_TTL=$("${SOAK_CLI[@]}" dbsize)
+    GRACE=0
+    DBSIZE_AFTER=$DBSIZE_AT_TTL
+    # Keys beyond the cap (kinds whose longest PTTL is beyond it) may stay.
+    while [ "$DBSIZE_AFTER" -gt 0 ] && [ "$GRACE" -lt "${EXPIRY_GRACE:-30}" ]; do
+      [ "$LONGEST_MS" -gt "$CAP_MS" ] && [ "$DBSIZE_AFTER" -le "$BEYOND" ] && break
+      sleep 1
+      GRACE=$((GRACE + 1))
+      DBSIZE_AFTER=$("${SOAK_CLI[@]}" dbsize)
+    done
+    USED_AFTER=$("${SOAK_CLI[@]}" info memory | tr -d '\r' | sed -n 's/^used_memory://p')
+    "${SOAK_CLI[@]}" eval "$AUDIT" 0 "$CAP_MS" >"$TMP/audit-after.json"
+    python3 -c '
+import json, sys
+end, after = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+v = [int(x) for x in sys.argv[3:]]
+k = ["used_memory_end", "dbsize_end", "audited_unix_ms", "max_expiry_wait_s", "waited_s", "dbsize_at_longest_ttl",
+     "expiry_grace_s", "dbsize_after_expiry", "used_memory_after_expiry", "session_ttl_s", "mobile_token_ttl_s"]
+out = dict(zip(k, v))
+out["end"] = end
+out["after_expiry"] = after
+print(json.dumps(out, indent=2))' "$TMP/audit-end.json" "$TMP/audit-after.json" \
+      "$USED" "$DBSIZE_END" "$AUDITED_AT" "${MAX_EXPIRY_WAIT:-900}" "$WAIT_S" "$DBSIZE_AT_TTL" "$GRACE" "$DBSIZE_AFTER" "$USED_AFTER" \
+      "${SOAK_SESSION_TTL:-60}" "$((SOAK_SECONDS + 120))" >"$OUT/soak-redis.json"
+    stop_instances
+    kill "$SCALE_REDIS_PID" 2>/dev/null || true
+    wait "$SCALE_REDIS_PID" 2>/dev/null || true
+    SCALE_REDIS_PID=
+    python3 "$ROOT/crates/qrlogin-bench/scripts/soak_check.py" "$OUT" || SOAK_FAILED=1
+    ;;
   *)
     echo "unknown section $section" >&2
     exit 2
@@ -544,3 +713,4 @@ for section in $SECTIONS; do
   esac
 done
 echo "results in $OUT" >&2
+[ -z "${SOAK_FAILED:-}" ] || { echo "soak: a criterion failed (soak-check.json)" >&2; exit 1; }

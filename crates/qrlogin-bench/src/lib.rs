@@ -8,6 +8,10 @@
 //!   (the phone on another one than the browser) and reports each one's
 //!   requests, CPU and hint messages received, read from its `/metrics`
 //!   ([`scrape`]).
+//! * [`soak`] runs logins at a fixed rate for minutes while the store is
+//!   restarted under it, retrying 503s, checking that no login is approved
+//!   or redeemed twice, and counting everything per second ([`timeline`])
+//!   against the Redis outages a probe saw ([`outage`]).
 //! * [`idle`] holds N waiting browsers open and reports the server's RSS per
 //!   waiter.
 //! * [`baseline`] measures the CPU of one trivial request (`/healthz`), the
@@ -24,11 +28,14 @@ pub mod http;
 pub mod idle;
 pub mod idp;
 pub mod instances;
+pub mod outage;
 pub mod redis_stats;
 pub mod run;
 pub mod scrape;
+pub mod soak;
 pub mod stats;
 pub mod sys;
+pub mod timeline;
 
 pub use idle::{idle, IdleConfig, IdleReport};
 pub use run::{run, Binding, PhoneAuth, PhoneTokens, RunConfig, RunReport, WaitMode};

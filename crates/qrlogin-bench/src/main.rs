@@ -36,6 +36,11 @@ enum Command {
     Run(RunArgs),
     /// Hold N waiting browsers open and report the server's RSS per waiter.
     Idle(IdleArgs),
+    /// Logins at a fixed rate for minutes (restart Redis meanwhile): 503s
+    /// retried, second approve and redeem of every login checked, and a
+    /// per-second timeline of completions, errors and RSS. measure.sh OUT
+    /// soak does the whole soak (capacity, restart, Redis keys at the end).
+    Soak(SoakArgs),
     /// A tiny OpenID provider for `run --phone-auth jwt`: serves discovery
     /// and a JWKS with one fresh key, and mints the phones' access tokens.
     /// The first stdout line is `issuer http://127.0.0.1:PORT`; start
@@ -132,6 +137,46 @@ struct RunArgs {
     /// server CPU in trivial requests.
     #[arg(long, default_value_t = 0)]
     healthz_baseline: u64,
+}
+
+#[derive(Debug, Args)]
+struct SoakArgs {
+    /// Base URL of an instance (loopback only); once per instance, all on
+    /// one store. Login k's browser uses instance k mod N, its phone k+1.
+    #[arg(long, required = true)]
+    url: Vec<String>,
+    /// The instances' pids, once per --url in the same order (RSS over time).
+    #[arg(long)]
+    server_pid: Vec<u32>,
+    /// The store the instances use (redis://127.0.0.1:PORT or
+    /// redis+unix:///path): probed every 20 ms to time its outages.
+    #[arg(long)]
+    redis_url: String,
+    #[command(flatten)]
+    common: Common,
+    /// Logins started per second, in total.
+    #[arg(long)]
+    rate: f64,
+    /// Virtual browsers (each with its phone).
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Seconds after which no login is started.
+    #[arg(long, default_value_t = 600.0)]
+    duration: f64,
+    /// Milliseconds to wait before sending a step answered 503 again.
+    #[arg(long, default_value_t = 100)]
+    retry_pause_ms: u64,
+    /// Seconds after a step's first attempt beyond which a 503 is final.
+    #[arg(long, default_value_t = 15.0)]
+    retry_for: f64,
+    /// Seconds between RSS samples.
+    #[arg(long, default_value_t = 2.0)]
+    rss_every: f64,
+    /// Demo phone user.
+    #[arg(long, default_value = "alice")]
+    username: String,
+    #[arg(long, default_value = "wonderland")]
+    password: String,
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +295,40 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", qrlogin_bench::run::render(&report));
+            }
+        }
+        Command::Soak(a) => {
+            anyhow::ensure!(
+                a.duration > 0.0 && a.duration <= 3600.0,
+                "--duration must be in (0, 3600] seconds"
+            );
+            anyhow::ensure!(
+                a.retry_for >= 0.0 && a.retry_for <= 120.0,
+                "--retry-for must be in [0, 120] seconds"
+            );
+            anyhow::ensure!(
+                a.rss_every >= 0.1 && a.rss_every <= 60.0,
+                "--rss-every must be in [0.1, 60] seconds"
+            );
+            let cfg = qrlogin_bench::soak::SoakConfig {
+                urls: a.url,
+                server_pids: a.server_pid,
+                redis_url: a.redis_url,
+                rate: a.rate,
+                concurrency: a.concurrency,
+                duration: Duration::from_secs_f64(a.duration),
+                timeout: Duration::from_secs(a.common.timeout.max(1)),
+                retry_pause: Duration::from_millis(a.retry_pause_ms.max(1)),
+                retry_for: Duration::from_secs_f64(a.retry_for),
+                rss_every: Duration::from_secs_f64(a.rss_every),
+                username: a.username,
+                password: a.password,
+            };
+            let report = runtime(a.common.threads)?.block_on(qrlogin_bench::soak::soak(cfg))?;
+            if a.common.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", qrlogin_bench::soak::render(&report));
             }
         }
         Command::Idle(a) => {

@@ -331,16 +331,17 @@ async fn phone_auth_jwt_es256_per_login_and_shared() {
 const INSTANCE_STORE_ENV: &str = "QRLOGIN_BENCH_SMOKE_INSTANCE_STORE";
 
 /// Not a test: the body of the instance processes that
-/// `two_instances_phone_on_the_other_one` starts (this test binary run
-/// again with `--ignored --exact instance_process`). It serves like
+/// `two_instances_phone_on_the_other_one` and `soak_checks_every_login_twice`
+/// start (this test binary run again with `--ignored --exact
+/// instance_process`). It serves like
 /// `qrlogin serve --store URL --rate-limits false --demo-users true` on a
 /// free port (first stdout line `listening on http://...`) and exits when
 /// its parent closes its stdin, or after two minutes.
 #[test]
-#[ignore = "the instance process of two_instances_phone_on_the_other_one, run by it"]
+#[ignore = "the instance process of the multi-instance tests, run by them"]
 fn instance_process() {
     let store = std::env::var(INSTANCE_STORE_ENV).unwrap_or_else(|_| {
-        panic!("only two_instances_phone_on_the_other_one runs this (it sets {INSTANCE_STORE_ENV})")
+        panic!("only the multi-instance tests run this (they set {INSTANCE_STORE_ENV})")
     });
     std::thread::spawn(|| {
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
@@ -476,5 +477,54 @@ fn two_instances_phone_on_the_other_one() {
         assert!(!hints.is_empty(), "no hint counter on {url}");
         assert!(hints.iter().all(|s| s.labels.is_empty()), "{hints:?}");
     }
+    drop((a, b));
+}
+
+/// `soak` on two instances of one Redis, briefly and without a restart:
+/// every login completes, each is approved and redeemed a second time and
+/// both are refused, nothing is retried, the probe sees no outage, and the
+/// timeline and RSS samples cover the run.
+#[test]
+fn soak_checks_every_login_twice() {
+    let redis = RedisServer::start();
+    let (a, url_a) = instance(&redis.url());
+    let (b, url_b) = instance(&redis.url());
+    let cfg = qrlogin_bench::soak::SoakConfig {
+        urls: vec![url_a, url_b],
+        server_pids: vec![a.0.id(), b.0.id()],
+        redis_url: redis.url(),
+        rate: 20.0,
+        concurrency: 8,
+        duration: Duration::from_secs(3),
+        timeout: Duration::from_secs(10),
+        retry_pause: Duration::from_millis(100),
+        retry_for: Duration::from_secs(5),
+        rss_every: Duration::from_secs(1),
+        username: "alice".into(),
+        password: "wonderland".into(),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let r = rt.block_on(qrlogin_bench::soak::soak(cfg)).unwrap();
+    eprintln!("{}", qrlogin_bench::soak::render(&r));
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.failed, 0, "{r:?}");
+    assert!(r.completed >= 50, "{r:?}");
+    assert_eq!(r.started, r.completed, "{r:?}");
+    assert_eq!(r.approve_again_checked, r.completed);
+    assert_eq!(r.redeem_again_checked, r.completed);
+    assert_eq!((r.double_approve, r.double_redeem), (0, 0));
+    assert!(r.retried_503.is_empty() && r.found_done.is_empty(), "{r:?}");
+    assert_eq!(r.sse_ended_early, 0);
+    assert!(r.outages.is_empty(), "{:?}", r.outages);
+    assert_eq!(
+        r.timeline.iter().map(|s| s.completed).sum::<u64>(),
+        r.completed
+    );
+    assert!(r.timeline.len() >= 3, "{:?}", r.timeline);
+    assert!(r.rss.len() >= 3, "{:?}", r.rss);
+    assert!(r
+        .rss
+        .iter()
+        .all(|s| s.rss_kb.len() == 2 && s.rss_kb.iter().all(|x| x.is_some())));
     drop((a, b));
 }
