@@ -28,7 +28,13 @@ pub struct SessionInfo {
 }
 
 /// How far past "now" an index entry written at approve time may still
-/// point at a session that redeem has yet to create: a login cannot live
-/// longer than this before its redeem, whatever its own pending time.
+/// point at a session that redeem has yet to create: an approved login is
+/// redeemed before it expires, at most `pending + scan_extension` after
+/// approve; `final_keep` is margin for clocks of different instances.
 /// Only pruning uses it; liveness is always read from the session itself.
-pub const INDEX_SLACK_MS: u64 = 24 * 3600 * 1000;
+/// (It was a fixed 24 h: an index that is written at least once a day never
+/// expired, and kept every login of the day; the soak found one with
+/// 295,200 entries.)
+pub fn index_slack_ms(ttls: &crate::Ttls) -> u64 {
+    ttls.pending_ms + ttls.scan_extension_ms + ttls.final_keep_ms
+}

@@ -19,7 +19,7 @@
 
 use crate::{keys, RedisStore};
 use futures_util::future::join_all;
-use qrlogin_core::sessions::INDEX_SLACK_MS;
+use qrlogin_core::sessions::index_slack_ms;
 use qrlogin_core::{LoginId, SessionInfo, StoreError, TransitionError};
 use serde::Deserialize;
 
@@ -57,13 +57,15 @@ fn store_only(e: TransitionError) -> StoreError {
 /// An index entry's prune-after score and the index key's TTL, for an
 /// entry written at `now_ms`.
 pub(crate) fn index_bound(store: &RedisStore, now_ms: u64) -> (u64, u64) {
-    let life = store.ttls.session_ms + INDEX_SLACK_MS;
+    let life = store.ttls.session_ms + index_slack_ms(&store.ttls);
     (now_ms + life, life)
 }
 
-/// Redis Cluster: adds `sid` to `user_id`'s index (one pipelined `ZADD` +
-/// `PEXPIRE`, one round trip) before the approve script runs; an error
-/// stops the approve. (Elsewhere `approve.lua` does it in its own step.)
+/// Redis Cluster: adds `sid` to `user_id`'s index (one pipelined
+/// prune + `ZADD` + `PEXPIRE`, one round trip) before the approve script
+/// runs; an error stops the approve. (Elsewhere `approve.lua` does it in
+/// its own step.) Pruning on every add keeps the index of a user who logs
+/// in often to the sessions that can still be live.
 pub(crate) async fn index_before_approve(
     store: &RedisStore,
     user_id: &str,
@@ -73,7 +75,12 @@ pub(crate) async fn index_before_approve(
     let key = keys::user_sessions_key(user_id);
     let (score, life) = index_bound(store, now_ms);
     let mut pipe = redis::pipe();
-    pipe.cmd("ZADD")
+    pipe.cmd("ZREMRANGEBYSCORE")
+        .arg(&key)
+        .arg("-inf")
+        .arg(now_ms)
+        .ignore()
+        .cmd("ZADD")
         .arg(&key)
         .arg(score)
         .arg(sid.to_string())

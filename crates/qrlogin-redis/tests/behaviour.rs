@@ -355,6 +355,27 @@ async fn redis_holds_no_plaintext_secrets() {
     }
 }
 
+#[tokio::test]
+async fn the_session_index_keeps_only_sessions_that_can_be_live() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    let c = raw(&server).await;
+    common::index_keeps_only_live_sessions(&s, |key| {
+        let mut c = c.clone();
+        async move {
+            redis::pipe()
+                .cmd("ZCARD")
+                .arg(&key)
+                .cmd("PTTL")
+                .arg(&key)
+                .query_async(&mut c)
+                .await
+                .expect("ZCARD, PTTL")
+        }
+    })
+    .await;
+}
+
 /// The id of the other login in a dump (the one that is not `id`).
 fn new2_id(entries: &[(String, String, i64)], id: &LoginId) -> LoginId {
     entries

@@ -439,6 +439,30 @@ async fn hints_from_live_nodes_flow_while_a_node_is_down() {
     }
 }
 
+/// The index is written by its own pipeline on a cluster (another slot
+/// than the login's): pruned there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_index_keeps_only_sessions_that_can_be_live() {
+    let cluster = RedisCluster::start();
+    let s = store(&cluster, OP_TIMEOUT).await;
+    let key = keys::user_sessions_key("alice");
+    let c = raw(&cluster, cluster.node_of(&key)).await;
+    common::index_keeps_only_live_sessions(&s, |key| {
+        let mut c = c.clone();
+        async move {
+            redis::pipe()
+                .cmd("ZCARD")
+                .arg(&key)
+                .cmd("PTTL")
+                .arg(&key)
+                .query_async(&mut c)
+                .await
+                .expect("ZCARD, PTTL")
+        }
+    })
+    .await;
+}
+
 /// When a node dies and comes back (empty, same slots), the instance
 /// subscribes its channels there again and tells every watcher to re-read
 /// (hints sent meanwhile are lost); then hints from that node flow again.

@@ -28,6 +28,9 @@ if rec.mreq == '1' and ARGV[6] ~= rec.match then
 end
 local json = commit(rec, { state = 'approved' })
 if KEYS[2] and KEYS[2] ~= EVENTS then
+  -- Entries past their bound go first, so the index of a user who logs in
+  -- often holds only sessions that can still be live.
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   redis.call('ZADD', KEYS[2], ARGV[8], login_id)
   redis.call('PEXPIRE', KEYS[2], ARGV[9])
 end

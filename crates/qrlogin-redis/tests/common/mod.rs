@@ -39,3 +39,34 @@ pub fn t_unavailable<T: std::fmt::Debug>(what: &str, r: Result<T, TransitionErro
         "{what}: expected Store(Unavailable), got {r:?}"
     );
 }
+
+/// The user session index of a user who logs in often holds only the
+/// sessions that can still be live: three logins by alice, each approved
+/// just past the previous one's bound (session life + the longest
+/// approve-to-redeem wait); after each approve the index has one entry,
+/// and its key's TTL is that bound, not a day. `zcard_pttl` reads the
+/// index key (`ZCARD`, `PTTL`) on the node that holds it.
+pub async fn index_keeps_only_live_sessions<F, Fut>(s: &qrlogin_redis::RedisStore, zcard_pttl: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = (u64, i64)>,
+{
+    use qrlogin_core::Store;
+    use qrlogin_testkit::contract::{alice, new_login, T0, TTLS};
+    let bound = TTLS.session_ms + qrlogin_core::sessions::index_slack_ms(&TTLS);
+    let key = qrlogin_redis::keys::user_sessions_key("alice");
+    for k in 0..3u64 {
+        let at = T0 + k * (bound + 10);
+        let (new, _) = new_login(None);
+        let id = new.id;
+        s.create(new, at).await.expect("create");
+        s.scan(&id, &alice(), at + 1).await.expect("scan");
+        s.approve(&id, "alice", at + 2).await.expect("approve");
+        let (n, pttl) = zcard_pttl(key.clone()).await;
+        assert_eq!(n, 1, "login {k}: the index kept entries past their bound");
+        assert!(
+            pttl > 0 && pttl as u64 <= bound,
+            "login {k}: the index key's TTL is {pttl} ms, bound {bound} ms"
+        );
+    }
+}
