@@ -16,7 +16,7 @@
 //! Whatever is not given comes from the configuration: the store from
 //! `--store`, the verifier from `--mobile-verifier`, JWT sessions from
 //! `--session-format`. Every background task the service needs (the
-//! rate-limit sweeper, a verifier's key refresh, webhook delivery) is started by
+//! rate-limit sweeper, the metrics upkeep, a verifier's key refresh, webhook delivery) is started by
 //! [`QrLoginBuilder::build`] and ends with the app.
 
 use crate::app::{router, AppState, Parts};
@@ -203,8 +203,10 @@ impl QrLoginBuilder {
             }
             None => sessions_and_oidc(&cfg, &public_url)?,
         };
-        routes::ops::prometheus();
         let mut tasks = Vec::new();
+        if let Some(handle) = routes::ops::prometheus() {
+            tasks.push(tokio::spawn(routes::ops::metrics_upkeep(handle)));
+        }
         if let Some(task) = verifier.background() {
             tasks.push(tokio::spawn(task));
         }

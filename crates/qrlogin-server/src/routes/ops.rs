@@ -19,6 +19,24 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// How often [`metrics_upkeep`] drains the histograms.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Drains the recorder's histogram samples into their summaries every few
+/// seconds. `install_recorder` leaves this to the caller: without it every
+/// request's duration sample is kept until `/metrics` is scraped, and a
+/// service nobody scrapes grows by ~8 bytes per request for ever (the soak
+/// saw ~24 KiB/s per instance at 1,700 requests/s; a heap profile showed
+/// the heap falling back each time the load generator read `/metrics`).
+pub async fn metrics_upkeep(handle: &'static PrometheusHandle) {
+    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
+}
+
 /// `GET /healthz` — the process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, content_type = "text/plain", body = String, description = "process is up")))]
 pub async fn healthz() -> &'static str {
