@@ -44,13 +44,12 @@ pub fn t_unavailable<T: std::fmt::Debug>(what: &str, r: Result<T, TransitionErro
 /// sessions that can still be live: three logins by alice, each approved
 /// just past the previous one's bound (session life + the longest
 /// approve-to-redeem wait); after each approve the index has one entry,
-/// and its key's TTL is that bound, not a day. `zcard_pttl` reads the
-/// index key (`ZCARD`, `PTTL`) on the node that holds it.
-pub async fn index_keeps_only_live_sessions<F, Fut>(s: &qrlogin_redis::RedisStore, zcard_pttl: F)
-where
-    F: Fn(String) -> Fut,
-    Fut: Future<Output = (u64, i64)>,
-{
+/// and its key's TTL is that bound, not a day. `c` is a plain connection
+/// to the node that holds the index key.
+pub async fn index_keeps_only_live_sessions(
+    s: &qrlogin_redis::RedisStore,
+    mut c: redis::aio::MultiplexedConnection,
+) {
     use qrlogin_core::Store;
     use qrlogin_testkit::contract::{alice, new_login, T0, TTLS};
     let bound = TTLS.session_ms + qrlogin_core::sessions::index_slack_ms(&TTLS);
@@ -62,7 +61,14 @@ where
         s.create(new, at).await.expect("create");
         s.scan(&id, &alice(), at + 1).await.expect("scan");
         s.approve(&id, "alice", at + 2).await.expect("approve");
-        let (n, pttl) = zcard_pttl(key.clone()).await;
+        let (n, pttl): (u64, i64) = redis::pipe()
+            .cmd("ZCARD")
+            .arg(&key)
+            .cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .expect("ZCARD, PTTL");
         assert_eq!(n, 1, "login {k}: the index kept entries past their bound");
         assert!(
             pttl > 0 && pttl as u64 <= bound,
