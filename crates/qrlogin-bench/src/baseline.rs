@@ -9,7 +9,6 @@
 
 use crate::http::Auth;
 use crate::instances::Instance;
-use crate::sys;
 use futures_util::stream::{self, StreamExt};
 use hyper::{Method, StatusCode};
 use serde::Serialize;
@@ -40,13 +39,8 @@ pub async fn healthz(
     concurrency: usize,
     pace: Option<f64>,
 ) -> Baseline {
-    let pids: Vec<u32> = instances.iter().filter_map(|i| i.pid).collect();
-    let cpu = || -> Option<f64> {
-        if pids.len() != instances.len() {
-            return None;
-        }
-        pids.iter().map(|p| sys::cpu_seconds(*p).ok()).sum()
-    };
+    // Every instance's CPU, or none when one is not measured.
+    let cpu = || instances.iter().map(Instance::cpu).sum::<Option<f64>>();
     let before = cpu();
     let start = Instant::now();
     let results: Vec<bool> = stream::iter(0..n)

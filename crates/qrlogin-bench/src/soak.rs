@@ -588,23 +588,10 @@ pub async fn soak(cfg: SoakConfig) -> anyhow::Result<SoakReport> {
     sampler.await?;
 
     let timeline = std::mem::take(&mut tally.tl).into_seconds();
-    let mut errors = BTreeMap::new();
-    let mut retried_503 = BTreeMap::new();
-    let mut found_done = BTreeMap::new();
-    let mut sse_ended_early = 0;
-    let mut started = 0;
+    // The whole run's counts: every second's, added up.
+    let mut total = Second::default();
     for s in &timeline {
-        started += s.started;
-        sse_ended_early += s.sse_ended_early;
-        for (dst, src) in [
-            (&mut errors, &s.errors),
-            (&mut retried_503, &s.retried_503),
-            (&mut found_done, &s.found_done),
-        ] {
-            for (k, v) in src {
-                *dst.entry(k.clone()).or_insert(0) += v;
-            }
-        }
+        total.add(s);
     }
     let rss = std::mem::take(&mut *rss.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(SoakReport {
@@ -618,14 +605,14 @@ pub async fn soak(cfg: SoakConfig) -> anyhow::Result<SoakReport> {
         rss_every_s: cfg.rss_every.as_secs_f64(),
         start_unix_ms,
         elapsed_s: elapsed.as_secs_f64(),
-        started,
+        started: total.started,
         completed: tally.completed,
         failed: tally.failed,
         ended_found_done: tally.ended_found_done,
-        errors,
-        retried_503,
-        found_done,
-        sse_ended_early,
+        errors: total.errors,
+        retried_503: total.retried_503,
+        found_done: total.found_done,
+        sse_ended_early: total.sse_ended_early,
         approve_again_checked: tally.approve_again,
         double_approve: tally.double_approve,
         redeem_again_checked: tally.redeem_again,

@@ -45,7 +45,8 @@ impl Second {
             && self.sse_ended_early == 0
     }
 
-    fn add(&mut self, o: &Second) {
+    /// Adds `o`'s counts to this one's (`t` is kept).
+    pub fn add(&mut self, o: &Second) {
         self.started += o.started;
         self.completed += o.completed;
         self.sse_ended_early += o.sse_ended_early;
