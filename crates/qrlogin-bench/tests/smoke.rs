@@ -152,6 +152,57 @@ async fn idle_holds_waiters() {
     }
 }
 
+/// `--sources`: with the server's cap at 7 streams per address, 20
+/// waiters from one address get 429s, and from 3 addresses (7, 7, 6) all
+/// open; `--ready-file` is written with the count open, and `--keep` holds
+/// every one of them to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_spreads_waiters_over_source_addresses() {
+    let mut cfg = ServeConfig::defaults();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.rate_limits = false;
+    cfg.max_streams_per_ip = 7;
+    let srv = qrlogin_server::spawn(cfg).await.expect("server starts");
+    let url = format!("http://{}", srv.addr);
+
+    let mut one = IdleConfig::new(&url, 20, WaitMode::Sse, std::process::id());
+    one.hold = Duration::from_secs(1);
+    let r = idle(one).await.unwrap();
+    assert_eq!(r.waiters_open, 7, "one address holds only its cap: {r:?}");
+    assert!(r.errors.keys().any(|k| k.contains("429")), "{r:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let mut three = IdleConfig::new(&url, 20, WaitMode::Sse, std::process::id());
+    three.hold = Duration::from_secs(1);
+    three.sources = 3;
+    three.ready_file = Some(ready.clone());
+    three.keep = Duration::from_secs(1);
+    let r = idle(three).await.unwrap();
+    assert_eq!(r.failed, 0, "{r:?}");
+    assert_eq!(r.waiters_open, 20, "{r:?}");
+    assert_eq!(r.waiters_open_at_end, 20, "{r:?}");
+    assert_eq!(std::fs::read_to_string(&ready).unwrap().trim(), "20");
+}
+
+/// `--healthz-baseline`: the requests are sent and answered, and a login's
+/// CPU is reported in them (the in-process server's CPU is this process's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_baseline_counts_a_login_in_trivial_requests() {
+    let srv = server().await;
+    let mut c = RunConfig::new(&format!("http://{}", srv.addr), WaitMode::Sse);
+    c.concurrency = 4;
+    c.max_logins = Some(200);
+    c.server_pid = Some(std::process::id());
+    c.healthz_baseline = 2000;
+    let r = run(c).await.unwrap();
+    assert_clean(&r);
+    let h = r.healthz.as_ref().expect("a baseline");
+    assert_eq!((h.requests, h.failed), (2000, 0), "{h:?}");
+    assert!(h.server_us_per_request.is_some_and(|u| u > 0.0), "{h:?}");
+    assert!(r.login_in_healthz.is_some_and(|x| x > 0.0), "{r:?}");
+}
+
 #[test]
 fn the_binary_prints_json() {
     let rt = tokio::runtime::Runtime::new().unwrap();
