@@ -388,7 +388,7 @@ async fn lost_somewhere(conn: &ClusterConnection, route: &HintRoute, timeout: Du
             slot as u16,
             SlotAddr::Master,
         )));
-        let Ok(Ok(reply)) = tokio::time::timeout(timeout, c.route_command(cmd, at)).await else {
+        let Ok(reply) = bounded(timeout, c.route_command(cmd, at)).await else {
             continue;
         };
         // [channel, count]
