@@ -1055,9 +1055,31 @@ impl Ctx {
             }
         }
         self.shot("02-confirm-context-390x844.png").await?;
+        // The phone page follows the system's dark theme (prefers-color-
+        // scheme), and Approve and Deny stay on screen in it.
         self.dark(true).await?;
+        let colours = wd
+            .js(
+                "return [getComputedStyle(document.body).backgroundColor, getComputedStyle(document.body).color]",
+                json!([]),
+            )
+            .await?;
+        if colours != json!(["rgb(18, 22, 31)", "rgb(230, 233, 239)"]) {
+            bail!("phone page in dark mode: [background, text] are {colours}");
+        }
+        for b in ["#approve", "#deny"] {
+            if !self.in_view(b).await? {
+                bail!("{b} is below the fold at 390x844 in the dark theme");
+            }
+        }
         self.shot("02b-confirm-context-dark.png").await?;
         self.dark(false).await?;
+        let light = wd
+            .js("return getComputedStyle(document.body).backgroundColor", json!([]))
+            .await?;
+        if light != json!("rgb(243, 245, 248)") {
+            bail!("phone page back in light mode: background is {light}");
+        }
 
         // The login page has seen the scan by now (SSE), without a reload.
         wd.switch_to(&desk).await?;
@@ -1612,6 +1634,22 @@ impl Ctx {
             json!({ "source": SDK_PROBE }),
         )
         .await?;
+        // The default N is 5: the first code and five refreshes, then the
+        // page asks.
+        self.wd.goto(&format!("{}/", self.base)).await?;
+        self.wd
+            .wait_js(
+                "five refreshes (the default), then the 'Show a new code' button",
+                Duration::from_secs(40),
+                "return window.__creates === 6 && document.querySelector('.qrl-new').offsetParent !== null",
+                json!([]),
+            )
+            .await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let creates = self.js_u64("return window.__creates").await;
+        if creates != 6 {
+            bail!("after the default 5 refreshes the page went on creating: {creates} creates");
+        }
         self.wd
             .goto(&format!("{}/?max_refreshes=2", self.base))
             .await?;
@@ -1847,7 +1885,8 @@ async fn sdk_options_element_and_accessibility_in_chromium() {
     finish(&run.ctx, result, &run.out).await;
 }
 
-/// Expiry: the SDK replaces an expired code at most N times (here 2), then
+/// Expiry: the SDK replaces an expired code at most N times (the default
+/// 5, then 2 by option), then
 /// shows "Show a new code"; a hidden tab (Page Visibility) refreshes
 /// nothing until it is shown again; the refreshed code logs in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1858,9 +1897,9 @@ async fn sdk_refreshes_expired_codes_at_most_n_times_and_not_while_hidden() {
         &["--pending-ttl", "2", "--final-keep", "1"],
     )
     .await;
-    let result = tokio::time::timeout(Duration::from_secs(90), run.ctx.sdk_expiry())
+    let result = tokio::time::timeout(Duration::from_secs(150), run.ctx.sdk_expiry())
         .await
-        .unwrap_or_else(|_| Err(anyhow!("took over 90 s")));
+        .unwrap_or_else(|_| Err(anyhow!("took over 150 s")));
     finish(&run.ctx, result, &run.out).await;
 }
 
