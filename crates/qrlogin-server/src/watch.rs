@@ -166,6 +166,40 @@ impl Watcher {
         }
     }
 
+    /// Like [`next`](Self::next), for a stream that should outlive a short
+    /// store outage: when a re-read fails, it is retried with backoff
+    /// (250 ms doubling to 4 s) instead of ending the wait, so an open SSE
+    /// stream (whose keep-alives go on meanwhile) reports the next change
+    /// once the store answers again. A browser that reconnected instead
+    /// would get only 503s until then, and each reconnect costs it a
+    /// retry delay.
+    ///
+    /// Returns `None` (end the stream, claiming nothing) once the login
+    /// would be over anyway: the store has not answered by its known expiry
+    /// plus the final keep.
+    pub async fn next_riding_out_outages(&mut self) -> Option<State> {
+        loop {
+            if let Ok(state) = self.next().await {
+                return Some(state);
+            }
+            let give_up_at = self.rec.expires_at_ms + self.app.store.ttls().final_keep_ms;
+            let mut backoff = Duration::from_millis(250);
+            loop {
+                let now = self.app.now_ms();
+                if now >= give_up_at {
+                    return None;
+                }
+                let left = Duration::from_millis(give_up_at - now);
+                tokio::time::sleep(backoff.min(left)).await;
+                metrics::counter!("qrlogin_watch_store_retries_total").increment(1);
+                if self.reread().await.is_ok() {
+                    break;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(4));
+            }
+        }
+    }
+
     async fn reread(&mut self) -> Result<(), ApiError> {
         metrics::counter!("qrlogin_watch_rereads_total").increment(1);
         match self.app.store.get(&self.rec.id, self.app.now_ms()).await? {

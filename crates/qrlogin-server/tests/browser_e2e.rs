@@ -1075,7 +1075,10 @@ impl Ctx {
         self.shot("02b-confirm-context-dark.png").await?;
         self.dark(false).await?;
         let light = wd
-            .js("return getComputedStyle(document.body).backgroundColor", json!([]))
+            .js(
+                "return getComputedStyle(document.body).backgroundColor",
+                json!([]),
+            )
             .await?;
         if light != json!("rgb(243, 245, 248)") {
             bail!("phone page back in light mode: background is {light}");

@@ -384,15 +384,12 @@ pub async fn events(
         if st.w.reported().is_final() {
             return None;
         }
-        match st.w.next().await {
-            Ok(_) => {
-                let ev = event_of(&st.w, st.w.now_ms());
-                Some((Ok(ev), st))
-            }
-            // The store failed while re-reading: end the stream; the
-            // client reconnects with Last-Event-ID.
-            Err(_) => None,
-        }
+        // A store outage keeps the stream open (keep-alives flow) until the
+        // store answers again; only a login that would be over by then ends
+        // it, and the client reconnects with Last-Event-ID.
+        st.w.next_riding_out_outages().await?;
+        let ev = event_of(&st.w, st.w.now_ms());
+        Some((Ok(ev), st))
     });
     let sse = Sse::new(stream).keep_alive(SSE_PING.clone());
     Ok((
