@@ -1774,6 +1774,32 @@ async fn on_redis_a_refresh_token_rotated_on_one_instance_is_refused_on_the_othe
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_logout_on_one_instance_ends_the_tokens_on_the_other() {
+    let two = two_on_redis(None).await;
+    let (a, b) = (&two.a, &two.b);
+    let t = signed_in(a).await;
+    let at = t["access_token"].as_str().unwrap();
+    assert_eq!(userinfo(&b.base, at).await.status, StatusCode::OK);
+    let r = send(user_agent().get(format!(
+        "{}/oauth2/logout?id_token_hint={}&post_logout_redirect_uri={BYE}",
+        a.base,
+        t["id_token"].as_str().unwrap()
+    )))
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    assert_eq!(
+        userinfo(&b.base, at).await.status,
+        StatusCode::UNAUTHORIZED,
+        "logged out on A, so dead on B"
+    );
+    oauth_error(
+        &refresh_at(&b.base, t["refresh_token"].as_str().unwrap()).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+}
+
 /// `authorize_url` without its `code_challenge` and `code_challenge_method`.
 fn without_pkce(url: &str) -> String {
     let mut u = url::Url::parse(url).expect("url");
