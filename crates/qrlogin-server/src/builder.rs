@@ -400,9 +400,7 @@ fn oidc_from_config(
     // inline `[[oidc-clients]]` list in the config file.
     let clients = match (&cfg.oidc_clients, &cfg.oidc_clients_inline) {
         (Some(path), _) => crate::oidc::Clients::from_file(path)?,
-        (None, Some(json)) => {
-            crate::oidc::Clients::parse(json).context("config file: the [[oidc-clients]] tables")?
-        }
+        (None, Some(json)) => crate::oidc::Clients::parse_tables(json).context("config file")?,
         (None, None) => return Ok(None),
     };
     let key = match key {

@@ -1016,33 +1016,8 @@ async fn discovery_lists_every_endpoint_and_the_jwks_verifies_id_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_redis_authorize_on_one_token_on_the_other() {
-    let clients = clients_file();
-    let redis = redis_server().await;
-    let key_dir = tempfile::tempdir().expect("dir");
-    let key_path = key_dir.path().join("jwt.pem");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-        ])
-        .arg(&key_path)
-        .status()
-        .expect("openssl");
-    assert!(status.success());
-    let mk = || {
-        let mut cfg = op_config(&clients);
-        cfg.store = redis.url();
-        cfg.jwt_key_file = Some(key_path.clone());
-        cfg
-    };
-    let store_a = redis_store(&redis.url(), &mk()).await;
-    let store_b = redis_store(&redis.url(), &mk()).await;
-    let a = spawn_on(mk(), store_a, None).await;
-    let b = spawn_on(mk(), store_b, None).await;
+    let two = two_on_redis(None).await;
+    let (a, b) = (&two.a, &two.b);
     // The issuer is each instance's own URL here; ask each for its own.
     let (url, verifier) = authorize_url(&a.base, "web", &[]);
     let back = sign_in_at(&a.base, &url, ALICE, true).await;
@@ -1100,7 +1075,8 @@ async fn two_instances_on_redis_authorize_on_one_token_on_the_other() {
 #[test]
 fn a_bad_clients_file_stops_start_up_with_the_line() {
     let mut f = tempfile::NamedTempFile::new().expect("temp");
-    f.write_all(b"[{\"client_id\": \"web\",\n  \"name\": \"Shop\",\n  \"redirect_uris\": [\"http://evil.example/cb\"], \"public\": true}]").unwrap();
+    // The bad client is the second, whose object starts on line 3.
+    f.write_all(b"[{\"client_id\": \"tv\", \"name\": \"TV\", \"public\": true,\n  \"grant_types\": [\"urn:ietf:params:oauth:grant-type:device_code\"]},\n {\"client_id\": \"web\",\n  \"name\": \"Shop\",\n  \"redirect_uris\": [\"http://evil.example/cb\"], \"public\": true}]").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_qrlogin"))
         .args(["check-config", "--oidc-clients"])
         .arg(f.path())
@@ -1109,7 +1085,7 @@ fn a_bad_clients_file_stops_start_up_with_the_line() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("client 1 (\"web\")") && err.contains("loopback"),
+        err.contains("line 3: client 2 (\"web\")") && err.contains("loopback"),
         "{err}"
     );
     f = tempfile::NamedTempFile::new().expect("temp");
@@ -1611,4 +1587,347 @@ async fn logout_by_post_form_ends_the_session_too() {
         StatusCode::UNAUTHORIZED,
         "logged out"
     );
+}
+
+// ---- Redis / negatives (oidcredis)
+// Replay, slow_down pacing and refresh rotation across two instances on one
+// real redis-server; PKCE downgrade, PKCE-less confidential clients, the
+// device grant's defaults and its pending state after a scan.
+
+/// Two instances on one private redis-server, signing with one key file
+/// (an ID token from either verifies on both), sharing `clock` if given.
+/// Fields drop in order: the instances, then the store's server.
+struct TwoOnRedis {
+    a: App,
+    b: App,
+    _redis: qrlogin_testkit::RedisServer,
+    _key_dir: tempfile::TempDir,
+    _clients: tempfile::NamedTempFile,
+}
+
+async fn two_on_redis(clock: Option<Arc<dyn Clock>>) -> TwoOnRedis {
+    let clients = clients_file();
+    let redis = redis_server().await;
+    let key_dir = tempfile::tempdir().expect("dir");
+    let key_path = key_dir.path().join("jwt.pem");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&key_path)
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    let mk = || {
+        let mut cfg = op_config(&clients);
+        cfg.store = redis.url();
+        cfg.jwt_key_file = Some(key_path.clone());
+        cfg
+    };
+    let store_a = redis_store(&redis.url(), &mk()).await;
+    let store_b = redis_store(&redis.url(), &mk()).await;
+    let a = spawn_on(mk(), store_a, clock.clone()).await;
+    let b = spawn_on(mk(), store_b, clock).await;
+    TwoOnRedis {
+        a,
+        b,
+        _redis: redis,
+        _key_dir: key_dir,
+        _clients: clients,
+    }
+}
+
+async fn refresh_at(base: &str, rt: &str) -> Reply {
+    token(
+        base,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+        Some(("web", WEB_SECRET)),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_a_code_replayed_on_another_instance_revokes_the_first_use_everywhere() {
+    let two = two_on_redis(None).await;
+    let (a, b) = (&two.a, &two.b);
+    let (code, verifier) = code_for(a).await;
+    let first = redeem_code(a, &code, &verifier)
+        .await
+        .ok_json(StatusCode::OK);
+    let at = first["access_token"].as_str().expect("access token");
+    let rt = first["refresh_token"].as_str().expect("refresh token");
+    // Before the replay the first use's access token works on both.
+    for app in [a, b] {
+        assert_eq!(userinfo(&app.base, at).await.status, StatusCode::OK);
+    }
+    let again = redeem_code(b, &code, &verifier).await;
+    oauth_error(&again, StatusCode::BAD_REQUEST, "invalid_grant");
+    for app in [a, b] {
+        let r = userinfo(&app.base, at).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{}: the first use's access token is revoked: {}",
+            app.base,
+            r.text()
+        );
+        assert!(r.headers[WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token"));
+    }
+    oauth_error(
+        &refresh_at(&a.base, rt).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    oauth_error(
+        &refresh_at(&b.base, rt).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_slow_down_paces_a_device_code_across_instances() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let two = two_on_redis(Some(clock.clone())).await;
+    let (a, b) = (&two.a, &two.b);
+    let d = device_start(&a.base, "TV").await;
+    assert_eq!(d["interval"], 1);
+    let dc = d["device_code"].as_str().unwrap();
+    let slow = |r: &Reply, secs: &str| {
+        oauth_error(r, StatusCode::BAD_REQUEST, "slow_down");
+        let text = r.json()["error_description"].as_str().unwrap().to_string();
+        assert!(text.contains(secs), "{text} / {secs}");
+    };
+    oauth_error(
+        &device_poll(&a.base, dc).await,
+        StatusCode::BAD_REQUEST,
+        "authorization_pending",
+    );
+    // B sees A's poll (the last poll time is in the store): too fast.
+    slow(&device_poll(&b.base, dc).await, "every 6 s");
+    // 2 s on: past the original 1 s interval, inside B's raised 6 s one,
+    // which A reads from the store too.
+    clock.advance_ms(2_000);
+    slow(&device_poll(&a.base, dc).await, "every 11 s");
+    // A poll that waits the raised interval is answered on either instance.
+    clock.advance_ms(11_000);
+    oauth_error(
+        &device_poll(&b.base, dc).await,
+        StatusCode::BAD_REQUEST,
+        "authorization_pending",
+    );
+    // And the grant still completes: approved through A, tokens from B.
+    let id = login_of(&d);
+    let phone = Phone::sign_in(&a.base, BOB).await;
+    phone.scan_ok(&id).await;
+    phone.approve_ok(&id).await;
+    clock.advance_ms(11_000);
+    let t = device_poll(&b.base, dc).await.ok_json(StatusCode::OK);
+    assert_eq!(jwt_claims(t["id_token"].as_str().unwrap())["sub"], BOB_ID);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_a_refresh_token_rotated_on_one_instance_is_refused_on_the_other() {
+    let two = two_on_redis(None).await;
+    let (a, b) = (&two.a, &two.b);
+    let t1 = signed_in(a).await;
+    let rt1 = t1["refresh_token"].as_str().unwrap();
+    let t2 = refresh_at(&b.base, rt1).await.ok_json(StatusCode::OK);
+    let rt2 = t2["refresh_token"].as_str().unwrap();
+    assert_ne!(rt1, rt2, "rotated");
+    assert_eq!(
+        userinfo(&a.base, t2["access_token"].as_str().unwrap())
+            .await
+            .status,
+        StatusCode::OK,
+        "the rotated access token works on the other instance"
+    );
+    // The old one, replayed on the other instance: refused, and the replay
+    // ends the family (RFC 9700 §4.14.2) on both instances.
+    oauth_error(
+        &refresh_at(&a.base, rt1).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    oauth_error(
+        &refresh_at(&b.base, rt2).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    for app in [a, b] {
+        assert_eq!(
+            userinfo(&app.base, t2["access_token"].as_str().unwrap())
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED,
+            "{}",
+            app.base
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_logout_on_one_instance_ends_the_tokens_on_the_other() {
+    let two = two_on_redis(None).await;
+    let (a, b) = (&two.a, &two.b);
+    let t = signed_in(a).await;
+    let at = t["access_token"].as_str().unwrap();
+    assert_eq!(userinfo(&b.base, at).await.status, StatusCode::OK);
+    let r = send(user_agent().get(format!(
+        "{}/oauth2/logout?id_token_hint={}&post_logout_redirect_uri={BYE}",
+        a.base,
+        t["id_token"].as_str().unwrap()
+    )))
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    assert_eq!(
+        userinfo(&b.base, at).await.status,
+        StatusCode::UNAUTHORIZED,
+        "logged out on A, so dead on B"
+    );
+    oauth_error(
+        &refresh_at(&b.base, t["refresh_token"].as_str().unwrap()).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+}
+
+/// `authorize_url` without its `code_challenge` and `code_challenge_method`.
+fn without_pkce(url: &str) -> String {
+    let mut u = url::Url::parse(url).expect("url");
+    let kept: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| !k.starts_with("code_challenge"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(kept);
+    assert!(!u.as_str().contains("code_challenge"), "{u}");
+    u.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_for_a_code_issued_without_a_challenge_is_refused() {
+    let op = op().await;
+    let (url, verifier) = authorize_url(&op.app.base, "web", &[]);
+    let back = sign_in(&op.app, &without_pkce(&url)).await;
+    let code = param(&back, "code").expect("a confidential client may skip PKCE");
+    // RFC 9700 §2.1.1 / §4.8: a verifier where no challenge was sent is a
+    // PKCE downgrade (an injected code): refused.
+    let r = redeem_code(&op.app, &code, &verifier).await;
+    oauth_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert!(
+        r.json()["error_description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no code_challenge"),
+        "{}",
+        r.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confidential_clients_code_flow_without_pkce_succeeds() {
+    let op = op().await;
+    let (url, _) = authorize_url(&op.app.base, "web", &[]);
+    let back = sign_in(&op.app, &without_pkce(&url)).await;
+    let code = param(&back, "code").expect("code");
+    let t = token(
+        &op.app.base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+        ],
+        Some(("web", WEB_SECRET)),
+    )
+    .await
+    .ok_json(StatusCode::OK);
+    assert_eq!(jwt_claims(t["id_token"].as_str().unwrap())["sub"], ALICE_ID);
+    assert_eq!(
+        userinfo(&op.app.base, t["access_token"].as_str().unwrap())
+            .await
+            .json()["sub"],
+        ALICE_ID
+    );
+    // The public client may not skip it (RFC 9700 §2.1.1).
+    let (url, _) = authorize_url(&op.app.base, "spa", &[]);
+    let r = send(user_agent().get(without_pkce(&url))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    assert_eq!(
+        param(&location(&r), "error").as_deref(),
+        Some("invalid_request")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_grant_defaults_to_interval_5_and_expires_in_600() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let defaults = ServeConfig::defaults();
+    let op = op_with(
+        StoreKind::Memory,
+        |cfg| {
+            cfg.device_interval = defaults.device_interval;
+            cfg.device_code_ttl = defaults.device_code_ttl;
+        },
+        Some(clock.clone()),
+    )
+    .await;
+    let d = device_start(&op.app.base, "TV").await;
+    assert_eq!(d["interval"], 5, "{d}");
+    assert_eq!(d["expires_in"], 600, "{d}");
+    let dc = d["device_code"].as_str().unwrap();
+    oauth_error(
+        &device_poll(&op.app.base, dc).await,
+        StatusCode::BAD_REQUEST,
+        "authorization_pending",
+    );
+    // The 5 s are enforced: 4 s on is too soon, then 10 s (the raised
+    // interval) on is not.
+    clock.advance_ms(4_000);
+    oauth_error(
+        &device_poll(&op.app.base, dc).await,
+        StatusCode::BAD_REQUEST,
+        "slow_down",
+    );
+    clock.advance_ms(10_000);
+    oauth_error(
+        &device_poll(&op.app.base, dc).await,
+        StatusCode::BAD_REQUEST,
+        "authorization_pending",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_code_is_pending_after_the_scan_until_the_phone_approves() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let op = op_with(StoreKind::Memory, |_| {}, Some(clock.clone())).await;
+    let base = op.app.base.clone();
+    let d = device_start(&base, "TV").await;
+    let dc = d["device_code"].as_str().unwrap();
+    let id = login_of(&d);
+    let phone = Phone::sign_in(&base, ALICE).await;
+    phone.scan_ok(&id).await;
+    oauth_error(
+        &device_poll(&base, dc).await,
+        StatusCode::BAD_REQUEST,
+        "authorization_pending",
+    );
+    clock.advance_ms(2_000);
+    oauth_error(
+        &device_poll(&base, dc).await,
+        StatusCode::BAD_REQUEST,
+        "authorization_pending",
+    );
+    phone.approve_ok(&id).await;
+    clock.advance_ms(2_000);
+    let t = device_poll(&base, dc).await.ok_json(StatusCode::OK);
+    assert_eq!(jwt_claims(t["id_token"].as_str().unwrap())["sub"], ALICE_ID);
 }

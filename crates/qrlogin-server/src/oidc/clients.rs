@@ -10,12 +10,14 @@
 //! ```
 //!
 //! Checked at start-up: a file that does not parse or a client that makes no
-//! sense stops the service with the line (or the client) and the reason.
+//! sense stops the service with the line and the reason (for the config
+//! file's `[[oidc-clients]]` tables: the table's number and the reason).
 
 use anyhow::Context as _;
 use argon2::password_hash::PasswordHash;
 use argon2::{Argon2, PasswordVerifier};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -98,13 +100,67 @@ impl Clients {
         Self::parse(&text).with_context(|| format!("--oidc-clients {}", path.display()))
     }
 
-    /// Parses and checks a clients document.
+    /// Parses and checks a clients document (the `--oidc-clients` file).
+    /// Every error names the line: a syntax error its own, a client that
+    /// makes no sense the line its object starts on (and the client's
+    /// number and id), so the operator goes straight to it.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let entries: Vec<ClientEntry> = serde_json::from_str(text)
-            .map_err(|e| anyhow::anyhow!("line {}, column {}: {e}", e.line(), e.column()))?;
+        // Each client as its raw slice of `text`: its offset in `text` is
+        // its line. The whole document is parsed (syntax checked) first.
+        let raw: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
+            anyhow::anyhow!(
+                "line {}, column {}: {}",
+                e.line(),
+                e.column(),
+                without_position(&e)
+            )
+        })?;
+        Self::from_entries(raw.into_iter().enumerate().map(|(i, r)| {
+            let start = r.get().as_ptr() as usize - text.as_ptr() as usize;
+            let line = text[..start].matches('\n').count() + 1;
+            let e: ClientEntry = serde_json::from_str(r.get()).map_err(|e| {
+                // `e.line()` counts within this client's object.
+                anyhow::anyhow!(
+                    "line {}: client {}: {}",
+                    line + e.line().max(1) - 1,
+                    i + 1,
+                    without_position(&e)
+                )
+            })?;
+            Ok((
+                format!("line {line}: client {} ({:?})", i + 1, e.client_id),
+                e,
+            ))
+        }))
+    }
+
+    /// Parses and checks the `[[oidc-clients]]` tables of the config file,
+    /// which the config loader hands over as one JSON array. That JSON is
+    /// made by the loader, so its lines mean nothing to the operator:
+    /// errors name the table's number (1 = the file's first
+    /// `[[oidc-clients]]`) and its client_id instead of a line.
+    pub fn parse_tables(json: &str) -> anyhow::Result<Self> {
+        let entries: Vec<serde_json::Value> =
+            serde_json::from_str(json).context("the [[oidc-clients]] tables")?;
+        Self::from_entries(entries.into_iter().enumerate().map(|(i, v)| {
+            let n = i + 1;
+            let e: ClientEntry = serde_json::from_value(v)
+                .map_err(|e| anyhow::anyhow!("[[oidc-clients]] table {n}: client {n}: {e}"))?;
+            Ok((
+                format!("[[oidc-clients]] table {n}: client {n} ({:?})", e.client_id),
+                e,
+            ))
+        }))
+    }
+
+    /// Checks each client (named by `what` in errors) and refuses a
+    /// client_id used twice.
+    fn from_entries(
+        entries: impl Iterator<Item = anyhow::Result<(String, ClientEntry)>>,
+    ) -> anyhow::Result<Self> {
         let mut map = HashMap::new();
-        for (i, e) in entries.into_iter().enumerate() {
-            let what = format!("client {} ({:?})", i + 1, e.client_id);
+        for entry in entries {
+            let (what, e) = entry?;
             let c = check(e).with_context(|| what.clone())?;
             if map.insert(c.id.clone(), Arc::new(c)).is_some() {
                 anyhow::bail!("{what}: client_id used twice");
@@ -124,6 +180,14 @@ impl Clients {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// serde_json's message without its trailing " at line L column C", which
+/// counts within whatever slice was parsed (the caller says the real line).
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let tail = format!(" at line {} column {}", e.line(), e.column());
+    text.strip_suffix(&tail).unwrap_or(&text).to_string()
 }
 
 fn check(e: ClientEntry) -> anyhow::Result<Client> {
@@ -207,30 +271,72 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bad_files_name_the_line_or_the_client() {
+    fn bad_files_name_the_line_and_the_reason() {
         let e = Clients::parse("[{\"client_id\": \"a\",\n \"name\": }]").unwrap_err();
-        assert!(format!("{e:#}").contains("line 2"), "{e:#}");
+        let e = format!("{e:#}");
+        assert!(e.contains("line 2, column 10"), "{e}");
+        assert!(!e.contains(" at line "), "the position once: {e}");
+        // A client that makes no sense: the line its object starts on, its
+        // number and id, and the reason. The second client starts on line 4.
+        let second = |client: &str| {
+            let text = format!(
+                "[\n  {{\"client_id\": \"ok\", \"name\": \"OK\", \"public\": true,\n   \"redirect_uris\": [\"https://ok/cb\"]}},\n  {client}\n]"
+            );
+            format!("{:#}", Clients::parse(&text).unwrap_err())
+        };
+        let e = second(r#"{"client_id":"a","name":"A","redirect_uris":["https://a/cb"]}"#);
+        assert!(e.contains("line 4: client 2 (\"a\")"), "{e}");
+        assert!(e.contains("client_secret_hash"), "missing secret: {e}");
+        let e = second(
+            r#"{"client_id":"a","name":"A","public":true,"redirect_uris":["http://evil.example/cb"]}"#,
+        );
+        assert!(
+            e.contains("line 4: client 2") && e.contains("loopback"),
+            "{e}"
+        );
+        let e = second(
+            r#"{"client_id":"a","name":"A","public":true,"redirect_uris":["https://a/cb#x"]}"#,
+        );
+        assert!(
+            e.contains("line 4: client 2") && e.contains("fragment"),
+            "{e}"
+        );
+        let e = second(r#"{"client_id":"a","name":"A","public":true,"grant_types":["password"]}"#);
+        assert!(
+            e.contains("line 4: client 2") && e.contains("unknown grant type \"password\""),
+            "{e}"
+        );
+        // Unknown fields (a type-level error inside the object): the line
+        // of the field itself, counted from the file's start.
         let e =
-            Clients::parse(r#"[{"client_id":"a","name":"A","redirect_uris":["https://a/cb"]}]"#)
-                .unwrap_err();
-        assert!(format!("{e:#}").contains("client 1 (\"a\")"), "{e:#}");
-        assert!(format!("{e:#}").contains("public"), "{e:#}");
-        let e = Clients::parse(
-            r#"[{"client_id":"a","name":"A","public":true,"redirect_uris":["http://evil.example/cb"]}]"#,
-        )
-        .unwrap_err();
-        assert!(format!("{e:#}").contains("loopback"), "{e:#}");
-        let e = Clients::parse(
-            r#"[{"client_id":"a","name":"A","public":true,"redirect_uris":["https://a/cb#x"]}]"#,
-        )
-        .unwrap_err();
-        assert!(format!("{e:#}").contains("fragment"), "{e:#}");
-        let e = Clients::parse(r#"[{"client_id":"a","name":"A","public":true,"colour":"red"}]"#)
-            .unwrap_err();
-        assert!(format!("{e:#}").contains("colour"), "{e:#}");
+            second("{\"client_id\":\"a\",\"name\":\"A\",\n   \"public\":true,\"colour\":\"red\"}");
+        assert!(
+            e.contains("line 5: client 2") && e.contains("colour"),
+            "{e}"
+        );
+        assert!(!e.contains(" at line "), "{e}");
         let two = r#"[{"client_id":"a","name":"A","public":true,"grant_types":["urn:ietf:params:oauth:grant-type:device_code"]},
                       {"client_id":"a","name":"B","public":true,"grant_types":["urn:ietf:params:oauth:grant-type:device_code"]}]"#;
-        assert!(format!("{:#}", Clients::parse(two).unwrap_err()).contains("twice"));
+        let e = format!("{:#}", Clients::parse(two).unwrap_err());
+        assert!(e.contains("line 2: client 2") && e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn config_file_tables_are_named_by_their_number() {
+        let e = Clients::parse_tables(
+            r#"[{"client_id":"ok","name":"OK","public":true,"redirect_uris":["https://ok/cb"]},
+                {"client_id":"b","name":"B","public":true,"redirect_uris":["http://evil.example/cb"]}]"#,
+        )
+        .unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("[[oidc-clients]] table 2: client 2 (\"b\")") && e.contains("loopback"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("line "),
+            "the loader's JSON has no lines worth naming: {e}"
+        );
     }
 
     #[test]
