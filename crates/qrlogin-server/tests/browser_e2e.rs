@@ -1188,6 +1188,7 @@ impl Ctx {
         self.shot("07-phone-confirm.png").await?;
         wd.click("#deny").await?;
         self.wait_text("#result", "denied").await?;
+        self.expect_focus("step-title", "denying").await?;
 
         wd.switch_to(&desk).await?;
         self.wait_text(".qrl-status", "denied").await?;
@@ -1535,6 +1536,29 @@ window.__hidden = false;
 Object.defineProperty(Document.prototype, 'hidden', { configurable: true, get() { return window.__hidden; } });
 Object.defineProperty(Document.prototype, 'visibilityState', { configurable: true, get() { return window.__hidden ? 'hidden' : 'visible'; } });
 window.__setHidden = function (h) { window.__hidden = h; document.dispatchEvent(new Event('visibilitychange')); };
+"#;
+
+/// Watches the SDK's event stream and states: `window.__es` counts the
+/// EventSources made and their `open` and `error` events (a native
+/// reconnect is one EventSource opening again), `window.__states` lists
+/// every `data-qrl-state` the widget sets, in order (a repeated state is
+/// listed again: setting an attribute queues a mutation even when the
+/// value is unchanged).
+const NET_PROBE: &str = r#"
+window.__states = [];
+window.__es = { made: 0, opens: 0, errors: 0 };
+const RealEventSource = window.EventSource;
+window.EventSource = class extends RealEventSource {
+  constructor(url, init) {
+    super(url, init);
+    window.__es.made++;
+    this.addEventListener('open', () => { window.__es.opens++; });
+    this.addEventListener('error', () => { window.__es.errors++; });
+  }
+};
+new MutationObserver((records) => {
+  for (const r of records) window.__states.push(r.target.getAttribute('data-qrl-state'));
+}).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-qrl-state'] });
 "#;
 
 /// A browser on a fresh server for the SDK tests.
@@ -1916,6 +1940,257 @@ async fn sdk_long_polls_when_sse_is_blocked_and_switches_locale() {
         .await
         .unwrap_or_else(|_| Err(anyhow!("took over 90 s")));
     finish(&run.ctx, result, &run.out).await;
+}
+
+impl Ctx {
+    /// The browser's network on or off (CDP network emulation; offline
+    /// fails the requests in flight, the open event stream included).
+    async fn network(&self, online: bool) -> Result<()> {
+        self.cdp(
+            "Network.emulateNetworkConditions",
+            json!({ "offline": !online, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1 }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn es_count(&self, what: &str) -> u64 {
+        self.js_u64(&format!("return window.__es.{what}")).await
+    }
+
+    async fn scanned_states(&self) -> u64 {
+        self.js_u64("return window.__states.filter((s) => s === 'scanned').length")
+            .await
+    }
+
+    async fn sdk_network_loss(&self, relay: &Relay) -> Result<()> {
+        // Emulation on (and online) before the page loads, so the stream's
+        // request is one the emulation can cut.
+        self.cdp("Network.enable", json!({})).await?;
+        self.network(true).await?;
+        self.cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": NET_PROBE }),
+        )
+        .await?;
+        self.wd.goto(&format!("{}/", self.base)).await?;
+        let (link, code) = self.wait_qr(None).await?;
+        self.wait_text(".qrl-status", "waiting").await?;
+        self.wd
+            .wait_js(
+                "the event stream to open",
+                WAIT,
+                "return window.__es.opens >= 1",
+                json!([]),
+            )
+            .await?;
+
+        // 1. The network goes away while the page waits and the phone scans
+        //    meanwhile: the scanned event cannot reach the page (the
+        //    emulation fails the stream when it arrives). The network comes
+        //    back: the page's EventSource reconnects by itself, and the scan
+        //    shows, once.
+        self.network(false).await?;
+        relay.cut();
+        let offline_at = Instant::now();
+        let id = link
+            .rsplit_once("/m/")
+            .map(|(_, id)| id)
+            .unwrap_or_default();
+        let signin: Value = self
+            .http
+            .post(format!("{}/v1/mobile/session", self.base))
+            .json(&json!({ "username": "bob", "password": "builder" }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let token = signin["token"].as_str().unwrap_or_default().to_string();
+        self.http
+            .post(format!("{}/v1/mobile/logins/{id}/scan", self.base))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .error_for_status()?;
+        self.wd
+            .wait_js(
+                "the event stream to fail while offline",
+                Duration::from_secs(10),
+                "return window.__es.errors >= 1",
+                json!([]),
+            )
+            .await?;
+        // Offline for 4 s: EventSource retries 3 s after the loss, and that
+        // retry must fail (the browser is offline); the next, 3 s later,
+        // finds the network back (three failures in a row would send the
+        // SDK to long-polling).
+        tokio::time::sleep(Duration::from_secs(4).saturating_sub(offline_at.elapsed())).await;
+        if self.scanned_states().await != 0 {
+            bail!("the page saw the scan while it was offline");
+        }
+        let errors = self.es_count("errors").await;
+        if errors < 2 {
+            bail!("the retry while offline should have failed too: {errors} stream error(s)");
+        }
+        self.network(true).await?;
+        self.wait_text(".qrl-status", "scanned by").await?;
+        self.wd
+            .wait_js(
+                "the stream to reopen",
+                WAIT,
+                "return window.__es.opens >= 2",
+                json!([]),
+            )
+            .await?;
+        self.shot("sdk-net-1-scanned-after-reconnect.png").await?;
+
+        // 2. The network goes away again after the scan was seen, and
+        //    nothing changes meanwhile. The reconnect sends Last-Event-ID
+        //    (the scanned event's id), so the server does not send
+        //    `scanned` again. Without it the server would start the new
+        //    stream with the current state, scanned at the same version,
+        //    and the widget would show it a second time.
+        let opens = self.es_count("opens").await;
+        let errors = self.es_count("errors").await;
+        self.network(false).await?;
+        relay.cut();
+        self.wd
+            .wait_js(
+                "the event stream to fail while offline again",
+                Duration::from_secs(10),
+                &format!("return window.__es.errors > {errors}"),
+                json!([]),
+            )
+            .await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.network(true).await?;
+        self.wd
+            .wait_js(
+                "the stream to reopen after the second loss",
+                WAIT,
+                &format!("return window.__es.opens > {opens}"),
+                json!([]),
+            )
+            .await?;
+        // Whatever the new stream starts with arrives right after it opens.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let scanned = self.scanned_states().await;
+        if scanned != 1 {
+            let states = self.wd.js("return window.__states", json!([])).await?;
+            bail!("`scanned` was shown {scanned} times (states {states}), want once");
+        }
+
+        // 3. Approve: the login completes, on the same EventSource, still SSE.
+        let body = if code.is_empty() {
+            json!({})
+        } else {
+            json!({ "match_code": code })
+        };
+        self.http
+            .post(format!("{}/v1/mobile/logins/{id}/approve", self.base))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?;
+        self.wait_text("#logged-in", "logged in as bob").await?;
+        let made = self.es_count("made").await;
+        let transport = self
+            .wd
+            .js(
+                "return document.getElementById('qr-login') ? document.getElementById('qr-login').getAttribute('data-qrl-transport') : null",
+                json!([]),
+            )
+            .await?;
+        let states = self.wd.js("return window.__states", json!([])).await?;
+        eprintln!(
+            "[e2e] network loss: states {states}, {made} EventSource(s), transport {transport}"
+        );
+        if made != 1 {
+            bail!("the SDK made {made} EventSources; the browser's own reconnect should have done");
+        }
+        if transport != json!("sse") {
+            bail!("the page should have stayed on SSE, it used {transport}");
+        }
+        if self.scanned_states().await != 1 {
+            bail!("`scanned` was repeated before the login completed: {states}");
+        }
+        self.shot("sdk-net-2-logged-in.png").await?;
+        Ok(())
+    }
+}
+
+/// Network loss while the login page waits, twice (Chromium offline by CDP,
+/// and the open connections cut at a relay in front of the server): the
+/// SDK's EventSource reconnects by itself (one EventSource, opened three
+/// times; a retry while offline fails), the scan made while offline shows after the network comes
+/// back, the reconnect after the scan resumes with Last-Event-ID (`scanned`
+/// is shown once, not replayed), and the login completes over SSE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_resumes_after_network_loss_without_repeating_scanned() {
+    let _one = ONE_BROWSER.lock().await;
+    // The browser reaches the server through the relay (the public URL).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a relay listener");
+    let public = format!("http://{}", listener.local_addr().expect("its address"));
+    let mut run = sdk_run("browser_sdk_network_loss", &["--public-url", &public]).await;
+    let upstream = run
+        .ctx
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the server's address");
+    let relay = Relay::start(listener, upstream);
+    run.ctx.base = public;
+    let result = tokio::time::timeout(Duration::from_secs(90), run.ctx.sdk_network_loss(&relay))
+        .await
+        .unwrap_or_else(|_| Err(anyhow!("took over 90 s")));
+    finish(&run.ctx, result, &run.out).await;
+}
+
+/// A TCP relay in front of the server whose open connections the test can
+/// cut: what a lost network does to an open event stream. (Chromium's
+/// offline emulation fails new requests, but leaves a stream that is
+/// already open alone: events keep arriving through it.)
+struct Relay {
+    cut: tokio::sync::watch::Sender<u64>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    fn start(listener: tokio::net::TcpListener, upstream: std::net::SocketAddr) -> Relay {
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let mut cuts = cuts.clone();
+                cuts.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Relay { cut, accept }
+    }
+
+    /// Closes every connection open now; later ones pass.
+    fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
 }
 
 impl Ctx {

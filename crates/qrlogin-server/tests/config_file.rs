@@ -352,3 +352,63 @@ fn a_bad_inline_client_list_is_refused_with_the_reason() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("key `oidc-clients`"), "{}", stderr(&o));
 }
+
+/// `trusted-proxies` with CIDR ranges, IPv4 and IPv6, from a TOML list and
+/// from `QRLOGIN_TRUSTED_PROXIES` (comma-separated): read, refused with
+/// the bad entry named, and believed by the running service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_proxy_ranges_come_from_the_file_and_the_environment() {
+    let f = toml_file("trusted-proxies = [\"10.0.0.0/8\", \"127.0.0.0/8\", \"2001:db8::/32\"]\n");
+    let o = qrlogin(&["check-config", "--config", path(&f)], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let l = line(&out, "trusted-proxies");
+    assert!(
+        l.contains("\"10.0.0.0/8,127.0.0.0/8,2001:db8::/32\""),
+        "{l}"
+    );
+    assert!(l.ends_with("# file"), "{l}");
+    let o = qrlogin(
+        &["check-config"],
+        &[("QRLOGIN_TRUSTED_PROXIES", "10.0.0.0/8,fd00::/8")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let l = line(&out, "trusted-proxies");
+    assert!(l.contains("\"10.0.0.0/8,fd00::/8\""), "{l}");
+    assert!(l.ends_with("# environment"), "{l}");
+
+    // Each entry is parsed, wherever it comes from.
+    let bad = toml_file("trusted-proxies = [\"10.0.0.0/8\", \"fd00::/129\"]\n");
+    let o = qrlogin(&["check-config", "--config", path(&bad)], &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("fd00::/129"), "{}", stderr(&o));
+    let o = qrlogin(
+        &["check-config"],
+        &[("QRLOGIN_TRUSTED_PROXIES", "10.0.0.0/8,10.0.0.0/33")],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("10.0.0.0/33"), "{}", stderr(&o));
+
+    // The service run with the file believes X-Forwarded-For from the test
+    // client (127.0.0.1, in 127.0.0.0/8) and skips hops in the ranges.
+    let bin = Proc::start(&["--config", path(&f)]);
+    let phone = Phone::sign_in(&bin.base, ALICE).await;
+    for (xff, want) in [
+        ("198.51.100.7, 2001:db8::5, 10.1.2.3", "198.51.100.7"),
+        ("198.51.100.7, 2001:db9::1, 10.1.2.3", "2001:db9::1"),
+        ("198.51.100.7, 11.0.0.1", "11.0.0.1"),
+    ] {
+        let v = send(
+            raw_client()
+                .post(format!("{}/v1/logins", bin.base))
+                .header("x-forwarded-for", xff)
+                .json(&serde_json::json!({"binding": "header"})),
+        )
+        .await
+        .ok_json(StatusCode::CREATED);
+        let id = v["login_id"].as_str().expect("login_id");
+        let ctx = phone.scan_ok(id).await;
+        assert_eq!(ctx["browser"]["ip"], want, "X-Forwarded-For: {xff}");
+    }
+}

@@ -308,3 +308,141 @@ async fn idle_streams_carry_ping_events_even_through_a_buffering_nginx() {
     assert!(scanned.version() > pending.version());
     drop(stack);
 }
+
+/// The example's recipe for a proxy that strips the prefix, as its header
+/// comment spells it: `proxy_pass http://qrlogin/;` in the `/auth/qr/`
+/// location, and a rewrite in the (regular-expression) events location,
+/// which may not carry a URI part in its `proxy_pass`.
+const STRIP_PROXY_PASS: &str = "proxy_pass http://qrlogin/;";
+const STRIP_EVENTS_REWRITE: &str = "rewrite ^/auth/qr(/.*)$ $1 break;";
+
+/// The example configuration with the prefix-stripping recipe applied.
+fn stripping(conf: String) -> String {
+    for line in [STRIP_PROXY_PASS, STRIP_EVENTS_REWRITE] {
+        assert!(
+            conf.contains(&format!("#     {line}\n")),
+            "the example's comment should give the stripping recipe line {line:?}"
+        );
+    }
+    let outer = "location /auth/qr/ {";
+    let (head, tail) = conf.split_once(outer).expect("the /auth/qr/ location");
+    let tail = tail.replacen("proxy_pass http://qrlogin;", STRIP_PROXY_PASS, 1);
+    let events = "location ~ ^/auth/qr/v1/logins/[^/]+/events$ {\n";
+    assert_eq!(tail.matches(events).count(), 1, "the events location");
+    let tail = tail.replace(
+        events,
+        &format!("{events}            {STRIP_EVENTS_REWRITE}\n"),
+    );
+    format!("{head}{outer}{tail}")
+}
+
+/// A proxy that strips the prefix (the example's recipe, qrlogin at
+/// `--base-path /`, public URL still `…/auth/qr`): the whole login runs
+/// through nginx with the `scanned` and `approved` events on an open SSE
+/// stream (a 404 on the stream, as with `proxy_pass http://qrlogin/;` alone,
+/// fails here), and every link, the QR payload and the cookie paths carry
+/// the public prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_stripping_nginx_runs_the_login_over_sse() {
+    let stack = tokio::task::spawn_blocking(|| Stack::start_with(&["--base-path", "/"], stripping))
+        .await
+        .expect("starting nginx, Redis and two instances");
+    let browser = stack.client(BROWSER_IP);
+    let phone = stack.client(PHONE_IP);
+
+    let r = send(browser.post(stack.url("/v1/logins")).json(&json!({}))).await;
+    let created = r.ok_json(StatusCode::CREATED);
+    let id = created["login_id"].as_str().unwrap().to_string();
+    assert_eq!(created["qr_payload"], stack.url(&format!("/m/{id}")));
+    assert_eq!(created["events"], format!("/auth/qr/v1/logins/{id}/events"));
+    assert_eq!(
+        created["qr_svg"],
+        format!("/auth/qr/v1/logins/{id}/qr.svg"),
+        "{created}"
+    );
+    let cookie = r.set_cookie("qrl_bs").expect("browser-secret cookie");
+    assert!(
+        cookie.contains(&format!("Path=/auth/qr/v1/logins/{id};")) && cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let qr = send(browser.get(format!(
+        "{}{}",
+        stack.origin(),
+        created["qr_svg"].as_str().unwrap()
+    )))
+    .await;
+    assert_eq!(qr.status, StatusCode::OK);
+
+    // The stream, through the events location and its rewrite.
+    let events_url = format!("{}{}", stack.origin(), created["events"].as_str().unwrap());
+    let resp = within(
+        "SSE through a stripping nginx",
+        browser
+            .get(&events_url)
+            .header("accept", "text/event-stream")
+            .send(),
+    )
+    .await
+    .expect("SSE request");
+    let mut sse = events_stream(resp);
+    sse.expect_named("pending").await;
+    assert!(
+        stack.instance_streaming().await.is_some(),
+        "an instance counts the browser as waiting on SSE"
+    );
+
+    let signin = send(
+        phone
+            .post(stack.url("/v1/mobile/session"))
+            .json(&json!({"username": "alice", "password": "wonderland"})),
+    )
+    .await
+    .ok_json(StatusCode::OK);
+    let token = signin["token"].as_str().unwrap().to_string();
+    let ctx = send(
+        phone
+            .post(stack.url(&format!("/v1/mobile/logins/{id}/scan")))
+            .bearer_auth(&token),
+    )
+    .await
+    .ok_json(StatusCode::OK);
+    assert_eq!(ctx["browser"]["ip"], "127.0.0.2", "{ctx}");
+    let scanned = sse.expect_named("scanned").await;
+    assert_eq!(scanned.json()["user"]["id"], ALICE_ID);
+
+    let r = send(
+        phone
+            .post(stack.url(&format!("/v1/mobile/logins/{id}/approve")))
+            .bearer_auth(&token)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(r.ok_json(StatusCode::OK)["state"], "approved");
+    sse.expect_named("approved").await;
+
+    let r = send(browser.post(stack.url(&format!("/v1/logins/{id}/redeem")))).await;
+    assert_eq!(r.ok_json(StatusCode::OK)["user"]["id"], ALICE_ID);
+    let session = r.set_cookie("qrl_session").expect("session cookie");
+    assert!(
+        session.contains("Path=/auth/qr;") && session.contains("Secure"),
+        "{session}"
+    );
+    let who = send(browser.get(stack.url("/v1/session")))
+        .await
+        .ok_json(StatusCode::OK);
+    assert_eq!(who["user"]["id"], ALICE_ID);
+
+    // The pages link their assets under the public prefix, and those links
+    // work through the stripping proxy.
+    let page = send(browser.get(stack.url("/"))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    let css = html
+        .split('"')
+        .find(|s| s.starts_with("/auth/qr/_qrlogin/assets/") && s.ends_with("/app.css"))
+        .unwrap_or_else(|| panic!("no versioned app.css link under /auth/qr in the page:\n{html}"))
+        .to_string();
+    let asset = send(browser.get(format!("{}{css}", stack.origin()))).await;
+    assert_eq!(asset.status, StatusCode::OK);
+    drop(stack);
+}

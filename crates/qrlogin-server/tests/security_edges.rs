@@ -6,7 +6,9 @@
 //!   matching, show as IPv4 on the phone, and match an IPv4 trusted proxy.
 //! * `X-Forwarded-For` from a trusted proxy: ports and brackets are read;
 //!   garbage ends the walk at the proxy, never at the spoofed value left of
-//!   it; CIDR ranges of proxies.
+//!   it; CIDR ranges of proxies, IPv4 and IPv6 (`--trusted-proxies` on
+//!   an IPv6 listener, through the real binary).
+//! * The audit log on a dual-stack listener spells IPv4 clients as IPv4.
 //! * Slow and greedy clients, with raw sockets: 2,000 half-sent request
 //!   heads (and a few trickling ones) are closed at `--header-timeout`
 //!   while a normal client is served throughout; idle keep-alive is closed
@@ -82,6 +84,10 @@ async fn a_dual_stack_listener_sees_ipv4_clients_as_ipv4(kind: StoreKind) {
     cfg.match_code = MatchMode::OnRisk;
     cfg.trusted_proxies = vec!["127.0.0.5".parse().unwrap()];
     cfg.rate_limit = vec!["create=60/min,burst=5".parse().unwrap()];
+    // The audit log records the same canonical address.
+    let audit_dir = tempfile::tempdir().expect("temp dir");
+    let audit = audit_dir.path().join("audit.jsonl");
+    cfg.audit_log = Some(audit.to_str().expect("utf-8 path").to_string());
     let app = app_at(kind, cfg, None, "[::]:0").await;
     assert!(app.running.addr.is_ipv6(), "{}", app.running.addr);
     // IPv4 clients reach the dual-stack socket through 127.0.0.1.
@@ -147,8 +153,71 @@ async fn a_dual_stack_listener_sees_ipv4_clients_as_ipv4(kind: StoreKind) {
     // IPv6 clients keep their IPv6 address.
     let v6 = format!("http://[::1]:{}", app.running.addr.port());
     let r = create_with(&raw_client(), &v6, &[]).await;
-    let ctx = scan_from(&phone, "127.0.0.9", &login_of(&r).id).await;
+    let v6_login = login_of(&r);
+    let ctx = scan_from(&phone, "127.0.0.9", &v6_login.id).await;
     assert_eq!(ctx["browser"]["ip"], "::1", "{ctx}");
+
+    // 4. The audit log's lines carry the IPv4 spelling, never `::ffff:`.
+    let text = std::fs::read_to_string(&audit).expect("the audit log");
+    assert!(
+        !text.contains("::ffff:"),
+        "a mapped address in the audit log:\n{text}"
+    );
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    let scanned_ip = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l["type"] == "login.scanned" && l["login_id"] == id)
+            .map(|l| l["ip"].clone())
+            .unwrap_or_else(|| panic!("no login.scanned line for {id} in:\n{text}"))
+    };
+    assert_eq!(scanned_ip(&login.id), "127.0.0.3", "{text}");
+    assert_eq!(scanned_ip(&near.id), "127.0.0.4", "{text}");
+    assert_eq!(scanned_ip(&login_of(&proxied).id), "198.51.100.7", "{text}");
+    assert_eq!(scanned_ip(&login_of(&spoofed).id), "127.0.0.6", "{text}");
+    assert_eq!(scanned_ip(&v6_login.id), "::1", "{text}");
+}
+
+/// IPv6 proxies by CIDR range, through the real binary on an IPv6 listener
+/// (`--listen [::1]:0 --trusted-proxies ::1/128,fd00::/8`, the flag's own
+/// comma-separated syntax): the test client at ::1 is a trusted proxy, so
+/// its `X-Forwarded-For` is walked, and every hop inside fd00::/8 is
+/// skipped as a proxy too; the first hop outside the range is the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_proxy_ranges_from_the_flag_are_trusted() {
+    let srv = Proc::start(&[
+        "--listen",
+        "[::1]:0",
+        "--store",
+        "memory",
+        "--trusted-proxies",
+        "::1/128,fd00::/8",
+    ]);
+    assert!(srv.base.starts_with("http://[::1]:"), "{}", srv.base);
+    let phone = Phone::sign_in(&srv.base, ALICE).await;
+    let http = raw_client();
+    for (xff, want) in [
+        // fd00::2 is in fd00::/8: a proxy; the client is left of it.
+        ("198.51.100.7, fd00::2", "198.51.100.7"),
+        ("2001:db8::7, [fdff:ffff::1]:443, fd00::2", "2001:db8::7"),
+        // fc00::1 is just outside fd00::/8: it is the client.
+        ("198.51.100.7, fc00::1, fd00::2", "fc00::1"),
+        // Garbage ends the walk at the last trusted hop.
+        ("198.51.100.7, unknown, fd00::2", "fd00::2"),
+        // Nothing forwarded: the trusted peer itself.
+        ("", "::1"),
+    ] {
+        let extra: &[(&str, &str)] = match xff {
+            "" => &[],
+            _ => &[("x-forwarded-for", xff)],
+        };
+        let r = create_with(&http, &srv.base, extra).await;
+        let ctx = phone.scan_ok(&login_of(&r).id).await;
+        assert_eq!(ctx["browser"]["ip"], want, "X-Forwarded-For: {xff}");
+    }
 }
 
 async fn forwarded_for_garbage_never_launders_a_spoofed_address(kind: StoreKind) {

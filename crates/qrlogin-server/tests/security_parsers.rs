@@ -7,7 +7,8 @@
 //! received); cookie and bearer extraction never mistake one name for
 //! another; the client IP is the socket peer unless the peer is a trusted
 //! proxy, and then the right-most untrusted `X-Forwarded-For` hop, read
-//! with ports, brackets, IPv4-mapped spellings and whitespace, and never
+//! with ports, brackets, IPv4-mapped spellings and whitespace, IPv4 and
+//! IPv6 hops and peers, proxies trusted by address or CIDR range, and never
 //! anything at or left of an entry that cannot be read; always canonical.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -87,6 +88,32 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
             .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+/// A client or proxy address: any IPv4 or IPv6 address, or one of a few
+/// from one IPv4 /24 and one IPv6 /64, so that a trusted range sometimes
+/// holds other hops (or the peer) than the one it was made from.
+fn any_ip() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        any::<[u8; 4]>().prop_map(IpAddr::from),
+        any::<[u16; 8]>().prop_map(IpAddr::from),
+        (0..8u8).prop_map(|h| IpAddr::from([10, 0, 0, h])),
+        (0..8u16).prop_map(|h| IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, h])),
+    ]
+}
+
+/// `how` 0: not trusted; 1: trusted as the address itself; 2: through its
+/// IPv4 /24 or IPv6 /64, parsed as `--trusted-proxies` reads it.
+fn trust(ip: IpAddr, how: u8) -> Option<ProxyRange> {
+    let ip = ip.to_canonical();
+    match how {
+        0 => None,
+        1 => Some(ProxyRange::from(ip)),
+        _ => {
+            let bits = if ip.is_ipv4() { 24 } else { 64 };
+            Some(format!("{ip}/{bits}").parse().expect("a CIDR range"))
+        }
+    }
 }
 
 fn header_map(name: &'static str, values: &[Vec<u8>]) -> HeaderMap {
@@ -262,71 +289,84 @@ proptest! {
     #[test]
     fn client_ip_trusts_forwarded_for_only_from_trusted_proxies(
         xff in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..60), 0..3),
-        hops in prop::collection::vec((any::<[u8; 4]>(), any::<u16>(), 0..4u8), 0..5),
-        peer in any::<[u8; 4]>(),
-        trust_peer in any::<bool>(),
-        trust_hops in any::<[bool; 5]>(),
+        hops in prop::collection::vec((any_ip(), any::<u16>(), 0..4u8, 0..3u8), 0..5),
+        peer in any_ip(),
+        trust_peer in 0..3u8,
         peer_mapped in any::<bool>(),
     ) {
-        let peer4 = IpAddr::from(peer);
-        // The peer as a dual-stack listener may report it.
-        let peer = if peer_mapped { IpAddr::V6(std::net::Ipv4Addr::from(peer).to_ipv6_mapped()) } else { peer4 };
+        // The peer as a dual-stack listener may report an IPv4 client.
+        let peer_seen = match peer {
+            IpAddr::V4(v4) if peer_mapped => IpAddr::V6(v4.to_ipv6_mapped()),
+            other => other,
+        };
         let mut trusted: Vec<ProxyRange> = Vec::new();
-        if trust_peer {
-            trusted.push(ProxyRange::from(peer4));
+        if let Some(r) = trust(peer, trust_peer) {
+            trusted.push(r);
         }
-        let hop_ips: Vec<IpAddr> = hops.iter().map(|(o, _, _)| IpAddr::from(*o)).collect();
-        for (i, ip) in hop_ips.iter().enumerate() {
-            if trust_hops[i] {
-                trusted.push(ProxyRange::from(*ip));
+        let hop_ips: Vec<IpAddr> = hops.iter().map(|(ip, _, _, _)| ip.to_canonical()).collect();
+        for (ip, _, _, how) in &hops {
+            if let Some(r) = trust(*ip, *how) {
+                trusted.push(r);
             }
         }
         let is_trusted = |ip: &IpAddr| trusted.iter().any(|r| r.contains(*ip));
+        // A hop's range may hold the peer too: what counts is whether the
+        // peer is in the trusted set, not how it got there.
+        let peer_trusted = is_trusted(&peer);
         // Garbage headers never panic, and never yield a trusted address
         // other than the walk's own.
         let h = header_map("x-forwarded-for", &xff);
-        let got = client_ip(peer, &h, &trusted);
-        if !trust_peer {
-            prop_assert_eq!(got, peer4);
+        let got = client_ip(peer_seen, &h, &trusted);
+        if !peer_trusted {
+            prop_assert_eq!(got, peer);
         }
-        // A well-formed chain, each hop spelt one of four ways: plain, with
-        // a port, and (as an IPv4-mapped IPv6 address) bare or bracketed.
-        let spelt: Vec<String> = hops.iter().map(|(o, port, how)| {
-            let v4 = std::net::Ipv4Addr::from(*o);
-            match how {
+        // A well-formed chain. IPv4 hops are spelt plain, with a port, and
+        // (IPv4-mapped) bare or bracketed with a port; IPv6 hops bare,
+        // bracketed, and bracketed with a port; with spaces and tabs around.
+        let spelt: Vec<String> = hops.iter().map(|(ip, port, how, _)| match ip {
+            IpAddr::V4(v4) => match how {
                 0 => format!("{v4}"),
                 1 => format!("\t{v4}:{port} "),
                 2 => format!(" {}", v4.to_ipv6_mapped()),
                 _ => format!("[{}]:{port}", v4.to_ipv6_mapped()),
-            }
+            },
+            IpAddr::V6(v6) => match how {
+                0 => format!(" {v6}"),
+                1 => format!("[{v6}]\t"),
+                2 => format!("[{v6}]:{port}"),
+                _ => format!(" [{v6}]:{port} "),
+            },
         }).collect();
         let chain = spelt.join(",");
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_str(&chain).unwrap());
-        let got = client_ip(peer, &h, &trusted);
-        if !trust_peer {
-            prop_assert_eq!(got, peer4, "an untrusted peer's X-Forwarded-For was believed");
+        let got = client_ip(peer_seen, &h, &trusted);
+        if !peer_trusted {
+            prop_assert_eq!(got, peer, "an untrusted peer's X-Forwarded-For was believed");
         } else {
             // The right-most untrusted hop, or the left-most hop if all are
             // trusted (the peer when there are none); always canonical.
             let want = hop_ips.iter().rev().find(|ip| !is_trusted(ip)).copied()
-                .or(hop_ips.first().copied()).unwrap_or(peer4);
-            prop_assert_eq!(got, want, "{:?}", chain);
+                .or(hop_ips.first().copied()).unwrap_or(peer);
+            prop_assert_eq!(got, want, "{:?} from {} trusting {:?}", chain, peer_seen, trusted);
         }
         // Garbage anywhere in the chain: the walk stops at it, so neither
         // the garbage nor anything to its left is the answer unless the
         // walk reached an untrusted hop first.
-        if trust_peer && !hop_ips.is_empty() {
+        if peer_trusted && !hop_ips.is_empty() {
             let cut = xff.len() % (hop_ips.len() + 1);
-            for junk in ["unknown", "", "garbage", "1.2.3.4:", "[::1", "2001:db8::1:8x"] {
+            for junk in [
+                "unknown", "", "garbage", "1.2.3.4:", "[::1", "2001:db8::1:8x",
+                "[10.0.0.1]", "[2001:db8::1]:", "[2001:db8::1]x",
+            ] {
                 let mut parts = spelt.clone();
                 parts.insert(cut, junk.to_string());
                 let mut h = HeaderMap::new();
                 h.insert("x-forwarded-for", HeaderValue::from_str(&parts.join(",")).unwrap());
-                let got = client_ip(peer, &h, &trusted);
+                let got = client_ip(peer_seen, &h, &trusted);
                 let right = &hop_ips[cut..];
                 let want = right.iter().rev().find(|ip| !is_trusted(ip)).copied()
-                    .or(right.first().copied()).unwrap_or(peer4);
+                    .or(right.first().copied()).unwrap_or(peer);
                 prop_assert_eq!(got, want, "{:?}", parts);
             }
         }

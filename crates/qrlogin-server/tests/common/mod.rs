@@ -769,14 +769,21 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `qrlogin serve --listen 127.0.0.1:0 ARGS…` and waits for its
-    /// `listening on http://ADDR` line.
+    /// Starts `qrlogin serve --listen 127.0.0.1:0 ARGS…` (no `--listen` of
+    /// its own when ARGS has one) and waits for its `listening on
+    /// http://ADDR` line.
     pub fn start(args: &[&str]) -> Proc {
         use std::io::BufRead as _;
         use std::process::{Command, Stdio};
         let log = tempfile::NamedTempFile::new().expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_qrlogin"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("serve")
+            .args(
+                (!args.contains(&"--listen"))
+                    .then_some(["--listen", "127.0.0.1:0"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(args)
             .env("QRLOGIN_LOG", "warn")
             // The demo users (which the tests sign in as) default to off

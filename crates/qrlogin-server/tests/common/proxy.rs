@@ -19,6 +19,9 @@ pub struct Stack {
     pub redis: RedisServer,
     /// `https://127.0.0.1:PORT/auth/qr`
     pub public: String,
+    /// Where each instance itself serves `/metrics`: under `/auth/qr`, or
+    /// at the root when the stack runs with `--base-path /`.
+    metrics: String,
 }
 
 impl Stack {
@@ -56,11 +59,17 @@ impl Stack {
             [instances[0].addr(), instances[1].addr()],
         ));
         let nginx = Nginx::start(site, &conf);
+        let base = extra
+            .iter()
+            .position(|a| *a == "--base-path")
+            .and_then(|i| extra.get(i + 1))
+            .map_or("/auth/qr", |b| b.trim_end_matches('/'));
         Stack {
             nginx,
             instances,
             redis,
             public,
+            metrics: format!("{base}/metrics"),
         }
     }
 
@@ -92,7 +101,7 @@ impl Stack {
     /// `/metrics` (asked directly, not through nginx).
     pub async fn instance_streaming(&self) -> Option<usize> {
         for (i, p) in self.instances.iter().enumerate() {
-            let Ok(r) = reqwest::get(format!("{}/auth/qr/metrics", p.base)).await else {
+            let Ok(r) = reqwest::get(format!("{}{}", p.base, self.metrics)).await else {
                 continue;
             };
             let text = r.text().await.unwrap_or_default();
