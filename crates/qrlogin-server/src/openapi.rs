@@ -196,10 +196,11 @@ impl Modify for FrontDoor {
         crate::oidc::authorize::start, crate::oidc::authorize::continue_login,
         crate::oidc::token::token, crate::oidc::endpoints::userinfo,
         crate::oidc::endpoints::revoke, crate::oidc::endpoints::logout,
+        crate::oidc::endpoints::logout_by_form,
         crate::oidc::device::device_authorization, crate::oidc::device::lookup,
         crate::oidc::device::device_page,
     ),
-    components(schemas(ErrorBody, crate::oidc::error::OAuthErrorBody, qrlogin_core::State, qrlogin_core::User, session::JwkSetDoc, session::JwkDoc)),
+    components(schemas(ErrorBody, crate::oidc::error::OAuthErrorBody, crate::oidc::error::OAuthErrorCode, crate::oidc::endpoints::BearerErrorBody, qrlogin_core::State, qrlogin_core::User, session::JwkSetDoc, session::JwkDoc)),
     modifiers(&SecuritySchemes, &FrontDoor)
 )]
 pub struct ApiDoc;

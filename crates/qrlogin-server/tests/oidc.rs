@@ -1003,11 +1003,34 @@ async fn discovery_lists_every_endpoint_and_the_jwks_verifies_id_tokens() {
     ] {
         assert!(api["paths"].get(path).is_some(), "openapi lacks {path}");
     }
-    assert!(
-        api["paths"]["/oauth2/token"]["post"]["requestBody"]["content"]
-            .get("application/x-www-form-urlencoded")
-            .is_some()
-    );
+    // The form-encoded POSTs, POST /oauth2/logout (served by the same
+    // handler as GET) among them, each declare their form's fields.
+    for (path, field) in [
+        ("/oauth2/token", "grant_type"),
+        ("/oauth2/revoke", "token"),
+        ("/oauth2/device_authorization", "scope"),
+        ("/oauth2/logout", "post_logout_redirect_uri"),
+    ] {
+        let form = &api["paths"][path]["post"]["requestBody"]["content"]
+            ["application/x-www-form-urlencoded"]["schema"];
+        let schema = match form["$ref"].as_str() {
+            Some(r) => &api["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+            None => form,
+        };
+        assert!(
+            schema["properties"].get(field).is_some(),
+            "POST {path}: no form body with {field}: {form}"
+        );
+    }
+    let logout_form = &api["components"]["schemas"]["LogoutForm"]["properties"];
+    for field in [
+        "id_token_hint",
+        "post_logout_redirect_uri",
+        "state",
+        "client_id",
+    ] {
+        assert!(logout_form.get(field).is_some(), "LogoutForm lacks {field}");
+    }
     let jwks = send(raw_client().get(op.app.url("/.well-known/jwks.json")))
         .await
         .ok_json(StatusCode::OK);
@@ -1611,4 +1634,85 @@ async fn logout_by_post_form_ends_the_session_too() {
         StatusCode::UNAUTHORIZED,
         "logged out"
     );
+}
+
+// ---- OpenAPI/limits (oidcdoc)
+
+/// The schema `$ref` points at, or the schema itself.
+fn resolve<'a>(api: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => &api["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+        None => schema,
+    }
+}
+
+/// `/openapi.json` declares the OAuth answers as the code gives them: the
+/// error codes as an enum, the token endpoint's 500, userinfo's 401 with
+/// its challenge header (and a real 401 has that shape).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_declares_the_oauth_errors() {
+    let op = op().await;
+    let api = send(raw_client().get(op.app.url("/openapi.json")))
+        .await
+        .ok_json(StatusCode::OK);
+    let body = &api["components"]["schemas"]["OAuthErrorBody"];
+    let codes: Vec<&str> = resolve(&api, &body["properties"]["error"])["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("OAuthErrorBody.error is not an enum: {body}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for code in [
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "authorization_pending",
+        "slow_down",
+        "access_denied",
+        "expired_token",
+        "temporarily_unavailable",
+        "server_error",
+    ] {
+        assert!(codes.contains(&code), "{code} not in {codes:?}");
+    }
+    // A real refusal's code is one of them.
+    let r = token(
+        &op.app.base,
+        &[("grant_type", "password")],
+        Some(("web", WEB_SECRET)),
+    )
+    .await;
+    oauth_error(&r, StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    let server_error = &api["paths"]["/oauth2/token"]["post"]["responses"]["500"];
+    assert_eq!(
+        server_error["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/OAuthErrorBody",
+        "token's 500: {server_error}"
+    );
+    for m in ["get", "post"] {
+        let u = &api["paths"]["/oauth2/userinfo"][m]["responses"]["401"];
+        assert!(
+            u["headers"].get("WWW-Authenticate").is_some(),
+            "{m} userinfo 401 without its challenge: {u}"
+        );
+        let schema = resolve(&api, &u["content"]["application/json"]["schema"]);
+        let allowed = &resolve(&api, &schema["properties"]["error"])["enum"];
+        assert_eq!(allowed, &json!(["invalid_request", "invalid_token"]), "{u}");
+    }
+    let none = send(raw_client().get(op.app.url("/oauth2/userinfo"))).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        none.headers
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer"),
+        "no token: a challenge without an error code (RFC 6750 §3.1)"
+    );
+    assert_eq!(none.json()["error"], "invalid_request");
+    let bad = userinfo(&op.app.base, "not-a-token").await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(bad.json()["error"], "invalid_token");
 }
