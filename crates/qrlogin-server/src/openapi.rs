@@ -18,8 +18,9 @@ use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder
 use utoipa::{Modify, OpenApi};
 
 /// The credentials: the phone's token, the browser secret (a bearer with
-/// header binding, else the login-scoped `qrl_bs` cookie) and the web
-/// session (bearer or the `qrl_session` cookie).
+/// header binding, else the login-scoped `qrl_bs` cookie), the web
+/// session (bearer or the `qrl_session` cookie) and an OAuth client's
+/// HTTP Basic credentials.
 struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
@@ -66,6 +67,21 @@ impl Modify for SecuritySchemes {
         components.add_security_scheme(
             "session_cookie",
             cookie("qrl_session", "the web session cookie set by redeem"),
+        );
+        // An OAuth client's own credentials (RFC 6749 §2.3.1
+        // client_secret_basic). Optional where it is declared: the same
+        // endpoints take client_secret_post (in the form) and public
+        // clients (client_id only).
+        components.add_security_scheme(
+            "client_basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "an OAuth client's client_id and secret (client_secret_basic, RFC 6749 §2.3.1)",
+                    ))
+                    .build(),
+            ),
         );
     }
 }

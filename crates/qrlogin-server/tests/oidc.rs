@@ -1702,6 +1702,23 @@ async fn the_openapi_document_declares_the_oauth_errors() {
         let allowed = &resolve(&api, &schema["properties"]["error"])["enum"];
         assert_eq!(allowed, &json!(["invalid_request", "invalid_token"]), "{u}");
     }
+    // Client authentication: HTTP Basic, or none in the header (a public
+    // client, or client_secret_post in the form).
+    assert_eq!(
+        api["components"]["securitySchemes"]["client_basic"]["scheme"],
+        "basic"
+    );
+    for path in [
+        "/oauth2/token",
+        "/oauth2/revoke",
+        "/oauth2/device_authorization",
+    ] {
+        assert_eq!(
+            api["paths"][path]["post"]["security"],
+            json!([{}, {"client_basic": []}]),
+            "{path}"
+        );
+    }
     let none = send(raw_client().get(op.app.url("/oauth2/userinfo"))).await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
     assert_eq!(

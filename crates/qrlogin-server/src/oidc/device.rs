@@ -95,7 +95,7 @@ pub struct DeviceAuthorization {
 }
 
 /// `POST /oauth2/device_authorization`
-#[utoipa::path(post, path = "/oauth2/device_authorization", tag = "oidc", request_body(content = DeviceForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, body = DeviceAuthorization), (status = 400, body = crate::oidc::error::OAuthErrorBody), (status = 401, description = "invalid_client (with `WWW-Authenticate: Basic` when Basic was sent)", body = crate::oidc::error::OAuthErrorBody), (status = 429, body = crate::error::ErrorBody), (status = 500, description = "server_error: no randomness for the codes", body = crate::oidc::error::OAuthErrorBody), (status = 503, body = crate::oidc::error::OAuthErrorBody)))]
+#[utoipa::path(post, path = "/oauth2/device_authorization", tag = "oidc", security((), ("client_basic" = [])), request_body(content = DeviceForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, body = DeviceAuthorization), (status = 400, body = crate::oidc::error::OAuthErrorBody), (status = 401, description = "invalid_client (with `WWW-Authenticate: Basic` when Basic was sent)", body = crate::oidc::error::OAuthErrorBody), (status = 429, body = crate::error::ErrorBody), (status = 500, description = "server_error: no randomness for the codes", body = crate::oidc::error::OAuthErrorBody), (status = 503, body = crate::oidc::error::OAuthErrorBody)))]
 pub async fn device_authorization(
     AxState(app): AxState<AppState>,
     ClientIp(ip): ClientIp,

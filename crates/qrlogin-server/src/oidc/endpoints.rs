@@ -152,7 +152,7 @@ pub struct RevokeForm {
 /// `POST /oauth2/revoke` — always 200 for a token the client may revoke or
 /// that is unknown (RFC 7009 §2.2). Revoking a refresh token ends its OP
 /// session too, and so every access token of that sign-in (§2.1's SHOULD).
-#[utoipa::path(post, path = "/oauth2/revoke", tag = "oidc", request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "revoked, or unknown (RFC 7009 §2.2)"), (status = 400, body = crate::oidc::error::OAuthErrorBody), (status = 401, description = "invalid_client (with `WWW-Authenticate: Basic` when Basic was sent)", body = crate::oidc::error::OAuthErrorBody), (status = 500, description = "server_error: a stored grant that cannot be read", body = crate::oidc::error::OAuthErrorBody), (status = 503, body = crate::oidc::error::OAuthErrorBody)))]
+#[utoipa::path(post, path = "/oauth2/revoke", tag = "oidc", security((), ("client_basic" = [])), request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "revoked, or unknown (RFC 7009 §2.2)"), (status = 400, body = crate::oidc::error::OAuthErrorBody), (status = 401, description = "invalid_client (with `WWW-Authenticate: Basic` when Basic was sent)", body = crate::oidc::error::OAuthErrorBody), (status = 500, description = "server_error: a stored grant that cannot be read", body = crate::oidc::error::OAuthErrorBody), (status = 503, body = crate::oidc::error::OAuthErrorBody)))]
 pub async fn revoke(
     AxState(app): AxState<AppState>,
     headers: HeaderMap,
