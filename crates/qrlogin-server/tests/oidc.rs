@@ -1733,3 +1733,58 @@ async fn the_openapi_document_declares_the_oauth_errors() {
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
     assert_eq!(bad.json()["error"], "invalid_token");
 }
+
+/// A 429 with `Retry-After` (seconds, ≥ 1) and the service's JSON error.
+fn assert_rate_limited(r: &Reply, code: &str) {
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, code);
+    let ra: u64 = r
+        .headers
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("429 without Retry-After: {}", r.text()))
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!(ra >= 1, "Retry-After {ra}");
+}
+
+/// The address limits at the OAuth endpoints refuse like every limit does
+/// (429, Retry-After, JSON), not as RFC 8628's per-device-code `slow_down`
+/// 400 (issue 11: "429 always with Retry-After").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_endpoints_answer_429_with_retry_after_past_an_address_limit() {
+    let op = op_with(
+        StoreKind::Memory,
+        |cfg| {
+            cfg.rate_limit = vec!["create=1/min,burst=1,poll=1/min,burst=1"
+                .parse()
+                .expect("rate-limit spec")]
+        },
+        None,
+    )
+    .await;
+    let start = || {
+        send(
+            raw_client()
+                .post(op.app.url("/oauth2/device_authorization"))
+                .form(&[("client_id", "tv"), ("scope", "openid")]),
+        )
+    };
+    let first = start().await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_rate_limited(&start().await, "rate_limited");
+    // The token endpoint's poll budget: one call, then the refusal.
+    let poll = || {
+        token(
+            &op.app.base,
+            &[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("device_code", "not-a-device-code"),
+                ("client_id", "tv"),
+            ],
+            None,
+        )
+    };
+    oauth_error(&poll().await, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_rate_limited(&poll().await, "slow_down");
+}

@@ -96,6 +96,9 @@ impl From<crate::ApiError> for OAuthError {
                 OAuthErrorCode::TemporarilyUnavailable,
                 "the login store is unavailable",
             ),
+            // The OAuth handlers check their rate limits before they map
+            // to OAuth errors (a 429 with Retry-After, like everywhere);
+            // should one still arrive here, it asks the client to slow down.
             ApiError::RateLimited { .. } | ApiError::SlowDown { .. } => {
                 Self::new(OAuthErrorCode::SlowDown, "too many requests")
             }
