@@ -13,7 +13,10 @@ use crate::routes::{admin, browser, ops, phone, session, sessions};
 use axum::Json;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, AuthorizationCode, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes,
+    SecurityScheme,
+};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -41,9 +44,25 @@ impl Modify for SecuritySchemes {
             "mobile_token",
             bearer("the phone app's credential, checked by --mobile-verifier"),
         );
+        // OAuth 2.0 itself (userinfo's access token), so the document names
+        // the token endpoint as the one that mints credentials (its 400s
+        // for an unknown code are RFC 6749 §5.2's answers, not a refusal of
+        // well-formed data). The device grant has no OpenAPI flow.
         components.add_security_scheme(
             "access_token",
-            bearer("an access token from the OpenID Provider's token endpoint (userinfo)"),
+            SecurityScheme::OAuth2(OAuth2::with_description(
+                [Flow::AuthorizationCode(AuthorizationCode::new(
+                    "/oauth2/authorize",
+                    "/oauth2/token",
+                    Scopes::from_iter([
+                        ("openid", "sign in (the ID token's sub)"),
+                        ("profile", "the name claim"),
+                        ("offline_access", "a refresh token"),
+                    ]),
+                ))],
+                "an access token from the OpenID Provider's token endpoint (userinfo); \
+                 also from the device grant (RFC 8628)",
+            )),
         );
         components.add_security_scheme(
             "browser_secret",

@@ -77,7 +77,20 @@ struct DeviceState {
 pub struct DeviceForm {
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// Space-separated scope tokens (RFC 6749 §3.3); a malformed one is
+    /// `invalid_scope`, unknown ones are left out of the grant.
+    #[schema(pattern = r"^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$")]
     pub scope: Option<String>,
+}
+
+/// Whether `scope` is `scope-token *( SP scope-token )` with each token
+/// `1*NQCHAR` (RFC 6749 §3.3).
+fn well_formed_scope(scope: &str) -> bool {
+    scope.split(' ').all(|t| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+    })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -141,6 +154,12 @@ async fn start(
         return Err(OAuthError::new(
             OAuthErrorCode::UnauthorizedClient,
             "this client may not use the device grant",
+        ));
+    }
+    if form.scope.as_deref().is_some_and(|s| !well_formed_scope(s)) {
+        return Err(OAuthError::new(
+            OAuthErrorCode::InvalidScope,
+            "scope is space-separated tokens of printable ASCII (RFC 6749 §3.3)",
         ));
     }
     let scope = super::granted_scope(form.scope.as_deref().unwrap_or("openid"));
@@ -301,6 +320,8 @@ pub(crate) async fn poll(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct LookupBody {
+    /// Eight letters, with any separators (`BCDF-GHJK`, `bcdf ghjk`).
+    #[schema(pattern = "^[^A-Za-z]*([A-Za-z][^A-Za-z]*){8}$", max_length = 64)]
     pub user_code: String,
 }
 
@@ -359,5 +380,24 @@ mod tests {
             assert_eq!(normalise(&c).len(), 8);
         }
         assert_eq!(normalise(" bcdf-ghjk "), "BCDFGHJK");
+    }
+
+    #[test]
+    fn scopes_are_nqchar_tokens_separated_by_one_space() {
+        for ok in ["openid", "openid profile offline_access", "a!#[]~"] {
+            assert!(well_formed_scope(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            " openid",
+            "openid ",
+            "openid  profile",
+            "a\"b",
+            "a\\b",
+            "é",
+            "a\tb",
+        ] {
+            assert!(!well_formed_scope(bad), "{bad:?}");
+        }
     }
 }

@@ -144,6 +144,9 @@ pub async fn userinfo(
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct RevokeForm {
+    /// Required (RFC 7009 §2.1); an `Option` so that its absence is an
+    /// OAuth `invalid_request`.
+    #[schema(required = true)]
     pub token: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
@@ -278,10 +281,10 @@ pub async fn logout(
 }
 
 /// `POST /oauth2/logout` in `/openapi.json`: the same parameters as a form
-/// body (RP-Initiated Logout 1.0 §2 allows both methods) and the same
-/// answers. Only the document's: [`logout`] serves both methods, and one
+/// body (RP-Initiated Logout 1.0 §2 allows both methods; all optional, so
+/// the body is too) and the same answers. Only the document's: [`logout`] serves both methods, and one
 /// `#[utoipa::path]` cannot give a POST a body without giving the GET one.
-#[utoipa::path(post, path = "/oauth2/logout", tag = "oidc", request_body(content = LogoutForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "signed out (a page)", content_type = "text/html"), (status = 303, description = "to the registered post_logout_redirect_uri"), (status = 400, description = "unregistered redirect (a page)", content_type = "text/html"), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/oauth2/logout", tag = "oidc", request_body(content = Option<LogoutForm>, description = "optional: every parameter is (RP-Initiated Logout 1.0 §2)", content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "signed out (a page)", content_type = "text/html"), (status = 303, description = "to the registered post_logout_redirect_uri"), (status = 400, description = "unregistered redirect (a page)", content_type = "text/html"), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody)))]
 #[allow(dead_code)] // the route is `logout`'s; this fn exists for its annotation
 pub(crate) async fn logout_by_form() {}
 

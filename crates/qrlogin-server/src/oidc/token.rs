@@ -26,6 +26,9 @@ use sha2::{Digest, Sha256};
 /// Every parameter any grant type takes (`application/x-www-form-urlencoded`).
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct TokenForm {
+    /// Required (RFC 6749 §4.1.3); an `Option` so that its absence is an
+    /// OAuth `invalid_request`, not a deserialisation error.
+    #[schema(required = true)]
     pub grant_type: Option<String>,
     pub code: Option<String>,
     pub redirect_uri: Option<String>,
