@@ -1788,3 +1788,23 @@ async fn oauth_endpoints_answer_429_with_retry_after_past_an_address_limit() {
     oauth_error(&poll().await, StatusCode::BAD_REQUEST, "invalid_grant");
     assert_rate_limited(&poll().await, "slow_down");
 }
+
+/// A device authorization's scope must have RFC 6749 §3.3's syntax (what
+/// `/openapi.json` declares): a malformed one is `invalid_scope`; unknown
+/// but well-formed tokens are only left out of the grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_device_scope_is_invalid_scope() {
+    let op = op().await;
+    let start = |scope: &'static str| {
+        send(
+            raw_client()
+                .post(op.app.url("/oauth2/device_authorization"))
+                .form(&[("client_id", "tv"), ("scope", scope)]),
+        )
+    };
+    for bad in ["", "openid  profile", "openid\"", "openid é"] {
+        oauth_error(&start(bad).await, StatusCode::BAD_REQUEST, "invalid_scope");
+    }
+    let ok = start("openid unknown-scope").await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+}
