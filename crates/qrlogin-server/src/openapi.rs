@@ -13,13 +13,17 @@ use crate::routes::{admin, browser, ops, phone, session, sessions};
 use axum::Json;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, AuthorizationCode, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes,
+    SecurityScheme,
+};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 /// The credentials: the phone's token, the browser secret (a bearer with
-/// header binding, else the login-scoped `qrl_bs` cookie) and the web
-/// session (bearer or the `qrl_session` cookie).
+/// header binding, else the login-scoped `qrl_bs` cookie), the web
+/// session (bearer or the `qrl_session` cookie) and an OAuth client's
+/// HTTP Basic credentials.
 struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
@@ -40,9 +44,25 @@ impl Modify for SecuritySchemes {
             "mobile_token",
             bearer("the phone app's credential, checked by --mobile-verifier"),
         );
+        // OAuth 2.0 itself (userinfo's access token), so the document names
+        // the token endpoint as the one that mints credentials (its 400s
+        // for an unknown code are RFC 6749 §5.2's answers, not a refusal of
+        // well-formed data). The device grant has no OpenAPI flow.
         components.add_security_scheme(
             "access_token",
-            bearer("an access token from the OpenID Provider's token endpoint (userinfo)"),
+            SecurityScheme::OAuth2(OAuth2::with_description(
+                [Flow::AuthorizationCode(AuthorizationCode::new(
+                    "/oauth2/authorize",
+                    "/oauth2/token",
+                    Scopes::from_iter([
+                        ("openid", "sign in (the ID token's sub)"),
+                        ("profile", "the name claim"),
+                        ("offline_access", "a refresh token"),
+                    ]),
+                ))],
+                "an access token from the OpenID Provider's token endpoint (userinfo); \
+                 also from the device grant (RFC 8628)",
+            )),
         );
         components.add_security_scheme(
             "browser_secret",
@@ -66,6 +86,21 @@ impl Modify for SecuritySchemes {
         components.add_security_scheme(
             "session_cookie",
             cookie("qrl_session", "the web session cookie set by redeem"),
+        );
+        // An OAuth client's own credentials (RFC 6749 §2.3.1
+        // client_secret_basic). Optional where it is declared: the same
+        // endpoints take client_secret_post (in the form) and public
+        // clients (client_id only).
+        components.add_security_scheme(
+            "client_basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "an OAuth client's client_id and secret (client_secret_basic, RFC 6749 §2.3.1)",
+                    ))
+                    .build(),
+            ),
         );
     }
 }
@@ -196,10 +231,11 @@ impl Modify for FrontDoor {
         crate::oidc::authorize::start, crate::oidc::authorize::continue_login,
         crate::oidc::token::token, crate::oidc::endpoints::userinfo,
         crate::oidc::endpoints::revoke, crate::oidc::endpoints::logout,
+        crate::oidc::endpoints::logout_by_form,
         crate::oidc::device::device_authorization, crate::oidc::device::lookup,
         crate::oidc::device::device_page,
     ),
-    components(schemas(ErrorBody, crate::oidc::error::OAuthErrorBody, qrlogin_core::State, qrlogin_core::User, session::JwkSetDoc, session::JwkDoc)),
+    components(schemas(ErrorBody, crate::oidc::error::OAuthErrorBody, crate::oidc::error::OAuthErrorCode, crate::oidc::endpoints::BearerErrorBody, qrlogin_core::State, qrlogin_core::User, session::JwkSetDoc, session::JwkDoc)),
     modifiers(&SecuritySchemes, &FrontDoor)
 )]
 pub struct ApiDoc;

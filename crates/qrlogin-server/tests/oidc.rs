@@ -1003,11 +1003,34 @@ async fn discovery_lists_every_endpoint_and_the_jwks_verifies_id_tokens() {
     ] {
         assert!(api["paths"].get(path).is_some(), "openapi lacks {path}");
     }
-    assert!(
-        api["paths"]["/oauth2/token"]["post"]["requestBody"]["content"]
-            .get("application/x-www-form-urlencoded")
-            .is_some()
-    );
+    // The form-encoded POSTs, POST /oauth2/logout (served by the same
+    // handler as GET) among them, each declare their form's fields.
+    for (path, field) in [
+        ("/oauth2/token", "grant_type"),
+        ("/oauth2/revoke", "token"),
+        ("/oauth2/device_authorization", "scope"),
+        ("/oauth2/logout", "post_logout_redirect_uri"),
+    ] {
+        let form = &api["paths"][path]["post"]["requestBody"]["content"]
+            ["application/x-www-form-urlencoded"]["schema"];
+        let schema = match form["$ref"].as_str() {
+            Some(r) => &api["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+            None => form,
+        };
+        assert!(
+            schema["properties"].get(field).is_some(),
+            "POST {path}: no form body with {field}: {form}"
+        );
+    }
+    let logout_form = &api["components"]["schemas"]["LogoutForm"]["properties"];
+    for field in [
+        "id_token_hint",
+        "post_logout_redirect_uri",
+        "state",
+        "client_id",
+    ] {
+        assert!(logout_form.get(field).is_some(), "LogoutForm lacks {field}");
+    }
     let jwks = send(raw_client().get(op.app.url("/.well-known/jwks.json")))
         .await
         .ok_json(StatusCode::OK);
@@ -1930,4 +1953,177 @@ async fn a_device_code_is_pending_after_the_scan_until_the_phone_approves() {
     clock.advance_ms(2_000);
     let t = device_poll(&base, dc).await.ok_json(StatusCode::OK);
     assert_eq!(jwt_claims(t["id_token"].as_str().unwrap())["sub"], ALICE_ID);
+}
+
+// ---- OpenAPI/limits (oidcdoc)
+
+/// The schema `$ref` points at, or the schema itself.
+fn resolve<'a>(api: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => &api["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+        None => schema,
+    }
+}
+
+/// `/openapi.json` declares the OAuth answers as the code gives them: the
+/// error codes as an enum, the token endpoint's 500, userinfo's 401 with
+/// its challenge header (and a real 401 has that shape).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_declares_the_oauth_errors() {
+    let op = op().await;
+    let api = send(raw_client().get(op.app.url("/openapi.json")))
+        .await
+        .ok_json(StatusCode::OK);
+    let body = &api["components"]["schemas"]["OAuthErrorBody"];
+    let codes: Vec<&str> = resolve(&api, &body["properties"]["error"])["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("OAuthErrorBody.error is not an enum: {body}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for code in [
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "authorization_pending",
+        "slow_down",
+        "access_denied",
+        "expired_token",
+        "temporarily_unavailable",
+        "server_error",
+    ] {
+        assert!(codes.contains(&code), "{code} not in {codes:?}");
+    }
+    // A real refusal's code is one of them.
+    let r = token(
+        &op.app.base,
+        &[("grant_type", "password")],
+        Some(("web", WEB_SECRET)),
+    )
+    .await;
+    oauth_error(&r, StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    let server_error = &api["paths"]["/oauth2/token"]["post"]["responses"]["500"];
+    assert_eq!(
+        server_error["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/OAuthErrorBody",
+        "token's 500: {server_error}"
+    );
+    for m in ["get", "post"] {
+        let u = &api["paths"]["/oauth2/userinfo"][m]["responses"]["401"];
+        assert!(
+            u["headers"].get("WWW-Authenticate").is_some(),
+            "{m} userinfo 401 without its challenge: {u}"
+        );
+        let schema = resolve(&api, &u["content"]["application/json"]["schema"]);
+        let allowed = &resolve(&api, &schema["properties"]["error"])["enum"];
+        assert_eq!(allowed, &json!(["invalid_request", "invalid_token"]), "{u}");
+    }
+    // Client authentication: HTTP Basic, or none in the header (a public
+    // client, or client_secret_post in the form).
+    assert_eq!(
+        api["components"]["securitySchemes"]["client_basic"]["scheme"],
+        "basic"
+    );
+    for path in [
+        "/oauth2/token",
+        "/oauth2/revoke",
+        "/oauth2/device_authorization",
+    ] {
+        assert_eq!(
+            api["paths"][path]["post"]["security"],
+            json!([{}, {"client_basic": []}]),
+            "{path}"
+        );
+    }
+    let none = send(raw_client().get(op.app.url("/oauth2/userinfo"))).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        none.headers
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer"),
+        "no token: a challenge without an error code (RFC 6750 §3.1)"
+    );
+    assert_eq!(none.json()["error"], "invalid_request");
+    let bad = userinfo(&op.app.base, "not-a-token").await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(bad.json()["error"], "invalid_token");
+}
+
+/// A 429 with `Retry-After` (seconds, ≥ 1) and the service's JSON error.
+fn assert_rate_limited(r: &Reply, code: &str) {
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, code);
+    let ra: u64 = r
+        .headers
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("429 without Retry-After: {}", r.text()))
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!(ra >= 1, "Retry-After {ra}");
+}
+
+/// The address limits at the OAuth endpoints refuse like every limit does
+/// (429, Retry-After, JSON), not as RFC 8628's per-device-code `slow_down`
+/// 400 (issue 11: "429 always with Retry-After").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_endpoints_answer_429_with_retry_after_past_an_address_limit() {
+    let op = op_with(
+        StoreKind::Memory,
+        |cfg| {
+            cfg.rate_limit = vec!["create=1/min,burst=1,poll=1/min,burst=1"
+                .parse()
+                .expect("rate-limit spec")]
+        },
+        None,
+    )
+    .await;
+    let start = || {
+        send(
+            raw_client()
+                .post(op.app.url("/oauth2/device_authorization"))
+                .form(&[("client_id", "tv"), ("scope", "openid")]),
+        )
+    };
+    let first = start().await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_rate_limited(&start().await, "rate_limited");
+    // The token endpoint's poll budget: one call, then the refusal.
+    let poll = || {
+        token(
+            &op.app.base,
+            &[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("device_code", "not-a-device-code"),
+                ("client_id", "tv"),
+            ],
+            None,
+        )
+    };
+    oauth_error(&poll().await, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_rate_limited(&poll().await, "slow_down");
+}
+
+/// A device authorization's scope must have RFC 6749 §3.3's syntax (what
+/// `/openapi.json` declares): a malformed one is `invalid_scope`; unknown
+/// but well-formed tokens are only left out of the grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_device_scope_is_invalid_scope() {
+    let op = op().await;
+    let start = |scope: &'static str| {
+        send(
+            raw_client()
+                .post(op.app.url("/oauth2/device_authorization"))
+                .form(&[("client_id", "tv"), ("scope", scope)]),
+        )
+    };
+    for bad in ["", "openid  profile", "openid\"", "openid é"] {
+        oauth_error(&start(bad).await, StatusCode::BAD_REQUEST, "invalid_scope");
+    }
+    let ok = start("openid unknown-scope").await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
 }

@@ -10,7 +10,7 @@
 
 use super::clients::GRANT_DEVICE;
 use super::token::{issue, TokenForm, TokenResponse};
-use super::{authenticate, no_store, Client, Grant, OAuthError, Oidc};
+use super::{authenticate, no_store, Client, Grant, OAuthError, OAuthErrorCode, Oidc};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::limit::IpBucket;
@@ -29,7 +29,8 @@ const ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
 /// A fresh user code, `XXXX-XXXX`.
 fn user_code() -> Result<String, OAuthError> {
     let mut b = [0u8; 8];
-    getrandom::fill(&mut b).map_err(|_| OAuthError::new("server_error", "no randomness"))?;
+    getrandom::fill(&mut b)
+        .map_err(|_| OAuthError::new(OAuthErrorCode::ServerError, "no randomness"))?;
     // 256 = 12·20 + 16: reject the top 16 values so every letter is equally likely.
     let mut out = String::with_capacity(9);
     let mut i = 0;
@@ -38,7 +39,7 @@ fn user_code() -> Result<String, OAuthError> {
         if i == pool.len() {
             let mut more = [0u8; 8];
             getrandom::fill(&mut more)
-                .map_err(|_| OAuthError::new("server_error", "no randomness"))?;
+                .map_err(|_| OAuthError::new(OAuthErrorCode::ServerError, "no randomness"))?;
             pool.extend_from_slice(&more);
         }
         let v = pool[i];
@@ -76,7 +77,20 @@ struct DeviceState {
 pub struct DeviceForm {
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// Space-separated scope tokens (RFC 6749 §3.3); a malformed one is
+    /// `invalid_scope`, unknown ones are left out of the grant.
+    #[schema(pattern = r"^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$")]
     pub scope: Option<String>,
+}
+
+/// Whether `scope` is `scope-token *( SP scope-token )` with each token
+/// `1*NQCHAR` (RFC 6749 §3.3).
+fn well_formed_scope(scope: &str) -> bool {
+    scope.split(' ').all(|t| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+    })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -94,7 +108,7 @@ pub struct DeviceAuthorization {
 }
 
 /// `POST /oauth2/device_authorization`
-#[utoipa::path(post, path = "/oauth2/device_authorization", tag = "oidc", request_body(content = DeviceForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, body = DeviceAuthorization), (status = 400, body = crate::oidc::error::OAuthErrorBody), (status = 401, body = crate::oidc::error::OAuthErrorBody), (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::oidc::error::OAuthErrorBody)))]
+#[utoipa::path(post, path = "/oauth2/device_authorization", tag = "oidc", security((), ("client_basic" = [])), request_body(content = DeviceForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, body = DeviceAuthorization), (status = 400, body = crate::oidc::error::OAuthErrorBody), (status = 401, description = "invalid_client (with `WWW-Authenticate: Basic` when Basic was sent)", body = crate::oidc::error::OAuthErrorBody), (status = 429, body = crate::error::ErrorBody), (status = 500, description = "server_error: no randomness for the codes", body = crate::oidc::error::OAuthErrorBody), (status = 503, body = crate::oidc::error::OAuthErrorBody)))]
 pub async fn device_authorization(
     AxState(app): AxState<AppState>,
     ClientIp(ip): ClientIp,
@@ -104,6 +118,12 @@ pub async fn device_authorization(
 ) -> Response {
     if app.oidc.is_none() {
         return crate::error::ApiError::NoRoute.into_response();
+    }
+    // The address's create budget (a device authorization opens a login),
+    // before anything OAuth: its refusal is the service's 429 with
+    // Retry-After like every rate limit.
+    if let Err(e) = app.limits.check_ip(IpBucket::Create, ip) {
+        return e.into_response();
     }
     match start(&app, ip, ua, &headers, &body).await {
         Ok(r) => no_store(Json(r).into_response()),
@@ -122,7 +142,6 @@ async fn start(
         .oidc
         .as_ref()
         .ok_or_else(|| OAuthError::invalid_request("no OpenID Provider here"))?;
-    app.limits.check_ip(IpBucket::Create, ip)?;
     let form: DeviceForm = super::token::parse_form(headers, body)?;
     let client = authenticate(
         oidc,
@@ -133,8 +152,14 @@ async fn start(
     .await?;
     if !client.allows(GRANT_DEVICE) {
         return Err(OAuthError::new(
-            "unauthorized_client",
+            OAuthErrorCode::UnauthorizedClient,
             "this client may not use the device grant",
+        ));
+    }
+    if form.scope.as_deref().is_some_and(|s| !well_formed_scope(s)) {
+        return Err(OAuthError::new(
+            OAuthErrorCode::InvalidScope,
+            "scope is space-separated tokens of printable ASCII (RFC 6749 §3.3)",
         ));
     }
     let scope = super::granted_scope(form.scope.as_deref().unwrap_or("openid"));
@@ -158,7 +183,7 @@ async fn start(
         last_poll_ms: 0,
     };
     let json = serde_json::to_string(&state)
-        .map_err(|_| OAuthError::new("server_error", "device state"))?;
+        .map_err(|_| OAuthError::new(OAuthErrorCode::ServerError, "device state"))?;
     app.store
         .put_grant(
             &GrantKey::of_login(GrantKind::Device, &id),
@@ -207,17 +232,25 @@ pub(crate) async fn poll(
     let now = app.now_ms();
     let key = GrantKey::of_login(GrantKind::Device, &id);
     let Some(json) = app.store.grant(&key, now).await? else {
-        return Err(OAuthError::new("expired_token", "the device code expired"));
+        return Err(OAuthError::new(
+            OAuthErrorCode::ExpiredToken,
+            "the device code expired",
+        ));
     };
-    let mut state: DeviceState =
-        serde_json::from_str(&json).map_err(|_| OAuthError::new("server_error", "device state"))?;
+    let mut state: DeviceState = serde_json::from_str(&json)
+        .map_err(|_| OAuthError::new(OAuthErrorCode::ServerError, "device state"))?;
     if state.client_id != client.id {
         return Err(bad());
     }
     let rec = match app.store.get(&id, now).await? {
         Some(r) if r.secret_hash.ct_eq(&secret.hash()) => r,
         Some(_) => return Err(bad()),
-        None => return Err(OAuthError::new("expired_token", "the device code expired")),
+        None => {
+            return Err(OAuthError::new(
+                OAuthErrorCode::ExpiredToken,
+                "the device code expired",
+            ))
+        }
     };
     match rec.state_at(now) {
         State::Pending | State::Scanned => {
@@ -229,16 +262,16 @@ pub(crate) async fn poll(
             state.last_poll_ms = now;
             let ttl = rec.expires_at_ms.saturating_sub(now) + app.store.ttls().final_keep_ms;
             let json = serde_json::to_string(&state)
-                .map_err(|_| OAuthError::new("server_error", "device state"))?;
+                .map_err(|_| OAuthError::new(OAuthErrorCode::ServerError, "device state"))?;
             app.store.put_grant(&key, &json, ttl.max(1), now).await?;
             if too_soon {
                 Err(OAuthError::new(
-                    "slow_down",
+                    OAuthErrorCode::SlowDown,
                     format!("poll at most every {} s", state.interval),
                 ))
             } else {
                 Err(OAuthError::new(
-                    "authorization_pending",
+                    OAuthErrorCode::AuthorizationPending,
                     "waiting for the phone",
                 ))
             }
@@ -271,10 +304,14 @@ pub(crate) async fn poll(
             };
             issue(app, oidc, client, &grant).await
         }
-        State::Denied | State::Cancelled => {
-            Err(OAuthError::new("access_denied", "the sign-in was denied"))
-        }
-        State::Expired => Err(OAuthError::new("expired_token", "the device code expired")),
+        State::Denied | State::Cancelled => Err(OAuthError::new(
+            OAuthErrorCode::AccessDenied,
+            "the sign-in was denied",
+        )),
+        State::Expired => Err(OAuthError::new(
+            OAuthErrorCode::ExpiredToken,
+            "the device code expired",
+        )),
         State::Consumed => Err(OAuthError::invalid_grant(
             "the device code was already used",
         )),
@@ -283,6 +320,8 @@ pub(crate) async fn poll(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct LookupBody {
+    /// Eight letters, with any separators (`BCDF-GHJK`, `bcdf ghjk`).
+    #[schema(pattern = "^[^A-Za-z]*([A-Za-z][^A-Za-z]*){8}$", max_length = 64)]
     pub user_code: String,
 }
 
@@ -341,5 +380,24 @@ mod tests {
             assert_eq!(normalise(&c).len(), 8);
         }
         assert_eq!(normalise(" bcdf-ghjk "), "BCDFGHJK");
+    }
+
+    #[test]
+    fn scopes_are_nqchar_tokens_separated_by_one_space() {
+        for ok in ["openid", "openid profile offline_access", "a!#[]~"] {
+            assert!(well_formed_scope(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            " openid",
+            "openid ",
+            "openid  profile",
+            "a\"b",
+            "a\\b",
+            "é",
+            "a\tb",
+        ] {
+            assert!(!well_formed_scope(bad), "{bad:?}");
+        }
     }
 }

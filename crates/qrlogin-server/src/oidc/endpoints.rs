@@ -13,7 +13,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use qrlogin_core::{GrantKey, GrantKind};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// `GET /.well-known/openid-configuration`
@@ -63,36 +63,63 @@ pub async fn discovery(AxState(app): AxState<AppState>) -> Result<Response, ApiE
     Ok(resp)
 }
 
-/// A 401 for a bad access token (RFC 6750 §3).
-fn invalid_token() -> Response {
+/// The error codes of a protected resource (RFC 6750 §3.1) that userinfo
+/// answers: no token at all, or one that is unknown, expired or revoked.
+#[derive(Serialize, Clone, Copy, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BearerErrorCode {
+    InvalidRequest,
+    InvalidToken,
+}
+
+/// The body of userinfo's 401; the challenge itself is the
+/// `WWW-Authenticate: Bearer` header (RFC 6750 §3).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BearerErrorBody {
+    pub error: BearerErrorCode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<&'static str>,
+}
+
+/// A 401 with its challenge (RFC 6750 §3). Without a token the challenge
+/// carries no error code (§3.1: a request without credentials is not an
+/// error to report), only the body says what was missing.
+fn unauthorized(error: BearerErrorCode) -> Response {
+    let (challenge, description) = match error {
+        BearerErrorCode::InvalidRequest => ("Bearer", None),
+        BearerErrorCode::InvalidToken => (
+            "Bearer error=\"invalid_token\"",
+            Some("the access token is unknown, expired or revoked"),
+        ),
+    };
     let mut resp = (
         StatusCode::UNAUTHORIZED,
-        Json(json!({"error": "invalid_token", "error_description": "the access token is unknown, expired or revoked"})),
+        Json(BearerErrorBody {
+            error,
+            error_description: description,
+        }),
     )
         .into_response();
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        HeaderValue::from_static(challenge),
     );
     no_store(resp)
 }
 
+fn invalid_token() -> Response {
+    unauthorized(BearerErrorCode::InvalidToken)
+}
+
 /// `GET|POST /oauth2/userinfo`
-#[utoipa::path(method(get, post), path = "/oauth2/userinfo", tag = "oidc", security(("access_token" = [])), responses((status = 200, description = "{sub, name?}", content_type = "application/json"), (status = 401, description = "RFC 6750 invalid_token (WWW-Authenticate)"), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+#[utoipa::path(method(get, post), path = "/oauth2/userinfo", tag = "oidc", security(("access_token" = [])), responses((status = 200, description = "{sub, name?}", content_type = "application/json"), (status = 401, description = "RFC 6750 §3: no access token (invalid_request) or a bad one (invalid_token)", body = BearerErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer`, with `error=\"invalid_token\"` for a bad token"))), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn userinfo(
     AxState(app): AxState<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     oidc_of(&app)?;
     let Some(token) = bearer(&headers) else {
-        let mut resp = (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "invalid_request"})),
-        )
-            .into_response();
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return Ok(no_store(resp));
+        return Ok(unauthorized(BearerErrorCode::InvalidRequest));
     };
     let now = app.now_ms();
     let Some(json) = app
@@ -117,6 +144,9 @@ pub async fn userinfo(
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct RevokeForm {
+    /// Required (RFC 7009 §2.1); an `Option` so that its absence is an
+    /// OAuth `invalid_request`.
+    #[schema(required = true)]
     pub token: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
@@ -125,7 +155,7 @@ pub struct RevokeForm {
 /// `POST /oauth2/revoke` — always 200 for a token the client may revoke or
 /// that is unknown (RFC 7009 §2.2). Revoking a refresh token ends its OP
 /// session too, and so every access token of that sign-in (§2.1's SHOULD).
-#[utoipa::path(post, path = "/oauth2/revoke", tag = "oidc", request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "revoked, or unknown (RFC 7009 §2.2)"), (status = 400, body = crate::oidc::error::OAuthErrorBody), (status = 401, body = crate::oidc::error::OAuthErrorBody), (status = 503, body = crate::oidc::error::OAuthErrorBody)))]
+#[utoipa::path(post, path = "/oauth2/revoke", tag = "oidc", security((), ("client_basic" = [])), request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "revoked, or unknown (RFC 7009 §2.2)"), (status = 400, body = crate::oidc::error::OAuthErrorBody), (status = 401, description = "invalid_client (with `WWW-Authenticate: Basic` when Basic was sent)", body = crate::oidc::error::OAuthErrorBody), (status = 500, description = "server_error: a stored grant that cannot be read", body = crate::oidc::error::OAuthErrorBody), (status = 503, body = crate::oidc::error::OAuthErrorBody)))]
 pub async fn revoke(
     AxState(app): AxState<AppState>,
     headers: HeaderMap,
@@ -175,14 +205,24 @@ pub async fn revoke(
     }
 }
 
-/// `GET|POST /oauth2/logout` (`id_token_hint`, `post_logout_redirect_uri`,
-/// `state`, `client_id`): ends the OP session named by the hint's `sid`
-/// and redirects only to a URI registered for that client.
-#[utoipa::path(get, path = "/oauth2/logout", tag = "oidc", params(("id_token_hint" = Option<String>, Query), ("post_logout_redirect_uri" = Option<String>, Query), ("state" = Option<String>, Query), ("client_id" = Option<String>, Query)), responses((status = 200, description = "signed out (a page)", content_type = "text/html"), (status = 303, description = "to the registered post_logout_redirect_uri"), (status = 400, description = "unregistered redirect (a page)", content_type = "text/html"), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody)))]
+/// RP-initiated logout's parameters (RP-Initiated Logout 1.0 §2), in the
+/// query of a GET or the form body of a POST.
+#[derive(Deserialize, Default, utoipa::ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogoutForm {
+    pub id_token_hint: Option<String>,
+    pub post_logout_redirect_uri: Option<String>,
+    pub state: Option<String>,
+    pub client_id: Option<String>,
+}
+
+/// `GET|POST /oauth2/logout` ([`LogoutForm`]): ends the OP session named
+/// by the hint's `sid` and redirects only to a URI registered for that
+/// client.
+#[utoipa::path(get, path = "/oauth2/logout", tag = "oidc", params(LogoutForm), responses((status = 200, description = "signed out (a page)", content_type = "text/html"), (status = 303, description = "to the registered post_logout_redirect_uri"), (status = 400, description = "unregistered redirect (a page)", content_type = "text/html"), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody)))]
 pub async fn logout(
     AxState(app): AxState<AppState>,
     method: Method,
-    headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -192,7 +232,6 @@ pub async fn logout(
     } else {
         query.unwrap_or_default().into_bytes()
     };
-    let _ = headers;
     let mut p = std::collections::HashMap::new();
     for (k, v) in url::form_urlencoded::parse(&raw) {
         p.insert(k.into_owned(), v.into_owned());
@@ -240,6 +279,14 @@ pub async fn logout(
         }
     }
 }
+
+/// `POST /oauth2/logout` in `/openapi.json`: the same parameters as a form
+/// body (RP-Initiated Logout 1.0 §2 allows both methods; all optional, so
+/// the body is too) and the same answers. Only the document's: [`logout`] serves both methods, and one
+/// `#[utoipa::path]` cannot give a POST a body without giving the GET one.
+#[utoipa::path(post, path = "/oauth2/logout", tag = "oidc", request_body(content = Option<LogoutForm>, description = "optional: every parameter is (RP-Initiated Logout 1.0 §2)", content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "signed out (a page)", content_type = "text/html"), (status = 303, description = "to the registered post_logout_redirect_uri"), (status = 400, description = "unregistered redirect (a page)", content_type = "text/html"), (status = 404, description = "no OpenID Provider here (no --oidc-clients)", body = crate::error::ErrorBody)))]
+#[allow(dead_code)] // the route is `logout`'s; this fn exists for its annotation
+pub(crate) async fn logout_by_form() {}
 
 struct Hint {
     aud: String,

@@ -5,14 +5,34 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+/// The `error` codes the JSON endpoints answer with: RFC 6749 §5.2 (token,
+/// and RFC 7009 §2.2.1 revocation, which reuses them), RFC 8628 §3.5 (the
+/// device grant's polling), and RFC 6749 §4.1.2.1's `temporarily_unavailable`
+/// and `server_error` for a store or server fault. One enum, so the code
+/// cannot answer a code `/openapi.json` does not list (its schema is this
+/// enum). RFC 7009's `unsupported_token_type` is absent: every token type
+/// can be revoked here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    AuthorizationPending,
+    SlowDown,
+    AccessDenied,
+    ExpiredToken,
+    TemporarilyUnavailable,
+    ServerError,
+}
+
 /// An OAuth 2.0 error answer (token, device authorization, revocation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthError {
-    /// `invalid_request`, `invalid_client`, `invalid_grant`,
-    /// `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`,
-    /// `authorization_pending`, `slow_down`, `access_denied`,
-    /// `expired_token`, `temporarily_unavailable`, `server_error`.
-    pub error: &'static str,
+    pub error: OAuthErrorCode,
     pub description: String,
     /// Whether the client authenticated with HTTP Basic (then a failed
     /// authentication is a 401 with a `WWW-Authenticate` challenge).
@@ -21,12 +41,12 @@ pub struct OAuthError {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct OAuthErrorBody {
-    pub error: &'static str,
+    pub error: OAuthErrorCode,
     pub error_description: String,
 }
 
 impl OAuthError {
-    pub fn new(error: &'static str, description: impl Into<String>) -> Self {
+    pub fn new(error: OAuthErrorCode, description: impl Into<String>) -> Self {
         Self {
             error,
             description: description.into(),
@@ -34,14 +54,14 @@ impl OAuthError {
         }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
-        Self::new("invalid_request", d)
+        Self::new(OAuthErrorCode::InvalidRequest, d)
     }
     pub fn invalid_grant(d: impl Into<String>) -> Self {
-        Self::new("invalid_grant", d)
+        Self::new(OAuthErrorCode::InvalidGrant, d)
     }
     pub fn invalid_client(basic: bool) -> Self {
         Self {
-            error: "invalid_client",
+            error: OAuthErrorCode::InvalidClient,
             description: "client authentication failed".into(),
             basic,
         }
@@ -49,9 +69,9 @@ impl OAuthError {
 
     fn status(&self) -> StatusCode {
         match self.error {
-            "invalid_client" => StatusCode::UNAUTHORIZED,
-            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+            OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            OAuthErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -62,7 +82,7 @@ impl From<qrlogin_core::StoreError> for OAuthError {
         tracing::warn!(error = %e, "store error");
         metrics::counter!("qrlogin_store_errors_total").increment(1);
         Self::new(
-            "temporarily_unavailable",
+            OAuthErrorCode::TemporarilyUnavailable,
             "the login store is unavailable, try again shortly",
         )
     }
@@ -72,14 +92,18 @@ impl From<crate::ApiError> for OAuthError {
     fn from(e: crate::ApiError) -> Self {
         use crate::ApiError;
         match e {
-            ApiError::StoreUnavailable => {
-                Self::new("temporarily_unavailable", "the login store is unavailable")
-            }
+            ApiError::StoreUnavailable => Self::new(
+                OAuthErrorCode::TemporarilyUnavailable,
+                "the login store is unavailable",
+            ),
+            // The OAuth handlers check their rate limits before they map
+            // to OAuth errors (a 429 with Retry-After, like everywhere);
+            // should one still arrive here, it asks the client to slow down.
             ApiError::RateLimited { .. } | ApiError::SlowDown { .. } => {
-                Self::new("slow_down", "too many requests")
+                Self::new(OAuthErrorCode::SlowDown, "too many requests")
             }
             ApiError::BadRequest(m) => Self::invalid_request(m),
-            other => Self::new("server_error", other.to_string()),
+            other => Self::new(OAuthErrorCode::ServerError, other.to_string()),
         }
     }
 }

@@ -34,7 +34,7 @@ use crate::routes::browser::set_cookie;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 pub use clients::{Client, Clients};
-pub use error::OAuthError;
+pub use error::{OAuthError, OAuthErrorCode};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -69,7 +69,8 @@ impl std::fmt::Debug for Oidc {
 pub(crate) fn random_token() -> Result<String, OAuthError> {
     use base64::Engine as _;
     let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|_| OAuthError::new("server_error", "no randomness"))?;
+    getrandom::fill(&mut b)
+        .map_err(|_| OAuthError::new(OAuthErrorCode::ServerError, "no randomness"))?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
 }
 
@@ -110,11 +111,12 @@ pub struct Grant {
 
 impl Grant {
     pub fn to_json(&self) -> Result<String, OAuthError> {
-        serde_json::to_string(self).map_err(|_| OAuthError::new("server_error", "grant"))
+        serde_json::to_string(self)
+            .map_err(|_| OAuthError::new(OAuthErrorCode::ServerError, "grant"))
     }
     pub fn from_json(s: &str) -> Result<Self, OAuthError> {
         serde_json::from_str(s)
-            .map_err(|_| OAuthError::new("server_error", "stored grant is not valid"))
+            .map_err(|_| OAuthError::new(OAuthErrorCode::ServerError, "stored grant is not valid"))
     }
 }
 

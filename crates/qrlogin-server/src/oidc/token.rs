@@ -9,7 +9,9 @@
 //! and a refresh token when the client may use that grant.
 
 use super::clients::{GRANT_CODE, GRANT_DEVICE, GRANT_REFRESH};
-use super::{authenticate, no_store, random_token, Client, Grant, OAuthError, Oidc};
+use super::{
+    authenticate, no_store, random_token, Client, Grant, OAuthError, OAuthErrorCode, Oidc,
+};
 use crate::app::AppState;
 use crate::limit::IpBucket;
 use crate::routes::extract::ClientIp;
@@ -24,6 +26,9 @@ use sha2::{Digest, Sha256};
 /// Every parameter any grant type takes (`application/x-www-form-urlencoded`).
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct TokenForm {
+    /// Required (RFC 6749 §4.1.3); an `Option` so that its absence is an
+    /// OAuth `invalid_request`, not a deserialisation error.
+    #[schema(required = true)]
     pub grant_type: Option<String>,
     pub code: Option<String>,
     pub redirect_uri: Option<String>,
@@ -99,7 +104,7 @@ fn serde_urlencoded_from<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
 }
 
 /// `POST /oauth2/token`
-#[utoipa::path(post, path = "/oauth2/token", tag = "oidc", request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, body = TokenResponse), (status = 400, description = "RFC 6749 §5.2 error (also authorization_pending, slow_down, access_denied, expired_token for the device grant)", body = crate::oidc::error::OAuthErrorBody), (status = 401, description = "invalid_client", body = crate::oidc::error::OAuthErrorBody), (status = 429, body = crate::error::ErrorBody), (status = 503, description = "temporarily_unavailable", body = crate::oidc::error::OAuthErrorBody)))]
+#[utoipa::path(post, path = "/oauth2/token", tag = "oidc", security((), ("client_basic" = [])), request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, body = TokenResponse), (status = 400, description = "RFC 6749 §5.2 error (also authorization_pending, slow_down, access_denied, expired_token for the device grant)", body = crate::oidc::error::OAuthErrorBody), (status = 401, description = "invalid_client (with `WWW-Authenticate: Basic` when Basic was sent)", body = crate::oidc::error::OAuthErrorBody), (status = 429, body = crate::error::ErrorBody), (status = 500, description = "server_error: a stored grant that cannot be read, or no randomness or signature for the tokens", body = crate::oidc::error::OAuthErrorBody), (status = 503, description = "temporarily_unavailable", body = crate::oidc::error::OAuthErrorBody)))]
 pub async fn token(
     AxState(app): AxState<AppState>,
     ClientIp(ip): ClientIp,
@@ -111,7 +116,13 @@ pub async fn token(
         // RFC 6749 error), like every other OIDC endpoint.
         return crate::error::ApiError::NoRoute.into_response();
     }
-    match token_inner(&app, ip, &headers, &body).await {
+    // The address's poll budget, before anything OAuth: its refusal is the
+    // service's 429 with Retry-After like every rate limit, not RFC 8628's
+    // `slow_down` (that one is per device code, in `device::poll`).
+    if let Err(e) = app.limits.check_ip(IpBucket::Poll, ip) {
+        return e.into_response();
+    }
+    match token_inner(&app, &headers, &body).await {
         Ok(r) => no_store(Json(r).into_response()),
         Err(e) => e.into_response(),
     }
@@ -119,7 +130,6 @@ pub async fn token(
 
 async fn token_inner(
     app: &AppState,
-    ip: std::net::IpAddr,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<TokenResponse, OAuthError> {
@@ -127,7 +137,6 @@ async fn token_inner(
         .oidc
         .as_ref()
         .ok_or_else(|| OAuthError::invalid_request("no OpenID Provider here"))?;
-    app.limits.check_ip(IpBucket::Poll, ip)?;
     let form: TokenForm = parse_form(headers, body)?;
     let client = authenticate(
         oidc,
@@ -142,13 +151,13 @@ async fn token_inner(
         .ok_or_else(|| OAuthError::invalid_request("grant_type is missing"))?;
     if ![GRANT_CODE, GRANT_REFRESH, GRANT_DEVICE].contains(&grant_type) {
         return Err(OAuthError::new(
-            "unsupported_grant_type",
+            OAuthErrorCode::UnsupportedGrantType,
             "unsupported grant_type",
         ));
     }
     if !client.allows(grant_type) {
         return Err(OAuthError::new(
-            "unauthorized_client",
+            OAuthErrorCode::UnauthorizedClient,
             "this client may not use this grant type",
         ));
     }
@@ -271,7 +280,7 @@ async fn refresh_grant(
         let had: Vec<&str> = g.scope.split(' ').collect();
         if asked.split(' ').any(|s| !had.contains(&s)) {
             return Err(OAuthError::new(
-                "invalid_scope",
+                OAuthErrorCode::InvalidScope,
                 "a refresh cannot widen the scope",
             ));
         }
@@ -326,7 +335,7 @@ pub(crate) async fn issue(
     let id_token = oidc
         .key
         .sign(&claims, "JWT")
-        .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
+        .map_err(|e| OAuthError::new(OAuthErrorCode::ServerError, e.to_string()))?;
     let mut stored = grant.clone();
     stored.redirect_uri = None;
     stored.code_challenge = None;
