@@ -1620,6 +1620,13 @@ impl Ctx {
 
     /// Scans and approves `link`'s login as bob over the phone API.
     async fn bob_approves(&self, link: &str, code: &str) -> Result<()> {
+        let (id, token) = self.bob_scans(link).await?;
+        self.approve_as(&id, &token, code).await
+    }
+
+    /// Signs bob in on the phone API and scans `link`'s login: its id and
+    /// bob's phone token.
+    async fn bob_scans(&self, link: &str) -> Result<(String, String)> {
         let id = link
             .rsplit_once("/m/")
             .map(|(_, id)| id)
@@ -1640,6 +1647,12 @@ impl Ctx {
             .send()
             .await?
             .error_for_status()?;
+        Ok((id.to_string(), token))
+    }
+
+    /// Approves login `id` with the phone `token` (and the number `code`,
+    /// if the page shows one).
+    async fn approve_as(&self, id: &str, token: &str, code: &str) -> Result<()> {
         let body = if code.is_empty() {
             json!({})
         } else {
@@ -1647,7 +1660,7 @@ impl Ctx {
         };
         self.http
             .post(format!("{}/v1/mobile/logins/{id}/approve", self.base))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .json(&body)
             .send()
             .await?
@@ -1993,26 +2006,7 @@ impl Ctx {
         self.network(false).await?;
         relay.cut();
         let offline_at = Instant::now();
-        let id = link
-            .rsplit_once("/m/")
-            .map(|(_, id)| id)
-            .unwrap_or_default();
-        let signin: Value = self
-            .http
-            .post(format!("{}/v1/mobile/session", self.base))
-            .json(&json!({ "username": "bob", "password": "builder" }))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let token = signin["token"].as_str().unwrap_or_default().to_string();
-        self.http
-            .post(format!("{}/v1/mobile/logins/{id}/scan", self.base))
-            .bearer_auth(&token)
-            .send()
-            .await?
-            .error_for_status()?;
+        let (id, token) = self.bob_scans(&link).await?;
         self.wd
             .wait_js(
                 "the event stream to fail while offline",
@@ -2082,18 +2076,7 @@ impl Ctx {
         }
 
         // 3. Approve: the login completes, on the same EventSource, still SSE.
-        let body = if code.is_empty() {
-            json!({})
-        } else {
-            json!({ "match_code": code })
-        };
-        self.http
-            .post(format!("{}/v1/mobile/logins/{id}/approve", self.base))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?;
+        self.approve_as(&id, &token, &code).await?;
         self.wait_text("#logged-in", "logged in as bob").await?;
         let made = self.es_count("made").await;
         let transport = self

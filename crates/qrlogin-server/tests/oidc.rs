@@ -2053,20 +2053,6 @@ async fn the_openapi_document_declares_the_oauth_errors() {
     assert_eq!(bad.json()["error"], "invalid_token");
 }
 
-/// A 429 with `Retry-After` (seconds, ≥ 1) and the service's JSON error.
-fn assert_rate_limited(r: &Reply, code: &str) {
-    r.assert_error(StatusCode::TOO_MANY_REQUESTS, code);
-    let ra: u64 = r
-        .headers
-        .get("retry-after")
-        .unwrap_or_else(|| panic!("429 without Retry-After: {}", r.text()))
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("Retry-After in seconds");
-    assert!(ra >= 1, "Retry-After {ra}");
-}
-
 /// The address limits at the OAuth endpoints refuse like every limit does
 /// (429, Retry-After, JSON), not as RFC 8628's per-device-code `slow_down`
 /// 400 (issue 11: "429 always with Retry-After").

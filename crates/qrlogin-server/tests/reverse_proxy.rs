@@ -22,7 +22,7 @@ mod proxy;
 use common::*;
 use proxy::Stack;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const BROWSER_IP: [u8; 4] = [127, 0, 0, 2];
 const PHONE_IP: [u8; 4] = [127, 0, 0, 3];
@@ -44,18 +44,15 @@ fn events_stream(resp: reqwest::Response) -> SseStream {
     SseStream::new(resp)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_full_login_runs_through_nginx_and_survives_an_instance_dying_mid_wait() {
-    let ios = "ios:ABCDE12345.com.example.shop";
-    let mut stack = tokio::task::spawn_blocking(move || {
-        Stack::start(&["--app-links", ios, "--site-name", "Example Shop"])
-    })
-    .await
-    .expect("starting nginx, Redis and two instances");
-    let browser = stack.client(BROWSER_IP);
-    let phone_http = stack.client(PHONE_IP);
-
-    // ---- the browser creates a login through nginx
+/// The browser creates a login through the stack's nginx (QR payload,
+/// events link and cookie path under the public prefix; the QR image
+/// served) and opens its event stream there: the login id, the create
+/// answer and the stream, its `pending` event read.
+async fn create_and_wait(
+    stack: &Stack,
+    browser: &reqwest::Client,
+    what: &str,
+) -> (String, Value, SseStream) {
     let r = send(browser.post(stack.url("/v1/logins")).json(&json!({}))).await;
     let created = r.ok_json(StatusCode::CREATED);
     let id = created["login_id"].as_str().unwrap().to_string();
@@ -73,11 +70,9 @@ async fn the_full_login_runs_through_nginx_and_survives_an_instance_dying_mid_wa
     )))
     .await;
     assert_eq!(qr.status, StatusCode::OK);
-
-    // ---- the browser waits on SSE, through nginx
     let events_url = format!("{}{}", stack.origin(), created["events"].as_str().unwrap());
     let resp = within(
-        "SSE through nginx",
+        what,
         browser
             .get(&events_url)
             .header("accept", "text/event-stream")
@@ -87,10 +82,14 @@ async fn the_full_login_runs_through_nginx_and_survives_an_instance_dying_mid_wa
     .expect("SSE request");
     let mut sse = events_stream(resp);
     sse.expect_named("pending").await;
+    (id, created, sse)
+}
 
-    // ---- the phone (another address) signs in and scans through nginx
+/// The phone signs alice in and scans login `id` through nginx: her token
+/// and the scan's answer (the context the phone shows).
+async fn alice_scans(stack: &Stack, phone: &reqwest::Client, id: &str) -> (String, Value) {
     let signin = send(
-        phone_http
+        phone
             .post(stack.url("/v1/mobile/session"))
             .json(&json!({"username": "alice", "password": "wonderland"})),
     )
@@ -98,12 +97,31 @@ async fn the_full_login_runs_through_nginx_and_survives_an_instance_dying_mid_wa
     .ok_json(StatusCode::OK);
     let token = signin["token"].as_str().unwrap().to_string();
     let ctx = send(
-        phone_http
+        phone
             .post(stack.url(&format!("/v1/mobile/logins/{id}/scan")))
             .bearer_auth(&token),
     )
     .await
     .ok_json(StatusCode::OK);
+    (token, ctx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_login_runs_through_nginx_and_survives_an_instance_dying_mid_wait() {
+    let ios = "ios:ABCDE12345.com.example.shop";
+    let mut stack = tokio::task::spawn_blocking(move || {
+        Stack::start(&["--app-links", ios, "--site-name", "Example Shop"])
+    })
+    .await
+    .expect("starting nginx, Redis and two instances");
+    let browser = stack.client(BROWSER_IP);
+    let phone_http = stack.client(PHONE_IP);
+
+    // ---- the browser creates a login through nginx and waits on SSE
+    let (id, created, mut sse) = create_and_wait(&stack, &browser, "SSE through nginx").await;
+
+    // ---- the phone (another address) signs in and scans through nginx
+    let (token, ctx) = alice_scans(&stack, &phone_http, &id).await;
     assert_eq!(
         ctx["browser"]["ip"], "127.0.0.2",
         "the phone must see the browser's address (X-Forwarded-For from the trusted proxy), not nginx's: {ctx}"
@@ -132,6 +150,7 @@ async fn the_full_login_runs_through_nginx_and_survives_an_instance_dying_mid_wa
 
     // The browser reconnects through nginx, resuming after the event it saw:
     // nginx passes it to the other instance; nothing is repeated.
+    let events_url = format!("{}{}", stack.origin(), created["events"].as_str().unwrap());
     let resp = within(
         "SSE reconnect through nginx",
         browser
@@ -350,62 +369,20 @@ async fn a_prefix_stripping_nginx_runs_the_login_over_sse() {
     let browser = stack.client(BROWSER_IP);
     let phone = stack.client(PHONE_IP);
 
-    let r = send(browser.post(stack.url("/v1/logins")).json(&json!({}))).await;
-    let created = r.ok_json(StatusCode::CREATED);
-    let id = created["login_id"].as_str().unwrap().to_string();
-    assert_eq!(created["qr_payload"], stack.url(&format!("/m/{id}")));
-    assert_eq!(created["events"], format!("/auth/qr/v1/logins/{id}/events"));
+    // The stream goes through the events location and its rewrite.
+    let (id, created, mut sse) =
+        create_and_wait(&stack, &browser, "SSE through a stripping nginx").await;
     assert_eq!(
         created["qr_svg"],
         format!("/auth/qr/v1/logins/{id}/qr.svg"),
         "{created}"
     );
-    let cookie = r.set_cookie("qrl_bs").expect("browser-secret cookie");
-    assert!(
-        cookie.contains(&format!("Path=/auth/qr/v1/logins/{id};")) && cookie.contains("Secure"),
-        "{cookie}"
-    );
-    let qr = send(browser.get(format!(
-        "{}{}",
-        stack.origin(),
-        created["qr_svg"].as_str().unwrap()
-    )))
-    .await;
-    assert_eq!(qr.status, StatusCode::OK);
-
-    // The stream, through the events location and its rewrite.
-    let events_url = format!("{}{}", stack.origin(), created["events"].as_str().unwrap());
-    let resp = within(
-        "SSE through a stripping nginx",
-        browser
-            .get(&events_url)
-            .header("accept", "text/event-stream")
-            .send(),
-    )
-    .await
-    .expect("SSE request");
-    let mut sse = events_stream(resp);
-    sse.expect_named("pending").await;
     assert!(
         stack.instance_streaming().await.is_some(),
         "an instance counts the browser as waiting on SSE"
     );
 
-    let signin = send(
-        phone
-            .post(stack.url("/v1/mobile/session"))
-            .json(&json!({"username": "alice", "password": "wonderland"})),
-    )
-    .await
-    .ok_json(StatusCode::OK);
-    let token = signin["token"].as_str().unwrap().to_string();
-    let ctx = send(
-        phone
-            .post(stack.url(&format!("/v1/mobile/logins/{id}/scan")))
-            .bearer_auth(&token),
-    )
-    .await
-    .ok_json(StatusCode::OK);
+    let (token, ctx) = alice_scans(&stack, &phone, &id).await;
     assert_eq!(ctx["browser"]["ip"], "127.0.0.2", "{ctx}");
     let scanned = sse.expect_named("scanned").await;
     assert_eq!(scanned.json()["user"]["id"], ALICE_ID);

@@ -31,6 +31,22 @@ use std::process::Command;
 /// The site-backend bearer the run serves `/v1/admin/…` with.
 const ADMIN_TOKEN: &str = "schemathesis-admin-0123456789abcdef0123456789";
 
+/// `args` and the run's short TTLs: logins expire within seconds and event
+/// streams and long-polls end by themselves, so no request hangs a run.
+fn with_short_ttls<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let ttls = [
+        "--pending-ttl",
+        "5",
+        "--scan-extension",
+        "1",
+        "--final-keep",
+        "1",
+        "--max-wait",
+        "2",
+    ];
+    args.iter().copied().chain(ttls).collect()
+}
+
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis")
 }
@@ -139,22 +155,14 @@ async fn the_api_conforms_to_its_openapi_document() {
     let admin = tempfile::tempdir().expect("temp dir");
     let admin_file = admin.path().join("admin-token");
     std::fs::write(&admin_file, ADMIN_TOKEN).expect("writing the admin token");
-    let bin = Proc::start(&[
+    let bin = Proc::start(&with_short_ttls(&[
         "--geoip-db",
         db.to_str().expect("utf-8 path"),
         "--admin-token-file",
         admin_file.to_str().expect("utf-8 temp path"),
         "--rate-limits",
         "false",
-        "--pending-ttl",
-        "5",
-        "--scan-extension",
-        "1",
-        "--final-keep",
-        "1",
-        "--max-wait",
-        "2",
-    ]);
+    ]));
     let phone = Phone::sign_in(&bin.base, ALICE).await;
     let (selected, total) = conforms(
         &bin,
@@ -203,7 +211,7 @@ async fn the_openid_provider_conforms_to_its_openapi_document() {
         .to_string(),
     )
     .expect("writing the clients file");
-    let bin = Proc::start(&[
+    let bin = Proc::start(&with_short_ttls(&[
         "--oidc-clients",
         clients.path().to_str().expect("utf-8 temp path"),
         "--rate-limits",
@@ -212,15 +220,7 @@ async fn the_openid_provider_conforms_to_its_openapi_document() {
         "off",
         "--device-interval",
         "1",
-        "--pending-ttl",
-        "5",
-        "--scan-extension",
-        "1",
-        "--final-keep",
-        "1",
-        "--max-wait",
-        "2",
-    ]);
+    ]));
     let phone = Phone::sign_in(&bin.base, ALICE).await;
     let (selected, _) = conforms(
         &bin,

@@ -120,6 +120,19 @@ async fn old_login_yields_nothing(app: &App, browser: &Browser, login: &Login) {
         .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
+/// A login alice has scanned while its browser waits on SSE (the
+/// `pending` and `scanned` events read).
+async fn scanned_on_sse(app: &App) -> (Browser, Phone, Login, SseStream) {
+    let browser = app.browser();
+    let phone = app.phone(ALICE).await;
+    let login = browser.create().await;
+    let mut sse = browser.events(&login, None).await;
+    assert_eq!(sse.expect().await.state(), "pending");
+    phone.scan_ok(&login.id).await;
+    sse.expect_named("scanned").await;
+    (browser, phone, login, sse)
+}
+
 async fn redis_app() -> App {
     let mut cfg = config();
     cfg.rate_limits = false;
@@ -208,13 +221,7 @@ async fn redis_killed_before_redeem_fails_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_while_the_browser_waits_on_sse_fails_closed() {
     let mut app = redis_app().await;
-    let browser = app.browser();
-    let phone = app.phone(ALICE).await;
-    let login = browser.create().await;
-    let mut sse = browser.events(&login, None).await;
-    assert_eq!(sse.expect().await.state(), "pending");
-    phone.scan_ok(&login.id).await;
-    sse.expect_named("scanned").await;
+    let (browser, phone, login, mut sse) = scanned_on_sse(&app).await;
 
     kill(&mut app);
     assert_503(&phone.approve(&login.id).await, "approve");
@@ -253,13 +260,7 @@ async fn redis_killed_while_the_browser_waits_on_sse_fails_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sse_stream_rides_out_a_stalled_redis_and_the_login_completes() {
     let mut app = redis_app().await;
-    let browser = app.browser();
-    let phone = app.phone(ALICE).await;
-    let login = browser.create().await;
-    let mut sse = browser.events(&login, None).await;
-    assert_eq!(sse.expect().await.state(), "pending");
-    phone.scan_ok(&login.id).await;
-    sse.expect_named("scanned").await;
+    let (browser, phone, login, mut sse) = scanned_on_sse(&app).await;
 
     app.redis.as_mut().expect("redis server").freeze();
     assert_503(&phone.approve(&login.id).await, "approve while stalled");

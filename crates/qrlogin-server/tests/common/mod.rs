@@ -37,6 +37,21 @@ pub const BOB: (&str, &str) = ("bob", "builder");
 pub const ALICE_ID: &str = "u-alice";
 pub const BOB_ID: &str = "u-bob";
 
+/// Asserts a 429 with the JSON error `code` and a `Retry-After` of at
+/// least one second (every limit refuses this way).
+pub fn assert_rate_limited(r: &Reply, code: &str) {
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, code);
+    let ra: u64 = r
+        .headers
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("429 without Retry-After: {}", r.text()))
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!(ra >= 1, "Retry-After {ra}");
+}
+
 /// Runs `f`, panicking (with `what`) if it does not finish within [`HANG`].
 pub async fn within<F: Future>(what: &str, f: F) -> F::Output {
     match tokio::time::timeout(HANG, f).await {
