@@ -106,6 +106,35 @@ async fn alice_scans(stack: &Stack, phone: &reqwest::Client, id: &str) -> (Strin
     (token, ctx)
 }
 
+/// Redeems approved login `id` through nginx (alice's session, its cookie
+/// `Path` the public prefix, `GET /v1/session` knows her), then loads the
+/// login page and its versioned stylesheet under the prefix: the
+/// stylesheet's answer.
+async fn redeem_and_fetch_the_page(stack: &Stack, browser: &reqwest::Client, id: &str) -> Reply {
+    let r = send(browser.post(stack.url(&format!("/v1/logins/{id}/redeem")))).await;
+    assert_eq!(r.ok_json(StatusCode::OK)["user"]["id"], ALICE_ID);
+    let session = r.set_cookie("qrl_session").expect("session cookie");
+    assert!(
+        session.contains("Path=/auth/qr;") && session.contains("Secure"),
+        "{session}"
+    );
+    let who = send(browser.get(stack.url("/v1/session")))
+        .await
+        .ok_json(StatusCode::OK);
+    assert_eq!(who["user"]["id"], ALICE_ID);
+    let page = send(browser.get(stack.url("/"))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    let css = html
+        .split('"')
+        .find(|s| s.starts_with("/auth/qr/_qrlogin/assets/") && s.ends_with("/app.css"))
+        .unwrap_or_else(|| panic!("no versioned app.css link under /auth/qr in the page:\n{html}"))
+        .to_string();
+    let asset = send(browser.get(format!("{}{css}", stack.origin()))).await;
+    assert_eq!(asset.status, StatusCode::OK);
+    asset
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_full_login_runs_through_nginx_and_survives_an_instance_dying_mid_wait() {
     let ios = "ios:ABCDE12345.com.example.shop";
@@ -179,31 +208,9 @@ async fn the_full_login_runs_through_nginx_and_survives_an_instance_dying_mid_wa
     assert_eq!(r.ok_json(StatusCode::OK)["state"], "approved");
     sse.expect_named("approved").await;
 
-    // ---- redeem through nginx
-    let r = send(browser.post(stack.url(&format!("/v1/logins/{id}/redeem")))).await;
-    let v = r.ok_json(StatusCode::OK);
-    assert_eq!(v["user"]["id"], ALICE_ID);
-    let session = r.set_cookie("qrl_session").expect("session cookie");
-    assert!(
-        session.contains("Path=/auth/qr;") && session.contains("Secure"),
-        "{session}"
-    );
-    let who = send(browser.get(stack.url("/v1/session")))
-        .await
-        .ok_json(StatusCode::OK);
-    assert_eq!(who["user"]["id"], ALICE_ID);
-
-    // ---- the pages and their assets come through the one location
-    let page = send(browser.get(stack.url("/"))).await;
-    assert_eq!(page.status, StatusCode::OK);
-    let html = page.text();
-    let css = html
-        .split('"')
-        .find(|s| s.starts_with("/auth/qr/_qrlogin/assets/") && s.ends_with("/app.css"))
-        .unwrap_or_else(|| panic!("no versioned app.css link in the page:\n{html}"))
-        .to_string();
-    let asset = send(browser.get(format!("{}{css}", stack.origin()))).await;
-    assert_eq!(asset.status, StatusCode::OK);
+    // ---- redeem through nginx; the pages and their assets come through
+    // the one location
+    let asset = redeem_and_fetch_the_page(&stack, &browser, &id).await;
     assert_eq!(
         asset
             .headers
@@ -397,29 +404,8 @@ async fn a_prefix_stripping_nginx_runs_the_login_over_sse() {
     assert_eq!(r.ok_json(StatusCode::OK)["state"], "approved");
     sse.expect_named("approved").await;
 
-    let r = send(browser.post(stack.url(&format!("/v1/logins/{id}/redeem")))).await;
-    assert_eq!(r.ok_json(StatusCode::OK)["user"]["id"], ALICE_ID);
-    let session = r.set_cookie("qrl_session").expect("session cookie");
-    assert!(
-        session.contains("Path=/auth/qr;") && session.contains("Secure"),
-        "{session}"
-    );
-    let who = send(browser.get(stack.url("/v1/session")))
-        .await
-        .ok_json(StatusCode::OK);
-    assert_eq!(who["user"]["id"], ALICE_ID);
-
-    // The pages link their assets under the public prefix, and those links
-    // work through the stripping proxy.
-    let page = send(browser.get(stack.url("/"))).await;
-    assert_eq!(page.status, StatusCode::OK);
-    let html = page.text();
-    let css = html
-        .split('"')
-        .find(|s| s.starts_with("/auth/qr/_qrlogin/assets/") && s.ends_with("/app.css"))
-        .unwrap_or_else(|| panic!("no versioned app.css link under /auth/qr in the page:\n{html}"))
-        .to_string();
-    let asset = send(browser.get(format!("{}{css}", stack.origin()))).await;
-    assert_eq!(asset.status, StatusCode::OK);
+    // The session cookie and the pages' asset links carry the public
+    // prefix, and those links work through the stripping proxy.
+    redeem_and_fetch_the_page(&stack, &browser, &id).await;
     drop(stack);
 }
