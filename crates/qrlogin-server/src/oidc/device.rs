@@ -119,12 +119,6 @@ pub async fn device_authorization(
     if app.oidc.is_none() {
         return crate::error::ApiError::NoRoute.into_response();
     }
-    // The address's create budget (a device authorization opens a login),
-    // before anything OAuth: its refusal is the service's 429 with
-    // Retry-After like every rate limit.
-    if let Err(e) = app.limits.check_ip(IpBucket::Create, ip) {
-        return e.into_response();
-    }
     match start(&app, ip, ua, &headers, &body).await {
         Ok(r) => no_store(Json(r).into_response()),
         Err(e) => e.into_response(),
@@ -142,6 +136,8 @@ async fn start(
         .oidc
         .as_ref()
         .ok_or_else(|| OAuthError::invalid_request("no OpenID Provider here"))?;
+    // The address's create budget (a device authorization opens a login).
+    app.limits.check_ip(IpBucket::Create, ip)?;
     let form: DeviceForm = super::token::parse_form(headers, body)?;
     let client = authenticate(
         oidc,

@@ -37,6 +37,30 @@ pub struct OAuthError {
     /// Whether the client authenticated with HTTP Basic (then a failed
     /// authentication is a 401 with a `WWW-Authenticate` challenge).
     pub basic: bool,
+    /// A limit's refusal met on an OAuth endpoint: answered as the
+    /// service's own 429 (JSON error, `Retry-After`) like every limit, not
+    /// as an OAuth error. RFC 8628's per-device-code `slow_down` is an
+    /// OAuth error of its own ([`OAuthErrorCode::SlowDown`]), not this.
+    pub limited: Option<Limited>,
+}
+
+/// Which limit refused, and when to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    Rate { retry_after_secs: u64 },
+    SlowDown { retry_after_secs: u64 },
+    Streams { retry_after_secs: u64 },
+}
+
+impl Limited {
+    fn api_error(self) -> crate::ApiError {
+        use crate::ApiError;
+        match self {
+            Limited::Rate { retry_after_secs } => ApiError::RateLimited { retry_after_secs },
+            Limited::SlowDown { retry_after_secs } => ApiError::SlowDown { retry_after_secs },
+            Limited::Streams { retry_after_secs } => ApiError::TooManyStreams { retry_after_secs },
+        }
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -51,6 +75,13 @@ impl OAuthError {
             error,
             description: description.into(),
             basic: false,
+            limited: None,
+        }
+    }
+    fn limited(l: Limited) -> Self {
+        Self {
+            limited: Some(l),
+            ..Self::new(OAuthErrorCode::TemporarilyUnavailable, "too many requests")
         }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
@@ -64,6 +95,7 @@ impl OAuthError {
             error: OAuthErrorCode::InvalidClient,
             description: "client authentication failed".into(),
             basic,
+            limited: None,
         }
     }
 
@@ -96,11 +128,15 @@ impl From<crate::ApiError> for OAuthError {
                 OAuthErrorCode::TemporarilyUnavailable,
                 "the login store is unavailable",
             ),
-            // The OAuth handlers check their rate limits before they map
-            // to OAuth errors (a 429 with Retry-After, like everywhere);
-            // should one still arrive here, it asks the client to slow down.
-            ApiError::RateLimited { .. } | ApiError::SlowDown { .. } => {
-                Self::new(OAuthErrorCode::SlowDown, "too many requests")
+            // A limit's refusal stays the service's 429 with Retry-After.
+            ApiError::RateLimited { retry_after_secs } => {
+                Self::limited(Limited::Rate { retry_after_secs })
+            }
+            ApiError::SlowDown { retry_after_secs } => {
+                Self::limited(Limited::SlowDown { retry_after_secs })
+            }
+            ApiError::TooManyStreams { retry_after_secs } => {
+                Self::limited(Limited::Streams { retry_after_secs })
             }
             ApiError::BadRequest(m) => Self::invalid_request(m),
             other => Self::new(OAuthErrorCode::ServerError, other.to_string()),
@@ -110,6 +146,13 @@ impl From<crate::ApiError> for OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
+        if let Some(l) = self.limited {
+            let mut resp = l.api_error().into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            return resp;
+        }
         let status = self.status();
         let challenge = self.basic && status == StatusCode::UNAUTHORIZED;
         let mut resp = (

@@ -116,13 +116,7 @@ pub async fn token(
         // RFC 6749 error), like every other OIDC endpoint.
         return crate::error::ApiError::NoRoute.into_response();
     }
-    // The address's poll budget, before anything OAuth: its refusal is the
-    // service's 429 with Retry-After like every rate limit, not RFC 8628's
-    // `slow_down` (that one is per device code, in `device::poll`).
-    if let Err(e) = app.limits.check_ip(IpBucket::Poll, ip) {
-        return e.into_response();
-    }
-    match token_inner(&app, &headers, &body).await {
+    match token_inner(&app, ip, &headers, &body).await {
         Ok(r) => no_store(Json(r).into_response()),
         Err(e) => e.into_response(),
     }
@@ -130,6 +124,7 @@ pub async fn token(
 
 async fn token_inner(
     app: &AppState,
+    ip: std::net::IpAddr,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<TokenResponse, OAuthError> {
@@ -137,6 +132,10 @@ async fn token_inner(
         .oidc
         .as_ref()
         .ok_or_else(|| OAuthError::invalid_request("no OpenID Provider here"))?;
+    // The address's poll budget: its refusal stays the service's 429 with
+    // Retry-After (RFC 8628's `slow_down` is per device code, in
+    // `device::poll`).
+    app.limits.check_ip(IpBucket::Poll, ip)?;
     let form: TokenForm = parse_form(headers, body)?;
     let client = authenticate(
         oidc,
